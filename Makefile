@@ -11,11 +11,27 @@ PORT ?= 8000
 LOCAL ?=
 SCRIPTS := scripts/train.py scripts/evaluate.py
 
+# Containers: one compose project; the images run as the host user who calls make, so
+# what they write to models/ and notebooks/ is that user's. JupyterLab refuses to run
+# as root, so root's containers run as 1000:1000 (HOST_UID=... HOST_GID=... override).
+COMPOSE_PROJECT_NAME ?= penguins
+DOCKER_COMPOSE ?= docker compose
+COMPOSE = $(DOCKER_COMPOSE) -f compose/docker-compose.yml --env-file .env
+WAIT_SECONDS ?= 180
+HOST_UID ?= $(shell id -u)
+HOST_GID ?= $(shell id -g)
+ifeq ($(HOST_UID),0)
+  HOST_UID := 1000
+  HOST_GID := 1000
+endif
+export COMPOSE_PROJECT_NAME HOST_UID HOST_GID
+
 # uv when it is installed (fast), pip otherwise: same pinned files either way.
 UV := $(shell command -v uv 2>/dev/null)
 ifdef UV
   MAKE_VENV := uv venv -q --python $(PYTHON) $(VENV)
-  INSTALL := VIRTUAL_ENV=$(VENV) uv pip install -q -r requirements-dev.txt
+  # --compile-bytecode: imports stay fast even where PYTHONDONTWRITEBYTECODE is set
+  INSTALL := VIRTUAL_ENV=$(VENV) uv pip install -q --compile-bytecode -r requirements-dev.txt
 else
   MAKE_VENV := $(PYTHON) -m venv $(VENV)
   INSTALL := $(BIN)/pip install -q -r requirements-dev.txt
@@ -38,8 +54,10 @@ ifdef LOCAL
 RUN_JOB := $(BIN)/python
 JOB_DEPS := venv
 else
-RUN_JOB = $(error containers are not set up yet; run `make $@ LOCAL=1`)
-JOB_DEPS :=
+# One-off containers of the jupyter service: same image, mounts and user as JupyterLab,
+# no published ports, so they run beside a running stack. -T: no TTY needed.
+RUN_JOB = $(COMPOSE) run --rm -T jupyter python
+JOB_DEPS := jupyter-image
 endif
 
 .PHONY: train
@@ -55,9 +73,93 @@ notebooks: $(JOB_DEPS) ## sync notebooks/*.ipynb with scripts/*.py (newest side 
 	$(RUN_JOB) -m jupytext --sync $(SCRIPTS)
 
 .PHONY: serve
-serve: $(JOB_DEPS) ## serve the API on PORT (default 8000)
+ifdef LOCAL
+serve: venv ## start only the API container; LOCAL=1: uvicorn in the foreground on PORT (default 8000)
 	$(BIN)/uvicorn app.main:app --host 127.0.0.1 --port $(PORT)
+else
+serve: dotenv
+	$(COMPOSE) up -d --build api
+	@$(call wait_healthy,api)
+	@echo "API: http://$$($(COMPOSE) port api 8000)/docs"
+endif
 
 .PHONY: test
 test: venv ## run the test suite (no Docker needed)
 	$(BIN)/python -m pytest -m "not compose and not soak"
+
+.PHONY: test-compose
+test-compose: venv ## end-to-end tests against real containers (needs Docker; builds the images)
+	$(BIN)/python -m pytest -m compose
+
+# ---- containers (compose/docker-compose.yml) ----
+
+.PHONY: build
+build: dotenv ## build both images (jupyter, api)
+	$(COMPOSE) build
+
+.PHONY: up
+up: build ## build, train if models/ has no model, start JupyterLab and the API, wait, print the URLs
+	@ls models/*.pkl >/dev/null 2>&1 || { echo "models/ has no model yet: training them first"; $(COMPOSE) run --rm -T jupyter python scripts/train.py; }
+	$(COMPOSE) up -d
+	@$(call wait_healthy,jupyter api)
+	@echo "JupyterLab: http://$$($(COMPOSE) port jupyter 8888)/lab?token=$$($(COMPOSE) exec -T jupyter printenv JUPYTER_TOKEN)"
+	@echo "API:        http://$$($(COMPOSE) port api 8000)/docs"
+
+.PHONY: down
+down: dotenv ## stop and remove the containers (models/ and notebooks/ stay)
+	$(COMPOSE) down --remove-orphans
+
+.PHONY: logs
+logs: dotenv ## follow the containers' logs
+	$(COMPOSE) logs -f --tail=100
+
+.PHONY: ps
+ps: dotenv ## list the containers and their health
+	$(COMPOSE) ps
+
+.PHONY: clean
+clean: ## remove generated files: models/, notebooks/*.ipynb, caches (never data/ or scripts/)
+	find models -mindepth 1 ! -name .gitkeep -delete
+	rm -f notebooks/*.ipynb
+	find . -path ./.venv -prune -o -type d \( -name __pycache__ -o -name .ipynb_checkpoints -o -name .pytest_cache \) -print0 | xargs -0 rm -rf
+
+# Internal steps (no ##, so `make help` leaves them out).
+
+.PHONY: docker-check
+docker-check:
+	@docker info >/dev/null 2>&1 || { echo "No Docker daemon answers (docker info failed): start Docker, or run the job from .venv with LOCAL=1, e.g. make train LOCAL=1." >&2; exit 1; }
+
+# .env holds JUPYTER_TOKEN (git-ignored, readable by its owner only); a missing or
+# empty token is replaced by a random one, unless JUPYTER_TOKEN is exported.
+# As root, the container user (HOST_UID) is given the folders it writes to.
+.PHONY: dotenv
+dotenv: docker-check
+	@test -f .env || (umask 077 && cp .env.example .env)
+	@if [ -z "$${JUPYTER_TOKEN:-}" ] && ! grep -Eq '^JUPYTER_TOKEN=.+' .env; then \
+	  token=$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n'); \
+	  { grep -v '^JUPYTER_TOKEN=' .env; echo "JUPYTER_TOKEN=$$token"; } > .env.new && mv .env.new .env; \
+	  echo "Wrote a new JupyterLab token to .env: $$token"; \
+	fi
+	@if [ "$$(id -u)" = 0 ]; then find models notebooks scripts ! -user $(HOST_UID) -exec chown $(HOST_UID):$(HOST_GID) {} +; fi
+
+.PHONY: jupyter-image
+jupyter-image: dotenv
+	$(COMPOSE) build jupyter
+
+# $(call wait_healthy,SERVICES): poll each container's health check until it is
+# healthy; docker-compose 1.29 has no `up --wait`. Fails with the logs' tail.
+define wait_healthy
+for service in $(1); do \
+  id=$$($(COMPOSE) ps -q $$service); \
+  printf 'waiting for %s ' $$service; \
+  for _ in $$(seq $(WAIT_SECONDS)); do \
+    state=$$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' $$id 2>/dev/null); \
+    case "$$state" in \
+      "running healthy") echo ok; continue 2;; \
+      "running starting") printf .; sleep 1;; \
+      *) echo "$$state"; $(COMPOSE) logs --tail=40 $$service; exit 1;; \
+    esac; \
+  done; \
+  echo "not healthy after $(WAIT_SECONDS)s"; $(COMPOSE) logs --tail=40 $$service; exit 1; \
+done
+endef

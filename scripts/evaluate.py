@@ -64,7 +64,11 @@ BUNDLE_KEYS = {"model", "label_encoder", "metadata"}
 def load_bundles(folder: Path) -> dict[str, dict[str, Any]]:
     bundles = {}
     for path in sorted(folder.glob("*.pkl")):
-        content = joblib.load(path)
+        try:
+            content = joblib.load(path)
+        except Exception as error:  # a broken file must not stop the others' evaluation
+            print(f"skipping {path.name}: cannot be loaded ({type(error).__name__}: {error})")
+            continue
         if isinstance(content, dict) and BUNDLE_KEYS <= content.keys():
             bundles[path.stem] = content
         else:

@@ -1,0 +1,82 @@
+"""The paired notebooks: jupytext keeps them in step with scripts/, and they run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from jobs import ROOT
+from nbclient import NotebookClient
+
+SCRIPTS = ["train.py", "evaluate.py", "penguins.py"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the files pairing needs, so syncing never touches the working tree."""
+    for name in SCRIPTS:
+        (tmp_path / "scripts").mkdir(exist_ok=True)
+        shutil.copy(ROOT / "scripts" / name, tmp_path / "scripts")
+    shutil.copy(ROOT / "jupytext.toml", tmp_path)
+    shutil.copytree(ROOT / "data", tmp_path / "data")
+    (tmp_path / "notebooks").mkdir()
+    return tmp_path
+
+
+def sync(project: Path, *paths: str) -> None:
+    command = [sys.executable, "-m", "jupytext", "--sync", *paths]
+    subprocess.run(command, cwd=project, check=True, capture_output=True, timeout=60)
+
+
+def touch_later(path: Path) -> None:
+    # Sync picks the newest side: make the edit unambiguously newer than its twin.
+    stat = path.stat()
+    os.utime(path, (stat.st_atime + 5, stat.st_mtime + 5))
+
+
+def test_sync_creates_both_notebooks(project: Path) -> None:
+    sync(project, "scripts/train.py", "scripts/evaluate.py")
+    for name in ("train", "evaluate"):
+        notebook = nbformat.read(project / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert notebook.cells[0].cell_type == "markdown"
+        assert any(cell.cell_type == "code" for cell in notebook.cells)
+
+
+def test_a_notebook_edit_reaches_the_script(project: Path) -> None:
+    sync(project, "scripts/train.py")
+    path = project / "notebooks" / "train.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell('print("edited in the notebook")'))
+    nbformat.write(notebook, path)
+    touch_later(path)
+    sync(project, "notebooks/train.ipynb")
+    assert 'print("edited in the notebook")' in (project / "scripts" / "train.py").read_text()
+
+
+def test_a_script_edit_reaches_the_notebook(project: Path) -> None:
+    sync(project, "scripts/train.py")
+    script = project / "scripts" / "train.py"
+    script.write_text(script.read_text() + '\n# %%\nprint("edited in the script")\n')
+    touch_later(script)
+    sync(project, "scripts/train.py")
+    sources = [cell.source for cell in nbformat.read(project / "notebooks" / "train.ipynb", as_version=4).cells]
+    assert 'print("edited in the script")' in sources
+
+
+def test_the_generated_notebooks_execute_and_write_models(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELS_DIR", raising=False)
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    sync(project, "scripts/train.py", "scripts/evaluate.py")
+    for name in ("train", "evaluate"):
+        notebook = nbformat.read(project / "notebooks" / f"{name}.ipynb", as_version=4)
+        NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(project / "notebooks")}}).execute()
+    # The kernel starts in notebooks/; outputs still land in the project's models/.
+    assert sorted(path.name for path in (project / "models").glob("*.pkl")) == [
+        "logistic_regression.pkl", "random_forest.pkl", "svc.pkl",
+    ]  # fmt: skip
+    assert (project / "models" / "evaluation" / "metrics.json").is_file()
