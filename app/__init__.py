@@ -1,0 +1,1 @@
+"""The inference API: serves every model file in MODELS_DIR (`app.main:app`)."""

@@ -1,0 +1,230 @@
+"""The models folder: discover, load once, cache, hot-reload, evict; and the path-safety boundary.
+
+A pickle is code. Only a plain file name (config.MODEL_NAME_PATTERN) inside MODELS_DIR is ever
+opened, and a symlink is followed only when its target lies inside MODELS_DIR too.
+A cached model costs one stat per request; a changed (mtime, size, inode) reloads it on next use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from app.config import MODEL_NAME_MAX_LENGTH, is_model_name
+from app.errors import (
+    InvalidModelName,
+    ModelLoadFailed,
+    ModelNotFound,
+    ModelOutsideFolder,
+    ModelsFolderUnavailable,
+)
+from app.predictors import NotAModel, Predictor, Unpacked, build_predictor, measure, probe_batch, unpack
+
+SUFFIX = ".pkl"
+logger = logging.getLogger("app")
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What tells a replaced file apart: os.replace changes the inode even within the same second."""
+
+    mtime_ns: int
+    size: int
+    inode: int
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> Stamp:
+        return cls(status.st_mtime_ns, status.st_size, status.st_ino)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str  # the file name, "random_forest.pkl"
+    stamp: Stamp
+    predictor: Predictor
+    unpacked: Unpacked
+    seconds_one: float  # measured at load: one record
+    seconds_per_record: float  # measured at load: each further record
+
+    def estimated_seconds(self, records: int) -> float:
+        return self.seconds_one + self.seconds_per_record * (records - 1)
+
+    def info(self) -> dict[str, Any]:
+        metadata = self.unpacked.metadata or {}
+        metrics = {key: metadata[key] for key in ("cv_score", "test_accuracy") if isinstance(metadata.get(key), float)}
+        return {
+            "name": self.name,
+            "format": self.unpacked.format,
+            "estimator": metadata.get("estimator") or _estimator_name(self.unpacked.model),
+            "params": metadata.get("params"),
+            "metrics": metrics or None,
+            "classes": list(self.predictor.classes),
+            "features": list(self.predictor.input_columns),
+            "trained_at": metadata.get("trained_at"),
+            "sklearn_version": metadata.get("sklearn_version"),
+            "size_bytes": self.stamp.size,
+            "modified_at": datetime.fromtimestamp(self.stamp.mtime_ns / 1e9, timezone.utc).isoformat(),
+            "probabilities": self.predictor.has_probabilities,
+            "fast_path": self.predictor.fast_path,
+        }
+
+
+@dataclass(frozen=True)
+class BrokenModel:
+    """A failed load, remembered until the file changes, so a bad file is not re-read on every request."""
+
+    stamp: Stamp
+    detail: str
+
+
+def _estimator_name(model: Any) -> str:
+    final = model[-1] if hasattr(model, "steps") else model
+    return type(final).__name__
+
+
+class Registry:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._entries: dict[str, LoadedModel | BrokenModel] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def available(self) -> list[str]:
+        """The model files in the folder now; cached models whose file is gone are evicted."""
+        try:
+            with os.scandir(self.folder) as entries:
+                names = sorted(entry.name for entry in entries if self._is_listed(entry))
+        except OSError as error:
+            raise ModelsFolderUnavailable(f"Models folder {self.folder} is not readable: {_reason(error)}.") from None
+        for gone in self._entries.keys() - set(names):
+            self._evict(gone)
+        return names
+
+    def file_name(self, name: str) -> str:
+        """A client-given name as a file name in the folder; anything that is not a plain name is refused."""
+        if not is_model_name(name):
+            raise InvalidModelName(
+                f"Model name {name[:MODEL_NAME_MAX_LENGTH]!r} is not a plain file name: use letters, digits, "
+                f"'.', '_' or '-', starting with a letter or digit, at most {MODEL_NAME_MAX_LENGTH} characters."
+            )
+        return name if name.endswith(SUFFIX) else name + SUFFIX
+
+    def cached(self, name: str) -> LoadedModel | None:
+        """The loaded model when it is current (one stat), else None: cheap enough for the event loop."""
+        file_name = self.file_name(name)
+        stamp = self._stamp(file_name)
+        entry = self._entries.get(file_name)
+        if entry is None or entry.stamp != stamp:
+            return None
+        if isinstance(entry, BrokenModel):
+            raise ModelLoadFailed(entry.detail)
+        return entry
+
+    def get(self, name: str) -> LoadedModel:
+        """The current model, loading it when needed; blocking: call from a worker thread."""
+        found = self.cached(name)
+        if found is not None:
+            return found
+        file_name = self.file_name(name)
+        # Single flight: concurrent requests for a new file wait here and find it cached.
+        with self._lock(file_name):
+            found = self.cached(name)
+            return found if found is not None else self._load(file_name)
+
+    def _is_listed(self, entry: os.DirEntry[str]) -> bool:
+        if not entry.name.endswith(SUFFIX) or not is_model_name(entry.name):
+            return False
+        if entry.is_symlink() and not self._inside(self.folder / entry.name):
+            return False
+        return entry.is_file()
+
+    def _inside(self, path: Path) -> bool:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(self.folder))
+
+    def _stamp(self, file_name: str) -> Stamp:
+        path = self.folder / file_name
+        try:
+            status = os.lstat(path)
+            if stat.S_ISLNK(status.st_mode):
+                self._refuse_escape(file_name)
+                status = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._not_found(file_name) from None
+        except OSError as error:
+            raise ModelLoadFailed(f"Model file {file_name} cannot be read: {_reason(error)}.") from None
+        if not stat.S_ISREG(status.st_mode):
+            raise self._not_found(file_name)
+        return Stamp.of(status)
+
+    def _refuse_escape(self, file_name: str) -> None:
+        if not self._inside(self.folder / file_name):
+            raise ModelOutsideFolder(
+                f"Model {file_name!r} is a link to a file outside the models folder; it is never loaded."
+            )
+
+    def _not_found(self, file_name: str) -> ModelNotFound:
+        self._evict(file_name)
+        available = self.available()
+        return ModelNotFound(
+            f"Model {file_name!r} not found in {self.folder}; available: {', '.join(available) or 'none'}."
+        )
+
+    def _evict(self, file_name: str) -> None:
+        self._entries.pop(file_name, None)
+
+    def _lock(self, file_name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(file_name, threading.Lock())
+
+    def _load(self, file_name: str) -> LoadedModel:
+        self._refuse_escape(file_name)  # again, at open time: the file may have become a link since
+        real = os.path.realpath(self.folder / file_name)
+        try:
+            # O_NOFOLLOW: the path is already resolved, so a link appearing now is refused, not followed.
+            descriptor = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise self._not_found(file_name) from None
+        except OSError as error:
+            raise ModelLoadFailed(f"Model file {file_name} cannot be opened: {_reason(error)}.") from None
+        with os.fdopen(descriptor, "rb") as file:
+            # The stamp of the bytes actually read: a replace during the load is seen on the next request.
+            stamp = Stamp.of(os.fstat(file.fileno()))
+            try:
+                loaded = self._build(file_name, stamp, joblib.load(file))
+            except Exception as error:
+                detail = f"Model file {file_name} cannot be loaded: {_load_reason(error, stamp)}."
+                self._entries[file_name] = BrokenModel(stamp, detail)
+                raise ModelLoadFailed(detail) from error
+        self._entries[file_name] = loaded
+        logger.info("loaded %s (%s, fast path: %s)", file_name, loaded.info()["estimator"], loaded.predictor.fast_path)
+        return loaded
+
+    def _build(self, file_name: str, stamp: Stamp, content: Any) -> LoadedModel:
+        unpacked = unpack(content)
+        predictor = build_predictor(unpacked)
+        probe = probe_batch()
+        # A model that fails on sample records fails here, once, not on every request.
+        seconds_one = measure(predictor, probe.head(1))
+        seconds_all = measure(predictor, probe, repeats=1)
+        per_record = max(seconds_all - seconds_one, 0.0) / (len(probe) - 1)
+        return LoadedModel(file_name, stamp, predictor, unpacked, seconds_one, per_record)
+
+
+def _reason(error: OSError) -> str:
+    return (error.strerror or type(error).__name__).lower()
+
+
+def _load_reason(error: Exception, stamp: Stamp) -> str:
+    if stamp.size == 0:
+        return "the file is empty"
+    if isinstance(error, NotAModel):
+        return str(error)
+    return f"{type(error).__name__}: {error}".rstrip(".")

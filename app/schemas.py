@@ -1,0 +1,132 @@
+"""Request and response bodies: validated input, and the shapes the OpenAPI document shows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+ISLANDS = ("Biscoe", "Dream", "Torgersen")
+SEXES = ("Male", "Female")
+# The seed's request example: the first penguin of the data set.
+EXAMPLE_RECORD: dict[str, Any] = {
+    "island": "Torgersen",
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181,
+    "body_mass_g": 3750,
+    "sex": "Male",
+}
+
+
+def _canonical_sex(value: Any) -> Any:
+    # The raw data writes MALE, seaborn writes Male: accept any case, answer in one.
+    return value.capitalize() if isinstance(value, str) and value.lower() in ("male", "female") else value
+
+
+# strict: "39.1" or true is a client mistake, not a number; JSON integers still count.
+Measurement = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+Island = Literal["Biscoe", "Dream", "Torgersen"]
+Sex = Annotated[Literal["Male", "Female"], BeforeValidator(_canonical_sex)]
+ModelName = Annotated[str, Field(description="A file in MODELS_DIR, with or without `.pkl`.", examples=["svc"])]
+
+
+class PenguinRecord(BaseModel):
+    """One penguin's measurements; fields not listed here are ignored."""
+
+    island: Island
+    bill_length_mm: Measurement
+    bill_depth_mm: Measurement
+    flipper_length_mm: Measurement
+    body_mass_g: Measurement
+    sex: Sex
+
+
+class PredictRequest(BaseModel):
+    """POST /predict body; the query's `model` wins over `model` here."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"records": [EXAMPLE_RECORD]}]})
+
+    records: list[PenguinRecord] = Field(min_length=1)
+    model: ModelName | None = None
+
+
+class CompareRequest(BaseModel):
+    """POST /predict/compare body; the query's `models` win over `models` here; default: every model."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"records": [EXAMPLE_RECORD], "models": ["svc", "random_forest"]}]}
+    )
+
+    records: list[PenguinRecord] = Field(min_length=1)
+    models: list[ModelName] | None = Field(default=None, min_length=1)
+
+
+class PredictResponse(BaseModel):
+    """One model's answer: a prediction per record, and a probability per class when the model has them."""
+
+    model: str = Field(examples=["random_forest.pkl"])
+    predictions: list[str] = Field(examples=[["Adelie"]])
+    probabilities: list[dict[str, float]] | None = Field(examples=[[{"Adelie": 0.98, "Chinstrap": 0.02, "Gentoo": 0.0}]])
+    classes: list[str] = Field(examples=[["Adelie", "Chinstrap", "Gentoo"]])
+
+
+class CompareResponse(BaseModel):
+    """Several models' answers keyed by file name; `skipped` names unloadable files left out of a default run."""
+
+    results: dict[str, PredictResponse]
+    skipped: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelInfo(BaseModel):
+    """What a model file holds, from its metadata when it has some, and from the file itself."""
+
+    name: str
+    format: Literal["bundle", "legacy_bundle", "estimator"]
+    estimator: str
+    params: dict[str, Any] | None
+    metrics: dict[str, float] | None
+    classes: list[str]
+    features: list[str]
+    trained_at: str | None
+    sklearn_version: str | None
+    size_bytes: int
+    modified_at: str
+    probabilities: bool
+    fast_path: bool = Field(description="Records are encoded by the compiled numpy encoder, not pandas.")
+
+
+class ModelList(BaseModel):
+    """The model files in MODELS_DIR at the moment of the request."""
+
+    path: str
+    modelos_disponibles_total: int
+    modelos_disponibles: list[str]
+
+
+class Welcome(BaseModel):
+    message: str
+    endpoints: list[str]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    models: int
+
+
+class ErrorDetail(BaseModel):
+    """Every error but validation: one sentence naming the problem."""
+
+    detail: str
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorDetail(BaseModel):
+    """422: what did not validate, where (FastAPI's shape)."""
+
+    detail: list[ValidationIssue]

@@ -1,0 +1,61 @@
+"""Fixtures shared by the suite: real models trained once per session, and API clients over copies."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jobs import run_script
+from starlette.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+
+MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
+RECORD: dict[str, Any] = {
+    "island": "Torgersen",
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181,
+    "body_mass_g": 3750,
+    "sex": "Male",
+}
+
+
+@pytest.fixture(scope="session")
+def trained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scripts/train.py --quick, once per session: the three real bundles. Read-only: copy before changing."""
+    folder = tmp_path_factory.mktemp("trained_models")
+    result = run_script("train.py", "--quick", "--models-dir", folder)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.fixture
+def models_dir(trained_models_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained models, free to add to, replace and delete from."""
+    folder = tmp_path / "models"
+    shutil.copytree(trained_models_dir, folder)
+    return folder
+
+
+@pytest.fixture
+def make_client(models_dir: Path) -> Iterator[Callable[..., TestClient]]:
+    """Open an API client with the lifespan running; settings default to the private models folder."""
+    with ExitStack() as stack:
+
+        def make(folder: Path | None = None, default_model: str = "random_forest", max_records: int = 10_000) -> TestClient:
+            settings = Settings(folder or models_dir, default_model, max_records)
+            # Entering the client runs the lifespan, as `with TestClient(app) as client:` does.
+            return stack.enter_context(TestClient(create_app(settings)))
+
+        yield make
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()

@@ -1,0 +1,52 @@
+"""app/config.py: settings from the environment, and a bad value refused at start with its name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from app.config import ConfigError, Settings
+from app.main import create_app
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.models_dir == Path("models").absolute()
+    assert settings.default_model == "random_forest"
+    assert settings.max_records == 10_000
+
+
+def test_values_come_from_the_environment(tmp_path: Path) -> None:
+    environ = {"MODELS_DIR": str(tmp_path), "DEFAULT_MODEL": "svc", "MAX_RECORDS": "5"}
+    assert Settings.from_env(environ) == Settings(tmp_path, "svc", 5)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        pytest.param("MAX_RECORDS", "many", id="max-records-not-a-number"),
+        pytest.param("MAX_RECORDS", "0", id="max-records-zero"),
+        pytest.param("MAX_RECORDS", "-3", id="max-records-negative"),
+        pytest.param("DEFAULT_MODEL", "../outside", id="default-model-a-path"),
+        pytest.param("DEFAULT_MODEL", "", id="default-model-empty"),
+        pytest.param("MODELS_DIR", " ", id="models-dir-blank"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{variable}\b.*\.$"):
+        Settings.from_env({variable: value})
+
+
+def test_the_app_refuses_to_start_with_a_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_RECORDS", "ten")
+    with pytest.raises(ConfigError, match="MAX_RECORDS"):
+        with TestClient(create_app()):
+            pass
+
+
+def test_the_app_reads_the_environment_when_it_starts(monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:
+    monkeypatch.setenv("MODELS_DIR", str(models_dir))
+    with TestClient(create_app()) as client:
+        assert client.get("/models").json()["path"] == str(models_dir)
