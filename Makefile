@@ -13,13 +13,18 @@ SCRIPTS := scripts/train.py scripts/evaluate.py
 
 # Containers: one compose project; the images run as the host user who calls make, so
 # what they write to models/ and notebooks/ is that user's. JupyterLab refuses to run
-# as root, so root's containers run as 1000:1000 (HOST_UID=... HOST_GID=... override).
+# as root, so under root (sudo make up) they run as the checkout's owner, or as
+# 1000:1000 when root owns it too. HOST_UID=... HOST_GID=... override.
 COMPOSE_PROJECT_NAME ?= penguins
 DOCKER_COMPOSE ?= docker compose
 COMPOSE = $(DOCKER_COMPOSE) -f compose/docker-compose.yml --env-file .env
 WAIT_SECONDS ?= 180
 HOST_UID ?= $(shell id -u)
 HOST_GID ?= $(shell id -g)
+ifeq ($(HOST_UID),0)
+  HOST_UID := $(shell stat -c %u . 2>/dev/null || stat -f %u .)
+  HOST_GID := $(shell stat -c %g . 2>/dev/null || stat -f %g .)
+endif
 ifeq ($(HOST_UID),0)
   HOST_UID := 1000
   HOST_GID := 1000
@@ -134,10 +139,11 @@ docker-check:
 # As root, the container user (HOST_UID) is given the folders it writes to.
 .PHONY: dotenv
 dotenv: docker-check
-	@test -f .env || (umask 077 && cp .env.example .env)
-	@if [ -z "$${JUPYTER_TOKEN:-}" ] && ! grep -Eq '^JUPYTER_TOKEN=.+' .env; then \
+	@umask 077; test -f .env || cp .env.example .env; \
+	if [ -z "$${JUPYTER_TOKEN:-}" ] && ! grep -Eq '^JUPYTER_TOKEN=.+' .env; then \
 	  token=$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n'); \
-	  { grep -v '^JUPYTER_TOKEN=' .env; echo "JUPYTER_TOKEN=$$token"; } > .env.new && mv .env.new .env; \
+	  grep -q '^JUPYTER_TOKEN=' .env || echo 'JUPYTER_TOKEN=' >> .env; \
+	  sed "s/^JUPYTER_TOKEN=.*/JUPYTER_TOKEN=$$token/" .env > .env.new && mv .env.new .env; \
 	  echo "Wrote a new JupyterLab token to .env: $$token"; \
 	fi
 	@if [ "$$(id -u)" = 0 ]; then find models notebooks scripts ! -user $(HOST_UID) -exec chown $(HOST_UID):$(HOST_GID) {} +; fi
