@@ -138,7 +138,7 @@ CANDIDATES: dict[str, tuple[Pipeline, dict[str, list[Any]]]] = {
     ),
     "random_forest": (
         make_pipeline(RandomForestClassifier(random_state=args.seed), scale=False),
-        {"classifier__n_estimators": [50, 100, 200], "classifier__max_depth": [None, 8]},
+        {"classifier__n_estimators": [25, 50, 100], "classifier__max_depth": [None, 8]},
     ),
     "svc": (
         make_pipeline(SVC(random_state=args.seed), scale=True),

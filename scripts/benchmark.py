@@ -1,0 +1,312 @@
+"""Measure the API against its physical floors: `make bench` (see README, Performance).
+
+Starts the API with uvicorn as the API image does (`python -m app`), on a free loopback port,
+loads it with wrk, and measures in the same run the floors it cannot beat:
+- HTTP floor: a minimal Starlette endpoint that parses the same JSON body, same uvicorn settings;
+- model floor: the loaded model's final estimator on the already-encoded rows, in process;
+- in-process path: the whole app for one request (ASGI call), minus the HTTP server.
+Prints one table and writes it as JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import pandas as pd
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script from anywhere: the shared helpers in scripts/ and the app package importable.
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
+from penguins import FEATURES, resolve_dir  # noqa: E402
+MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
+RECORD = {
+    "island": "Biscoe",
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181,
+    "body_mass_g": 3750,
+    "sex": "Male",
+}
+BATCH_MODELS = ["logistic_regression", "random_forest"]
+BATCH_SIZES = [1_000, 10_000]
+WRK_REPORT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = io.open(os.getenv("BENCH_BODY"), "rb"):read()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('\\n{"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "errors": %d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
+    e.connect + e.read + e.write + e.timeout + e.status))
+end
+"""
+
+
+@dataclass
+class Row:
+    case: str
+    figure: float
+    unit: str
+    floor: float | None = None
+    comparison: str = ""
+    target: str = ""
+    met: bool | None = None
+
+
+# --- the HTTP floor: what any Starlette endpoint costs for this body --------------------------
+
+
+async def _floor_endpoint(request: Request) -> Response:
+    await request.json()
+    return Response(b'{"predictions":["Adelie"]}', media_type="application/json")
+
+
+floor_app = Starlette(routes=[Route("/predict", _floor_endpoint, methods=["POST"])])
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def served(command: list[str], env: dict[str, str]) -> Iterator[str]:
+    """Run a server on a free loopback port until the block ends; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, server)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wait_until_up(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited early: {server.stderr.read().decode()[-2000:] if server.stderr else ''}")
+        try:
+            httpx.get(url + "/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"the server at {url} did not answer within 60 s")
+
+
+def api_command(workers: int) -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-m", "app"], {"WEB_CONCURRENCY": str(workers)}
+
+
+def floor_command(workers: int) -> tuple[list[str], dict[str, str]]:
+    # Same entry point and uvicorn settings as the API, only the app differs.
+    serve_floor = "from app.__main__ import serve; serve('benchmark:floor_app')"
+    return [sys.executable, "-c", serve_floor], {"WEB_CONCURRENCY": str(workers), "PYTHONPATH": str(ROOT / "scripts")}
+
+
+# --- wrk ---------------------------------------------------------------------------------------
+
+
+def wrk(url: str, body: bytes, connections: int, seconds: float) -> dict[str, float]:
+    """One wrk run posting body; returns requests/s, p50 and p99 in ms."""
+    with tempfile.TemporaryDirectory() as folder:
+        script, payload = Path(folder) / "report.lua", Path(folder) / "body.json"
+        script.write_text(WRK_REPORT)
+        payload.write_bytes(body)
+        threads = min(connections, 2)
+        command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url]
+        output = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "BENCH_BODY": str(payload)})
+    report = json.loads(output.stdout.strip().splitlines()[-1])
+    if report["errors"]:
+        raise SystemExit(f"wrk saw {report['errors']} failed requests against {url}")
+    return {**report, "rps": report["requests"] / report["seconds"]}
+
+
+def body(records: int = 1) -> bytes:
+    return json.dumps({"records": [RECORD] * records}).encode()
+
+
+# --- in-process measurements -----------------------------------------------------------------
+
+
+def p50_ms(call: Callable[[], object], seconds: float) -> float:
+    """Median wall time of call, repeated for about `seconds` after a warm-up."""
+    for _ in range(20):
+        call()
+    samples, deadline = [], time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples) < 50:
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1e3
+
+
+def model_floor(path: Path, records: int, seconds: float) -> float:
+    """Final estimator on already-encoded rows: nothing in Python can be faster than this."""
+    pipeline = joblib.load(path)["model"]
+    encoded = pipeline[:-1].transform(pd.DataFrame([RECORD] * records, columns=FEATURES))
+    estimator = pipeline[-1]
+    method = estimator.predict_proba if hasattr(estimator, "predict_proba") else estimator.predict
+    return p50_ms(lambda: method(encoded), seconds)
+
+
+def in_process_path(models_dir: Path, model: str, seconds: float) -> float:
+    """The app's own work for one /predict, called as ASGI: no sockets, no HTTP parsing."""
+    os.environ["MODELS_DIR"] = str(models_dir)
+    from app.main import create_app  # noqa: PLC0415  (reads the environment when it starts)
+
+    application = create_app()
+    loop = asyncio.new_event_loop()
+    payload = body()
+
+    async def call() -> int:
+        status = 0
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            status = message.get("status", status)
+
+        scope = {
+            "type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict", "root_path": "",
+            "query_string": f"model={model}".encode(), "headers": [(b"content-type", b"application/json")],
+            "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "http_version": "1.1",
+            "asgi": {"version": "3.0"}, "state": lifespan_state,
+        }  # fmt: skip
+        await application(scope, receive, send)
+        return status
+
+    lifespan_state: dict[str, Any] = {}
+    context = application.router.lifespan_context(application)
+    lifespan_state.update(loop.run_until_complete(context.__aenter__()) or {})
+    try:
+        assert loop.run_until_complete(call()) == 200
+        return p50_ms(lambda: loop.run_until_complete(call()), seconds)
+    finally:
+        loop.run_until_complete(context.__aexit__(None, None, None))
+        loop.close()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def ensure_models(models_dir: Path) -> None:
+    if not list(models_dir.glob("*.pkl")):
+        print(f"no models in {models_dir}: training them first", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--models-dir", str(models_dir)], check=True)
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}"}  # fmt: skip
+
+
+def measure(models_dir: Path, workers: int, seconds: float) -> list[Row]:
+    rows: list[Row] = []
+    floors_ms = {name: model_floor(models_dir / f"{name}.pkl", 1, seconds) for name in MODEL_NAMES}
+    with served(*floor_command(workers)) as url:
+        http_floor = wrk(url + "/predict", body(), 1, seconds)
+        http_floor_8 = wrk(url + "/predict", body(), 8, seconds)
+    rows.append(Row("HTTP floor, 1 connection, p50", http_floor["p50_ms"], "ms"))
+    rows.append(Row("HTTP floor, 8 connections", http_floor_8["rps"], "req/s"))
+    with served(*api_command(workers)) as url:
+        single_p50 = {}
+        for name in MODEL_NAMES:
+            one = wrk(f"{url}/predict?model={name}", body(), 1, seconds)
+            eight = wrk(f"{url}/predict?model={name}", body(), 8, seconds)
+            single_p50[name] = one["p50_ms"]
+            floor = http_floor["p50_ms"] + floors_ms[name]
+            rows.append(Row(f"model floor {name}, 1 record, p50", floors_ms[name], "ms"))
+            rows.append(Row(f"/predict {name}, 1 connection, p50", one["p50_ms"], "ms", floor,
+                            f"+{one['p50_ms'] - floor:.2f} ms", "<= floors + 0.3 ms", one["p50_ms"] - floor <= 0.3))  # fmt: skip
+            rows.append(Row(f"/predict {name}, 1 connection, p99", one["p99_ms"], "ms"))
+            minimum = {"logistic_regression": 3000, "random_forest": 200}.get(name)
+            rows.append(Row(f"/predict {name}, 8 connections", eight["rps"], "req/s", http_floor_8["rps"],
+                            f"{eight['rps'] / http_floor_8['rps']:.2f} x floor",
+                            f">= {minimum} req/s" if minimum else "", eight["rps"] >= minimum if minimum else None))  # fmt: skip
+        for name in BATCH_MODELS:
+            for size in BATCH_SIZES:
+                run = wrk(f"{url}/predict?model={name}", body(size), 1, seconds)
+                floor = size / (model_floor(models_dir / f"{name}.pkl", size, seconds / 2) / 1e3)
+                figure = run["rps"] * size
+                wanted = 150_000 if (name, size) == ("logistic_regression", 10_000) else None
+                rows.append(Row(f"/predict {name}, {size:,} records", figure, "records/s", floor,
+                                f"{figure / floor:.2f} x model floor", f">= {wanted:,} records/s" if wanted else "",
+                                figure >= wanted if wanted else None))  # fmt: skip
+        models = "&".join(f"models={name}" for name in MODEL_NAMES)
+        compared = wrk(f"{url}/predict/compare?{models}", body(), 1, seconds)
+        total = sum(single_p50.values())
+        rows.append(Row("/predict/compare 3 models, 1 connection, p50", compared["p50_ms"], "ms", total,
+                        f"{compared['p50_ms'] / total:.2f} x sum of singles", "<= 1.2 x", compared["p50_ms"] <= 1.2 * total))  # fmt: skip
+    for name in MODEL_NAMES:
+        inside = in_process_path(models_dir, name, seconds)
+        rows.append(Row(f"in-process path {name}, 1 record, p50", inside, "ms", floors_ms[name],
+                        f"+{inside - floors_ms[name]:.2f} ms over model floor"))  # fmt: skip
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = [f"{'case':<48} {'figure':>12} {'unit':<10} {'floor':>12}  {'comparison':<30} target"]
+    for row in rows:
+        floor = f"{row.floor:,.2f}" if row.floor is not None else ""
+        verdict = {True: "met", False: "MISSED", None: ""}[row.met]
+        target = f"{row.target} {verdict}".strip()
+        lines.append(f"{row.case:<48} {row.figure:>12,.2f} {row.unit:<10} {floor:>12}  {row.comparison:<30} {target}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", help="models to serve (env MODELS_DIR, default models)")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (default 1)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each wrk run (default 3)")
+    parser.add_argument("--out", help="JSON report (default <models-dir>/evaluation/bench.json)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian, Ubuntu) or `brew install wrk` (macOS).")
+    models_dir = resolve_dir(args.models_dir, "MODELS_DIR", "models")
+    ensure_models(models_dir)
+    os.environ["MODELS_DIR"] = str(models_dir)
+    rows = measure(models_dir, args.workers, args.seconds)
+    print(table(rows))
+    out = Path(args.out) if args.out else models_dir / "evaluation" / "bench.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"machine": machine(), "workers": args.workers, "seconds_per_run": args.seconds, "rows": [asdict(row) for row in rows]}
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""A real API server for live tests: `python -m app` (as the API image runs it) on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from jobs import ROOT
+
+# Root reads any file whatever its mode; without these capabilities it obeys permissions like a user.
+DROP_ROOT_OVERRIDES = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def rss_bytes(self) -> int:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines())
+        return int(fields["VmRSS"].split()[0]) * 1024
+
+    def open_files(self) -> int:
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the server exited: {log.read_text()[-3000:]}"
+        try:
+            httpx.get(f"{url}/health", timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError(f"the server did not answer within 60 s: {log.read_text()[-3000:]}")
+
+
+@contextmanager
+def start_server(models_dir: Path, log: Path, obey_permissions: bool = False, workers: int = 1) -> Iterator[LiveServer]:
+    """Serve models_dir until the block ends. obey_permissions: a root server cannot read a mode-000 folder."""
+    port = free_port()
+    env = {**os.environ, "MODELS_DIR": str(models_dir), "HOST": "127.0.0.1", "PORT": str(port)}
+    env["WEB_CONCURRENCY"] = str(workers)
+    command = [sys.executable, "-m", "app"]
+    if obey_permissions and os.geteuid() == 0:
+        assert shutil.which("setpriv"), "setpriv (util-linux) is needed to test permissions as root"
+        command = DROP_ROOT_OVERRIDES + command
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(url, process, log)
+        yield LiveServer(url, process, log)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

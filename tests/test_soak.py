@@ -1,0 +1,198 @@
+"""Soak and faults under load: a live server keeps answering while its models folder changes.
+
+Run by `make test-soak` (marker `soak`), about a minute. Eight clients load a real uvicorn
+server while, in turn: the three models are replaced 50 times, a broken file comes and goes,
+a new model comes, is used and goes, and the folder becomes unreadable and readable again.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from jobs import run_script
+from live import LiveServer, start_server
+
+pytestmark = pytest.mark.soak
+
+HEALTHY = ["logistic_regression", "random_forest", "svc"]
+RECORD = {
+    "island": "Dream",
+    "bill_length_mm": 50.9,
+    "bill_depth_mm": 19.1,
+    "flipper_length_mm": 196,
+    "body_mass_g": 3550,
+    "sex": "male",
+}
+HEALTHY_CLIENTS = 6
+PROBE_CLIENTS = 2
+REPLACEMENTS = 50
+MEMORY_GROWTH_LIMIT = 50 * 1024 * 1024
+
+
+@dataclass
+class Load:
+    """Eight client threads: six on the healthy models, two on whatever `probe` names."""
+
+    url: str
+    counts: collections.Counter[str] = field(default_factory=collections.Counter)
+    failures: list[str] = field(default_factory=list)
+    # (model, expected statuses) for the probe clients, or None while they idle.
+    probe: tuple[str, frozenset[int]] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, kind: str, failure: str | None) -> None:
+        with self.lock:
+            self.counts[kind] += 1
+            if failure is not None:
+                self.failures.append(failure)
+
+    def healthy_client(self, first: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            for turn in range(first, 10**9):
+                if self.stop.is_set():
+                    return
+                name = HEALTHY[turn % len(HEALTHY)]
+                response = client.post("/predict", params={"model": name}, json={"records": [RECORD]})
+                ok = response.status_code == 200 and response.json()["predictions"] == ["Chinstrap"]
+                self.record("healthy 200" if ok else "healthy FAILED", None if ok else f"{name}: {response.text}")
+
+    def probe_client(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self.stop.is_set():
+                if (probe := self.probe) is None:
+                    time.sleep(0.005)
+                    continue
+                name, expected = probe
+                response = client.post("/predict", params={"model": name}, json={"records": [RECORD]})
+                ok = response.status_code in expected and (response.status_code == 200 or "detail" in response.json())
+                kind = f"{name} {response.status_code}" + ("" if ok else " UNEXPECTED")
+                self.record(kind, None if ok else f"{name}: {response.status_code} {response.text}")
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        threads = [threading.Thread(target=self.healthy_client, args=(index,)) for index in range(HEALTHY_CLIENTS)]
+        threads += [threading.Thread(target=self.probe_client) for _ in range(PROBE_CLIENTS)]
+        for thread in threads:
+            thread.start()
+        try:
+            yield
+        finally:
+            self.stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+
+    def probing(self, name: str, *statuses: int) -> None:
+        self.probe = (name, frozenset(statuses))
+
+
+def replace_atomically(source: Path, target: Path) -> None:
+    temporary = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+
+
+@pytest.fixture(scope="module")
+def model_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two versions of the three models (different seeds), to swap under load."""
+    first, second = tmp_path_factory.mktemp("seed42"), tmp_path_factory.mktemp("seed7")
+    for folder, seed in ((first, "42"), (second, "7")):
+        result = run_script("train.py", "--quick", "--seed", seed, "--models-dir", folder)
+        assert result.returncode == 0, result.stderr
+    return first, second
+
+
+def swap_models(models: Path, sets: tuple[Path, Path]) -> None:
+    for round_ in range(REPLACEMENTS):
+        for name in HEALTHY:
+            replace_atomically(sets[(round_ + 1) % 2] / f"{name}.pkl", models / f"{name}.pkl")
+        time.sleep(0.15)  # long enough for the clients to use each new file
+
+
+def broken_file_comes_and_goes(models: Path, load: Load) -> None:
+    (models / ".broken.tmp").write_bytes(b"\x80\x04 this is not a whole pickle")
+    os.replace(models / ".broken.tmp", models / "broken.pkl")
+    load.probing("broken", 500, 404)  # 404 only in the instant it is deleted below
+    time.sleep(3)
+    (models / "broken.pkl").unlink()
+    time.sleep(0.5)
+    load.probing("broken", 404)
+    time.sleep(2)
+    load.probe = None
+    time.sleep(0.2)  # let requests already sent finish before the next fault
+
+
+def new_model_comes_and_goes(models: Path, sets: tuple[Path, Path], load: Load) -> None:
+    replace_atomically(sets[0] / "svc.pkl", models / "newcomer.pkl")
+    load.probing("newcomer", 200, 404)
+    time.sleep(3)
+    (models / "newcomer.pkl").unlink()
+    time.sleep(0.5)
+    load.probing("newcomer", 404)
+    time.sleep(2)
+    load.probe = None
+    time.sleep(0.2)
+
+
+def health_while_unreadable(models: Path, url: str) -> tuple[int, int]:
+    """The /health status while the folder cannot be read, and once it can again."""
+    models.chmod(0o000)
+    try:
+        time.sleep(2)
+        unreadable = httpx.get(f"{url}/health", timeout=30).status_code
+        time.sleep(1)
+    finally:
+        models.chmod(0o755)
+    return unreadable, httpx.get(f"{url}/health", timeout=30).status_code
+
+
+def settle(server: LiveServer, expected_files: int) -> int:
+    """Open descriptors once the server has closed the clients' connections."""
+    deadline = time.monotonic() + 10
+    while server.open_files() != expected_files and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return server.open_files()
+
+
+def test_keeps_serving_while_the_models_folder_changes_under_load(
+    model_sets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(model_sets[0], models)
+    with start_server(models, tmp_path / "server.log", obey_permissions=True) as server:
+        for name in HEALTHY:  # every model loaded once before the baseline
+            assert httpx.post(f"{server.url}/predict?model={name}", json={"records": [RECORD]}).status_code == 200
+        time.sleep(1)  # the server closes those connections
+        files_before, memory_before = server.open_files(), server.rss_bytes()
+        loads_before = server.log.read_text().count(" loaded ")
+        load = Load(server.url)
+        with load.running():
+            swap_models(models, model_sets)
+            broken_file_comes_and_goes(models, load)
+            new_model_comes_and_goes(models, model_sets, load)
+            health = health_while_unreadable(models, server.url)
+            time.sleep(1)
+        memory_growth = server.rss_bytes() - memory_before
+        files_after = settle(server, files_before)
+        reloads = server.log.read_text().count(" loaded ") - loads_before
+
+    print(f"\nrequests: {sum(load.counts.values())}; by kind: {dict(load.counts)}")
+    print(f"reloads observed: {reloads}; memory growth: {memory_growth / 2**20:.1f} MiB; fds: {files_before} -> {files_after}")
+    assert load.failures == []
+    assert load.counts["healthy 200"] > 500
+    assert load.counts["broken 500"] > 0 and load.counts["broken 404"] > 0
+    assert load.counts["newcomer 200"] > 0 and load.counts["newcomer 404"] > 0
+    assert health == (503, 200)
+    assert reloads >= REPLACEMENTS  # the clients used the new files, not a stale cache
+    assert memory_growth < MEMORY_GROWTH_LIMIT
+    assert files_after == files_before
