@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import joblib
 
@@ -198,14 +198,22 @@ class Registry:
             # The stamp of the bytes actually read: a replace during the load is seen on the next request.
             stamp = Stamp.of(os.fstat(file.fileno()))
             try:
-                loaded = self._build(file_name, stamp, joblib.load(file))
+                loaded = self._build(file_name, stamp, self._unpickle(file, stamp))
             except Exception as error:
-                detail = f"Model file {file_name} cannot be loaded: {_load_reason(error, stamp)}."
+                detail = f"Model file {file_name} cannot be loaded: {_load_reason(error)}."
                 self._entries[file_name] = BrokenModel(stamp, detail)
                 raise ModelLoadFailed(detail) from error
         self._entries[file_name] = loaded
         logger.info("loaded %s (%s, fast path: %s)", file_name, loaded.info()["estimator"], loaded.predictor.fast_path)
         return loaded
+
+    def _unpickle(self, file: BinaryIO, stamp: Stamp) -> Any:
+        if stamp.size == 0:
+            raise NotAModel("the file is empty")
+        try:
+            return joblib.load(file)
+        except Exception as error:
+            raise NotAModel(f"it cannot be unpickled ({type(error).__name__}: {error})") from error
 
     def _build(self, file_name: str, stamp: Stamp, content: Any) -> LoadedModel:
         unpacked = unpack(content)
@@ -222,9 +230,6 @@ def _reason(error: OSError) -> str:
     return (error.strerror or type(error).__name__).lower()
 
 
-def _load_reason(error: Exception, stamp: Stamp) -> str:
-    if stamp.size == 0:
-        return "the file is empty"
-    if isinstance(error, NotAModel):
-        return str(error)
-    return f"{type(error).__name__}: {error}".rstrip(".")
+def _load_reason(error: Exception) -> str:
+    reason = str(error) if isinstance(error, NotAModel) else f"{type(error).__name__}: {error}"
+    return reason.rstrip(".")

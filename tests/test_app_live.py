@@ -1,0 +1,125 @@
+"""The API under a real uvicorn on a free loopback port: real HTTP, concurrent clients, files replaced mid-load."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import RECORD
+from jobs import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def models_dir(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One copy of the trained models for the module's one server; tests add files, never change these."""
+    folder = tmp_path_factory.mktemp("live") / "models"
+    shutil.copytree(trained_models_dir, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(models_dir: Path) -> Iterator[str]:
+    """uvicorn app.main:app as `make serve LOCAL=1` starts it, once for the module; yields its base URL."""
+    tmp_path = models_dir.parent
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    environment = {**os.environ, "MODELS_DIR": str(models_dir), "PYTHONWARNINGS": "error"}
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+    output = (tmp_path / "server.log").read_text()
+    # uvicorn shuts down cleanly on SIGTERM, then re-raises it: -15 is its normal exit here.
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "Traceback" not in output and "Application shutdown complete" in output, output
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited at start"
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not answer /health within 30 s")
+
+
+def test_real_http_requests(server: str) -> None:
+    assert httpx.get(f"{server}/").json()["message"] == "Bienvenido a la API de inferencia de modelos ML"
+    response = httpx.post(f"{server}/predict", json={"records": [RECORD]})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["predictions"] == ["Adelie"]
+    assert httpx.post(f"{server}/predict", content=b"{").status_code == 422
+
+
+def test_concurrent_clients_all_succeed(server: str) -> None:
+    calls = [("POST", "/predict?model=logistic_regression"), ("POST", "/predict?model=random_forest"),
+             ("POST", "/predict?model=svc"), ("POST", "/predict/compare"), ("GET", "/models")] * 12  # fmt: skip
+
+    def call(method_path: tuple[str, str]) -> int:
+        with httpx.Client(base_url=server, timeout=30) as client:
+            return client.request(method_path[0], method_path[1], json={"records": [RECORD] * 3}).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(call, calls))
+    assert statuses == [200] * len(calls)
+
+
+def test_a_model_replaced_mid_load_fails_no_request(server: str, models_dir: Path) -> None:
+    versions = {"forest": models_dir / "random_forest.pkl", "svc": models_dir / "svc.pkl"}
+    saved = {name: path.read_bytes() for name, path in versions.items()}
+    target = models_dir / "served.pkl"
+    shutil.copyfile(versions["forest"], target)
+    stop = threading.Event()
+    failures: list[str] = []
+    answers: set[bool] = set()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=server, timeout=30) as client:
+            while not stop.is_set():
+                response = client.post("/predict?model=served", json={"records": [RECORD]})
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text}")
+                else:
+                    answers.add(response.json()["probabilities"] is None)
+
+    threads = [threading.Thread(target=hammer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    # train.py's way: write a dot-named temporary, os.replace it over the served name, while requests load it.
+    for round_ in range(16):
+        temporary = models_dir / f".served.{round_}.tmp"
+        temporary.write_bytes(saved["svc" if round_ % 2 == 0 else "forest"])
+        os.replace(temporary, target)
+        time.sleep(0.05)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert answers == {True, False}  # both versions were served

@@ -1,0 +1,190 @@
+"""app/predictors.py: the three model-file shapes, and the compiled encoder against sklearn's own pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import RECORD
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from jobs import ROOT
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import LabelEncoder, MinMaxScaler, OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+from starlette.testclient import TestClient
+
+from app.predictors import FEATURES, Batch, NotAModel, Predictor, build_predictor, unpack
+from app.schemas import PenguinRecord
+
+NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+
+
+@pytest.fixture(scope="module")
+def penguins() -> pd.DataFrame:
+    """The shipped data as the raw file has it: sex in capitals (MALE, FEMALE)."""
+    return pd.read_csv(ROOT / "data" / "penguins.csv").dropna().reset_index(drop=True)
+
+
+def records_of(frame: pd.DataFrame) -> list[PenguinRecord]:
+    return [PenguinRecord.model_validate(row) for row in frame[list(FEATURES)].to_dict("records")]
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the pipeline was trained on: seaborn's title-cased sex."""
+    return frame.assign(sex=frame["sex"].str.title())[list(FEATURES)]
+
+
+def load_predictor(folder: Path, name: str) -> tuple[Predictor, dict[str, Any]]:
+    bundle = joblib.load(folder / f"{name}.pkl")
+    return build_predictor(unpack(bundle)), bundle
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "random_forest", "svc"])
+def test_the_trained_bundles_get_the_fast_path(trained_models_dir: Path, name: str) -> None:
+    assert load_predictor(trained_models_dir, name)[0].fast_path
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "random_forest"])
+def test_fast_path_equals_the_pipeline_on_the_whole_data_set(
+    trained_models_dir: Path, penguins: pd.DataFrame, name: str
+) -> None:
+    predictor, bundle = load_predictor(trained_models_dir, name)
+    answer = predictor.predict(Batch.from_records(records_of(penguins)))
+    expected = bundle["model"].predict_proba(canonical(penguins))
+    got = np.array([[row[name] for name in answer["classes"]] for row in answer["probabilities"]])
+    np.testing.assert_array_equal(got, expected)
+    assert answer["predictions"] == list(bundle["label_encoder"].inverse_transform(expected.argmax(axis=1)))
+
+
+def test_svc_predictions_equal_the_pipeline(trained_models_dir: Path, penguins: pd.DataFrame) -> None:
+    predictor, bundle = load_predictor(trained_models_dir, "svc")
+    answer = predictor.predict(Batch.from_records(records_of(penguins)))
+    expected = bundle["label_encoder"].inverse_transform(bundle["model"].predict(canonical(penguins)))
+    assert answer["predictions"] == list(expected) and answer["probabilities"] is None
+
+
+record_strategy = st.fixed_dictionaries(
+    {
+        "island": st.sampled_from(["Biscoe", "Dream", "Torgersen"]),
+        "sex": st.sampled_from(["Male", "Female"]).flatmap(
+            lambda sex: st.lists(st.booleans(), min_size=len(sex), max_size=len(sex)).map(
+                lambda upper: "".join(c.upper() if u else c.lower() for c, u in zip(sex, upper))
+            )
+        ),
+        **{column: st.floats(min_value=1e-3, max_value=1e5, allow_nan=False) for column in NUMERIC},
+    }
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(record_strategy, min_size=1, max_size=50))
+def test_fast_path_equals_the_pipeline_on_generated_records(
+    trained_models_dir: Path, rows: list[dict[str, Any]]
+) -> None:
+    frame = canonical(pd.DataFrame(rows))
+    batch = Batch.from_records([PenguinRecord.model_validate(row) for row in rows])
+    for name in ("logistic_regression", "random_forest"):
+        predictor, bundle = load_predictor(trained_models_dir, name)
+        got = predictor.predict(batch)["probabilities"]
+        expected = bundle["model"].predict_proba(frame)
+        np.testing.assert_array_equal([list(row.values()) for row in got], expected)
+
+
+def fit_pipeline(penguins: pd.DataFrame, numeric_step: Any, labels: Any = None) -> Pipeline:
+    preprocess = ColumnTransformer(
+        [
+            ("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["island", "sex"]),
+            ("numeric", numeric_step, NUMERIC),
+        ]
+    )
+    model = Pipeline([("preprocess", preprocess), ("classifier", LogisticRegression(max_iter=1000))])
+    return model.fit(canonical(penguins), penguins["species"] if labels is None else labels)
+
+
+def test_an_uncompilable_pipeline_takes_the_pandas_path(penguins: pd.DataFrame) -> None:
+    model = fit_pipeline(penguins, MinMaxScaler())
+    predictor = build_predictor(unpack(model))
+    answer = predictor.predict(Batch.from_records(records_of(penguins)))
+    assert not predictor.fast_path
+    np.testing.assert_array_equal([list(row.values()) for row in answer["probabilities"]], model.predict_proba(canonical(penguins)))
+
+
+def test_a_dict_without_model_is_not_a_model() -> None:
+    with pytest.raises(NotAModel, match="not a 'model' bundle"):
+        build_predictor(unpack({"weights": [1, 2]}))
+
+
+def test_an_unfitted_estimator_is_not_a_model() -> None:
+    with pytest.raises(NotAModel, match="not a fitted classifier"):
+        build_predictor(unpack(LogisticRegression()))
+
+
+def test_a_model_fitted_without_column_names_is_refused(penguins: pd.DataFrame) -> None:
+    model = DecisionTreeClassifier(random_state=0).fit(penguins[NUMERIC].to_numpy(), penguins["species"])
+    with pytest.raises(NotAModel, match="fitted without column names"):
+        build_predictor(unpack(model))
+
+
+# The three shapes, served through the API.
+
+
+def test_bundle_shape(client: TestClient) -> None:
+    assert client.get("/models/logistic_regression").json()["format"] == "bundle"
+
+
+def test_bare_pipeline_shape(client: TestClient, models_dir: Path, penguins: pd.DataFrame) -> None:
+    model = fit_pipeline(penguins, StandardScaler())  # fitted on species names: classes_ are the names
+    joblib.dump(model, models_dir / "bare.pkl")
+    info = client.get("/models/bare").json()
+    assert (info["format"], info["classes"], info["fast_path"]) == ("estimator", ["Adelie", "Chinstrap", "Gentoo"], True)
+    response = client.post("/predict?model=bare", json={"records": [RECORD]})
+    assert response.status_code == 200
+    expected = model.predict_proba(pd.DataFrame([RECORD])[list(FEATURES)])[0]
+    assert list(response.json()["probabilities"][0].values()) == list(expected)
+    assert response.json()["predictions"] == list(model.predict(pd.DataFrame([RECORD])))
+
+
+def legacy_bundle(penguins: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
+    """As the seed's notebook saved it: a model fitted on pd.get_dummies(drop_first=True) columns."""
+    dummies = pd.get_dummies(canonical(penguins), drop_first=True)
+    label_encoder = LabelEncoder().fit(penguins["species"])
+    model = RandomForestClassifier(n_estimators=10, random_state=0).fit(dummies, label_encoder.transform(penguins["species"]))
+    return {"model": model, "label_encoder": label_encoder}, list(dummies.columns)
+
+
+def test_legacy_bundle_shape(client: TestClient, models_dir: Path, penguins: pd.DataFrame) -> None:
+    bundle, columns = legacy_bundle(penguins)
+    assert {"island_Dream", "island_Torgersen", "sex_Male"} <= set(columns)
+    joblib.dump(bundle, models_dir / "seed.pkl")
+    info = client.get("/models/seed").json()
+    assert (info["format"], info["features"], info["classes"]) == ("legacy_bundle", columns, ["Adelie", "Chinstrap", "Gentoo"])
+
+    rows = canonical(penguins.sample(40, random_state=0))
+    response = client.post("/predict?model=seed", json={"records": rows.to_dict("records")})
+    assert response.status_code == 200
+    # The request encoded to exactly the training columns, whatever subset of islands it holds.
+    encoded = pd.get_dummies(rows).reindex(columns=columns, fill_value=False)
+    expected = bundle["model"].predict_proba(encoded)
+    np.testing.assert_allclose([list(row.values()) for row in response.json()["probabilities"]], expected, rtol=1e-12)
+    assert response.json()["predictions"] == list(bundle["label_encoder"].inverse_transform(expected.argmax(axis=1)))
+
+
+def test_legacy_bundle_with_one_record_of_a_dropped_category(
+    make_client: Callable[..., TestClient], models_dir: Path, penguins: pd.DataFrame
+) -> None:
+    # Biscoe and Female are the dropped first levels: every dummy column is zero.
+    bundle, _ = legacy_bundle(penguins)
+    joblib.dump(bundle, models_dir / "seed.pkl")
+    record = {**RECORD, "island": "Biscoe", "sex": "FEMALE"}
+    response = make_client().post("/predict?model=seed", json={"records": [record]})
+    assert response.status_code == 200
+    assert response.json()["predictions"] in (["Adelie"], ["Chinstrap"], ["Gentoo"])
