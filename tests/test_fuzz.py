@@ -1,0 +1,179 @@
+"""Bad input, generated: whatever a client sends, never a 5xx, and every 4xx says why in `detail`.
+
+A canary pickle lies just outside the models folder; unpickling it would create a marker file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from conftest import RECORD
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+class Canary:
+    """Unpickling this touches `marker`: proof that the server opened a file it must not."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (Path.touch, (self.marker,))
+
+
+@pytest.fixture(scope="module")
+def sandbox(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """<root>/models (the real models) beside canaries that must never be unpickled."""
+    root = tmp_path_factory.mktemp("fuzz")
+    (root / "models").mkdir()
+    for model in trained_models_dir.glob("*.pkl"):
+        (root / "models" / model.name).write_bytes(model.read_bytes())
+    for name in ("canary.pkl", "models.pkl", "etc.pkl"):
+        (root / name).write_bytes(pickle.dumps(Canary(root / "TOUCHED")))
+    (root / "models" / "escape.pkl").symlink_to(root / "canary.pkl")
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(sandbox: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(sandbox / "models", "random_forest", 10_000))) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def canary_untouched(sandbox: Path) -> Iterator[None]:
+    yield
+    assert not (sandbox / "TOUCHED").exists(), "a file outside MODELS_DIR was unpickled"
+
+
+def check(response: Any, records: int | None = None) -> None:
+    assert response.status_code < 500, response.text
+    body = response.json()
+    if response.status_code >= 400:
+        assert "detail" in body and body["detail"], body
+    elif records is not None:
+        assert len(body["predictions"]) == records
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+numbers = (
+    st.floats()  # NaN and ±inf included: the body then carries NaN / Infinity tokens
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.sampled_from([0, -0.0, -1, 1e-320, 1e308, 10**400])
+)
+words = st.text() | st.sampled_from(["Biscoe", "dream", "TORGERSEN", "Male", "fEmAlE", "male ", "Mâle", ""])
+model_names = st.text(max_size=140) | st.sampled_from(
+    ["../canary", "../canary.pkl", "/etc/passwd", "..", ".", "escape", "escape.pkl", "svc/../../canary",
+     "%2e%2e%2fcanary", "svc\x00", "svc.pkl.pkl", "a" * 129, "random_forest", "svc"]
+)  # fmt: skip
+records = st.fixed_dictionaries(
+    {},
+    optional={
+        "island": words | json_values,
+        "sex": words | json_values,
+        "bill_length_mm": numbers | json_values,
+        "bill_depth_mm": numbers,
+        "flipper_length_mm": numbers,
+        "body_mass_g": numbers,
+        "extra": json_values,
+    },
+)
+
+
+def post(client: TestClient, path: str, payload: Any, **params: Any) -> Any:
+    # allow_nan: let NaN and Infinity reach the server, as a careless client would send them.
+    content = json.dumps(payload, allow_nan=True, default=str)
+    return client.post(path, content=content, params=params, headers={"content-type": "application/json"})
+
+
+@FUZZ
+@given(payload=json_values)
+def test_predict_survives_any_json(client: TestClient, payload: Any) -> None:
+    check(post(client, "/predict", payload))
+
+
+@FUZZ
+@given(raw=st.binary(max_size=200))
+def test_predict_survives_any_bytes(client: TestClient, raw: bytes) -> None:
+    check(client.post("/predict", content=raw))
+
+
+@FUZZ
+@given(batch=st.lists(records, min_size=0, max_size=5))
+def test_predict_survives_odd_records(client: TestClient, batch: list[dict[str, Any]]) -> None:
+    check(post(client, "/predict", {"records": batch}), records=len(batch))
+
+
+@FUZZ
+@given(length=numbers, island=words, sex=words)
+def test_valid_looking_records_are_answered_or_refused_with_422(
+    client: TestClient, length: Any, island: str, sex: str
+) -> None:
+    response = post(client, "/predict", {"records": [{**RECORD, "bill_length_mm": length, "island": island, "sex": sex}]})
+    assert response.status_code in (200, 422), response.text
+    if response.status_code == 200:
+        assert is_finite_positive(length)
+
+
+def is_finite_positive(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value)) and float(value) > 0
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+@FUZZ
+@given(name=model_names)
+def test_any_model_name_in_the_query_is_safe(client: TestClient, name: str) -> None:
+    response = post(client, "/predict", {"records": [RECORD]}, model=name)
+    check(response, records=1)
+    assert response.status_code in (200, 400, 404), response.text
+
+
+@FUZZ
+@given(name=model_names)
+def test_any_model_name_in_the_body_is_safe(client: TestClient, name: str) -> None:
+    check(post(client, "/predict", {"records": [RECORD], "model": name}), records=1)
+
+
+@FUZZ
+@given(name=model_names)
+def test_any_model_name_in_the_info_path_is_safe(client: TestClient, name: str) -> None:
+    response = client.get(f"/models/{quote(name, safe='')}")
+    assert response.status_code < 500, response.text
+
+
+@FUZZ
+@given(names=st.lists(model_names, max_size=4), in_body=st.booleans())
+def test_any_model_names_for_compare_are_safe(client: TestClient, names: list[str], in_body: bool) -> None:
+    if in_body:
+        response = post(client, "/predict/compare", {"records": [RECORD], "models": names})
+    else:
+        response = post(client, "/predict/compare", {"records": [RECORD]}, models=names)
+    check(response)
+    if response.status_code == 200:
+        assert all(len(result["predictions"]) == 1 for result in response.json()["results"].values())
+
+
+@FUZZ
+@given(payload=json_values)
+def test_compare_survives_any_json(client: TestClient, payload: Any) -> None:
+    check(post(client, "/predict/compare", payload))
