@@ -24,8 +24,10 @@ def _canonical_sex(value: Any) -> Any:
     return value.capitalize() if isinstance(value, str) and value.lower() in ("male", "female") else value
 
 
+# The largest float32: tree models compute in float32, where anything larger is infinite.
+FLOAT32_MAX = 3.4028234663852886e38
 # strict: "39.1" or true is a client mistake, not a number; JSON integers still count.
-Measurement = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+Measurement = Annotated[float, Field(gt=0, lt=FLOAT32_MAX, allow_inf_nan=False, strict=True)]
 Island = Literal["Biscoe", "Dream", "Torgersen"]
 Sex = Annotated[Literal["Male", "Female"], BeforeValidator(_canonical_sex)]
 ModelName = Annotated[str, Field(description="A file in MODELS_DIR, with or without `.pkl`.", examples=["svc"])]

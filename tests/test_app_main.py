@@ -199,6 +199,18 @@ def test_predict_non_finite_number_is_422(client: TestClient, literal: str) -> N
     assert_422(client.post("/predict", content=body), ["body", "records", 0, "bill_length_mm"], "finite_number")
 
 
+def test_predict_number_beyond_float32_is_422(client: TestClient) -> None:
+    # Finite in JSON, infinite to a float32 tree: refused rather than answered with overflow.
+    assert_422(predict(client, [{**RECORD, "body_mass_g": 1e300}]), ["body", "records", 0, "body_mass_g"], "less_than")
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_predict_huge_number_within_float32_is_answered(client: TestClient, model: str) -> None:
+    response = predict(client, [{**RECORD, "body_mass_g": 3e38}], model=model)
+    assert response.status_code == 200
+    assert response.json()["probabilities"] is None or sum(response.json()["probabilities"][0].values()) == pytest.approx(1)
+
+
 @pytest.mark.parametrize("value", [0, -1.5])
 def test_predict_non_positive_measurement_is_422(client: TestClient, value: float) -> None:
     assert_422(predict(client, [{**RECORD, "body_mass_g": value}]), ["body", "records", 0, "body_mass_g"], "greater_than")
