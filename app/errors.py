@@ -76,8 +76,9 @@ async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     if exc.status_code >= 500:
         # The traceback (when there is one) goes to the log, never into the response.
-        logger.error("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail,
-                     exc_info=exc.__cause__)
+        logger.error(
+            "%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail, exc_info=exc.__cause__
+        )
     return FastJSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
 

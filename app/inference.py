@@ -65,7 +65,8 @@ class Inference:
         )
 
     async def model(self, name: str) -> LoadedModel:
-        return self.registry.cached(name) or await run_in_threadpool(self.registry.get, name)
+        cached = self.registry.cached(name)
+        return cached if cached is not None else await run_in_threadpool(self.registry.get, name)
 
     async def predict(self, body: bytes, query_model: str | None) -> dict[str, Any]:
         request = await _call(len(body) <= INLINE_BODY_BYTES, self.predict_parser.parse, body)

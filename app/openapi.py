@@ -134,7 +134,7 @@ def openapi_document() -> dict[str, Any]:
 
 def downgrade_to_3_0(document: dict[str, Any]) -> dict[str, Any]:
     """The same document in the OpenAPI 3.0 dialect, for the bundled Swagger UI."""
-    converted = _schema_3_0(copy.deepcopy(document))
+    converted: dict[str, Any] = _schema_3_0(copy.deepcopy(document))
     converted["openapi"] = "3.0.3"
     return converted
 

@@ -160,7 +160,12 @@ def compile_dummies(columns: Sequence[str]) -> FastEncoder:
 
 def probe_batch() -> Batch:
     """Every island and sex with a spread of measurements: enough to tell a wrong encoder apart."""
-    measurements = [(39.1, 18.7, 181.0, 3750.0), (46.5, 17.9, 192.0, 3500.0), (50.0, 15.2, 218.0, 5700.0), (0.5, 3.25, 1e4, 1.0)]
+    measurements = [
+        (39.1, 18.7, 181.0, 3750.0),
+        (46.5, 17.9, 192.0, 3500.0),
+        (50.0, 15.2, 218.0, 5700.0),
+        (0.5, 3.25, 1e4, 1.0),
+    ]
     rows = list(itertools.product(ISLANDS, SEXES, measurements))
     return Batch(
         {"island": [row[0] for row in rows], "sex": [row[1] for row in rows]},

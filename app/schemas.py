@@ -69,7 +69,9 @@ class PredictResponse(BaseModel):
 
     model: str = Field(examples=["random_forest.pkl"])
     predictions: list[str] = Field(examples=[["Adelie"]])
-    probabilities: list[dict[str, float]] | None = Field(examples=[[{"Adelie": 0.98, "Chinstrap": 0.02, "Gentoo": 0.0}]])
+    probabilities: list[dict[str, float]] | None = Field(
+        examples=[[{"Adelie": 0.98, "Chinstrap": 0.02, "Gentoo": 0.0}]]
+    )
     classes: list[str] = Field(examples=[["Adelie", "Chinstrap", "Gentoo"]])
 
 

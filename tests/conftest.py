@@ -48,7 +48,9 @@ def make_client(models_dir: Path) -> Iterator[Callable[..., TestClient]]:
     """Open an API client with the lifespan running; settings default to the private models folder."""
     with ExitStack() as stack:
 
-        def make(folder: Path | None = None, default_model: str = "random_forest", max_records: int = 10_000) -> TestClient:
+        def make(
+            folder: Path | None = None, default_model: str = "random_forest", max_records: int = 10_000
+        ) -> TestClient:
             settings = Settings(folder or models_dir, default_model, max_records)
             # Entering the client runs the lifespan, as `with TestClient(app) as client:` does.
             return stack.enter_context(TestClient(create_app(settings)))

@@ -208,12 +208,16 @@ def test_predict_number_beyond_float32_is_422(client: TestClient) -> None:
 def test_predict_huge_number_within_float32_is_answered(client: TestClient, model: str) -> None:
     response = predict(client, [{**RECORD, "body_mass_g": 3e38}], model=model)
     assert response.status_code == 200
-    assert response.json()["probabilities"] is None or sum(response.json()["probabilities"][0].values()) == pytest.approx(1)
+    assert response.json()["probabilities"] is None or sum(
+        response.json()["probabilities"][0].values()
+    ) == pytest.approx(1)
 
 
 @pytest.mark.parametrize("value", [0, -1.5])
 def test_predict_non_positive_measurement_is_422(client: TestClient, value: float) -> None:
-    assert_422(predict(client, [{**RECORD, "body_mass_g": value}]), ["body", "records", 0, "body_mass_g"], "greater_than")
+    assert_422(
+        predict(client, [{**RECORD, "body_mass_g": value}]), ["body", "records", 0, "body_mass_g"], "greater_than"
+    )
 
 
 @pytest.mark.parametrize(
@@ -226,7 +230,9 @@ def test_predict_non_positive_measurement_is_422(client: TestClient, value: floa
     ],
 )
 def test_predict_wrong_type_is_422(client: TestClient, value: Any, error_type: str) -> None:
-    assert_422(predict(client, [{**RECORD, "bill_length_mm": value}]), ["body", "records", 0, "bill_length_mm"], error_type)
+    assert_422(
+        predict(client, [{**RECORD, "bill_length_mm": value}]), ["body", "records", 0, "bill_length_mm"], error_type
+    )
 
 
 def test_predict_records_not_a_list_is_422(client: TestClient) -> None:
@@ -358,7 +364,9 @@ def test_compare_invalid_model_name_is_400(client: TestClient) -> None:
 
 
 def test_compare_empty_models_list_is_422(client: TestClient) -> None:
-    assert_422(client.post("/predict/compare", json={"records": [RECORD], "models": []}), ["body", "models"], "too_short")
+    assert_422(
+        client.post("/predict/compare", json={"records": [RECORD], "models": []}), ["body", "models"], "too_short"
+    )
 
 
 def test_compare_too_many_records_is_413(make_client: Callable[..., TestClient]) -> None:

@@ -21,7 +21,9 @@ def test_openapi_is_3_1_with_every_endpoint(client: TestClient) -> None:
 
 def test_openapi_schemas_come_from_the_pydantic_models(client: TestClient) -> None:
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
-    assert {"PenguinRecord", "PredictRequest", "PredictResponse", "CompareResponse", "ModelInfo", "ModelList"} <= set(schemas)
+    assert {"PenguinRecord", "PredictRequest", "PredictResponse", "CompareResponse", "ModelInfo", "ModelList"} <= set(
+        schemas
+    )
     assert schemas["PenguinRecord"]["properties"]["island"]["enum"] == ["Biscoe", "Dream", "Torgersen"]
 
 

@@ -115,7 +115,9 @@ def test_an_uncompilable_pipeline_takes_the_pandas_path(penguins: pd.DataFrame) 
     predictor = build_predictor(unpack(model))
     answer = predictor.predict(Batch.from_records(records_of(penguins)))
     assert not predictor.fast_path
-    np.testing.assert_array_equal([list(row.values()) for row in answer["probabilities"]], model.predict_proba(canonical(penguins)))
+    np.testing.assert_array_equal(
+        [list(row.values()) for row in answer["probabilities"]], model.predict_proba(canonical(penguins))
+    )
 
 
 def test_a_dict_without_model_is_not_a_model() -> None:
@@ -145,7 +147,11 @@ def test_bare_pipeline_shape(client: TestClient, models_dir: Path, penguins: pd.
     model = fit_pipeline(penguins, StandardScaler())  # fitted on species names: classes_ are the names
     joblib.dump(model, models_dir / "bare.pkl")
     info = client.get("/models/bare").json()
-    assert (info["format"], info["classes"], info["fast_path"]) == ("estimator", ["Adelie", "Chinstrap", "Gentoo"], True)
+    assert (info["format"], info["classes"], info["fast_path"]) == (
+        "estimator",
+        ["Adelie", "Chinstrap", "Gentoo"],
+        True,
+    )
     response = client.post("/predict?model=bare", json={"records": [RECORD]})
     assert response.status_code == 200
     expected = model.predict_proba(pd.DataFrame([RECORD])[list(FEATURES)])[0]
@@ -157,7 +163,9 @@ def legacy_bundle(penguins: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
     """As the seed's notebook saved it: a model fitted on pd.get_dummies(drop_first=True) columns."""
     dummies = pd.get_dummies(canonical(penguins), drop_first=True)
     label_encoder = LabelEncoder().fit(penguins["species"])
-    model = RandomForestClassifier(n_estimators=10, random_state=0).fit(dummies, label_encoder.transform(penguins["species"]))
+    model = RandomForestClassifier(n_estimators=10, random_state=0).fit(
+        dummies, label_encoder.transform(penguins["species"])
+    )
     return {"model": model, "label_encoder": label_encoder}, list(dummies.columns)
 
 
@@ -166,7 +174,11 @@ def test_legacy_bundle_shape(client: TestClient, models_dir: Path, penguins: pd.
     assert {"island_Dream", "island_Torgersen", "sex_Male"} <= set(columns)
     joblib.dump(bundle, models_dir / "seed.pkl")
     info = client.get("/models/seed").json()
-    assert (info["format"], info["features"], info["classes"]) == ("legacy_bundle", columns, ["Adelie", "Chinstrap", "Gentoo"])
+    assert (info["format"], info["features"], info["classes"]) == (
+        "legacy_bundle",
+        columns,
+        ["Adelie", "Chinstrap", "Gentoo"],
+    )
 
     rows = canonical(penguins.sample(40, random_state=0))
     response = client.post("/predict?model=seed", json={"records": rows.to_dict("records")})

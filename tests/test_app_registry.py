@@ -206,7 +206,9 @@ def test_a_pickle_just_outside_the_folder_is_never_loaded(
     assert not marker.exists()
 
 
-def test_a_symlink_escaping_the_folder_is_refused(client: TestClient, models_dir: Path, outside: tuple[Path, Path]) -> None:
+def test_a_symlink_escaping_the_folder_is_refused(
+    client: TestClient, models_dir: Path, outside: tuple[Path, Path]
+) -> None:
     target, marker = outside
     (models_dir / "escape.pkl").symlink_to(target)
     status, body = predict(client, "escape")
