@@ -8,6 +8,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+WORKERS ?= 1
 LOCAL ?=
 SCRIPTS := scripts/train.py scripts/evaluate.py
 
@@ -80,7 +81,7 @@ notebooks: $(JOB_DEPS) ## sync notebooks/*.ipynb with scripts/*.py (newest side 
 .PHONY: serve
 ifdef LOCAL
 serve: venv ## start only the API container; LOCAL=1: uvicorn in the foreground on PORT (default 8000)
-	$(BIN)/uvicorn app.main:app --host 127.0.0.1 --port $(PORT)
+	PORT=$(PORT) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-1} $(BIN)/python -m app
 else
 serve: dotenv
 	$(COMPOSE) up -d --build api
@@ -91,6 +92,14 @@ endif
 .PHONY: test
 test: venv ## run the test suite (no Docker needed)
 	$(BIN)/python -m pytest -m "not compose and not soak"
+
+.PHONY: test-soak
+test-soak: venv ## soak and fault tests: a live server under load while its models change (about a minute)
+	$(BIN)/python -m pytest -m soak -s
+
+.PHONY: bench
+bench: venv ## measure the API against its HTTP and model floors (needs wrk; WORKERS=2 to scale)
+	$(BIN)/python scripts/benchmark.py --workers $(WORKERS)
 
 .PHONY: test-compose
 test-compose: venv ## end-to-end tests against real containers (needs Docker; builds the images)

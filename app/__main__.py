@@ -12,7 +12,8 @@ import uvicorn
 
 
 def default_workers() -> int:
-    return min(os.cpu_count() or 1, 4)
+    # The CPUs this process may run on: a container's --cpuset, not the host's count.
+    return min(len(os.sched_getaffinity(0)), 4)
 
 
 def workers() -> int:
