@@ -154,8 +154,11 @@ def _schema_3_0(node: Any) -> Any:
         node["nullable"] = True
     if "const" in node:
         node["enum"] = [node.pop("const")]
-    if isinstance(node.get("exclusiveMinimum"), (int, float)) and not isinstance(node["exclusiveMinimum"], bool):
-        node["minimum"], node["exclusiveMinimum"] = node["exclusiveMinimum"], True
+    for bound in ("Minimum", "Maximum"):
+        # 3.1 says exclusiveMinimum: 0; 3.0 says minimum: 0 with exclusiveMinimum: true.
+        value = node.get(f"exclusive{bound}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            node[bound.lower()], node[f"exclusive{bound}"] = value, True
     if isinstance(node.get("examples"), list) and "type" in node:
         node["example"] = node.pop("examples")[0]
     return node

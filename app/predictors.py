@@ -43,9 +43,10 @@ class Batch:
     @classmethod
     def from_records(cls, records: Sequence[PenguinRecord]) -> Batch:
         numeric = np.array(
-            [(r.bill_length_mm, r.bill_depth_mm, r.flipper_length_mm, r.body_mass_g) for r in records], dtype=np.float64
+            [(r["bill_length_mm"], r["bill_depth_mm"], r["flipper_length_mm"], r["body_mass_g"]) for r in records],
+            dtype=np.float64,
         )
-        return cls({"island": [r.island for r in records], "sex": [r.sex for r in records]}, numeric)
+        return cls({"island": [r["island"] for r in records], "sex": [r["sex"] for r in records]}, numeric)
 
     def __len__(self) -> int:
         return len(self.numeric)

@@ -59,6 +59,8 @@ def test_docs_feeds_swagger_ui_a_3_0_document_it_can_render(client: TestClient) 
     assert document["openapi"].startswith("3.0.")
     text = json.dumps(document)
     assert '"type": "null"' not in text and '"const"' not in text
+    length = document["components"]["schemas"]["PenguinRecord"]["properties"]["bill_length_mm"]
+    assert (length["minimum"], length["exclusiveMinimum"], length["exclusiveMaximum"]) == (0, True, True)
     assert document["paths"].keys() == client.get("/openapi.json").json()["paths"].keys()
 
 

@@ -13,6 +13,7 @@ import pytest
 from conftest import RECORD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 from jobs import ROOT
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
@@ -25,6 +26,7 @@ from starlette.testclient import TestClient
 from app.predictors import FEATURES, Batch, NotAModel, Predictor, build_predictor, unpack
 from app.schemas import PenguinRecord
 
+RECORD_ADAPTER = TypeAdapter(PenguinRecord)
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 
 
@@ -35,7 +37,7 @@ def penguins() -> pd.DataFrame:
 
 
 def records_of(frame: pd.DataFrame) -> list[PenguinRecord]:
-    return [PenguinRecord.model_validate(row) for row in frame[list(FEATURES)].to_dict("records")]
+    return [RECORD_ADAPTER.validate_python(row) for row in frame[list(FEATURES)].to_dict("records")]
 
 
 def canonical(frame: pd.DataFrame) -> pd.DataFrame:
@@ -91,7 +93,7 @@ def test_fast_path_equals_the_pipeline_on_generated_records(
     trained_models_dir: Path, rows: list[dict[str, Any]]
 ) -> None:
     frame = canonical(pd.DataFrame(rows))
-    batch = Batch.from_records([PenguinRecord.model_validate(row) for row in rows])
+    batch = Batch.from_records([RECORD_ADAPTER.validate_python(row) for row in rows])
     for name in ("logistic_regression", "random_forest"):
         predictor, bundle = load_predictor(trained_models_dir, name)
         got = predictor.predict(batch)["probabilities"]
