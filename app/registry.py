@@ -120,8 +120,14 @@ class Registry:
     def cached(self, name: str) -> LoadedModel | None:
         """The loaded model when it is current (one stat), else None: cheap enough for the event loop."""
         file_name = self.file_name(name)
-        stamp = self._stamp(file_name)
         entry = self._entries.get(file_name)
+        try:
+            stamp = self._stamp(file_name)
+        except ModelsFolderUnavailable:
+            # The folder cannot be read for now (permissions, a remount): keep serving what is loaded.
+            if isinstance(entry, LoadedModel):
+                return entry
+            raise
         if entry is None or entry.stamp != stamp:
             return None
         if isinstance(entry, BrokenModel):
@@ -159,7 +165,8 @@ class Registry:
         except (FileNotFoundError, NotADirectoryError):
             raise self._not_found(file_name) from None
         except OSError as error:
-            raise ModelLoadFailed(f"Model file {file_name} cannot be read: {_reason(error)}.") from None
+            # Not the file: only the folder's permissions can keep lstat from a file inside it.
+            raise ModelsFolderUnavailable(f"Models folder {self.folder} is not readable: {_reason(error)}.") from None
         if not stat.S_ISREG(status.st_mode):
             raise self._not_found(file_name)
         return Stamp.of(status)

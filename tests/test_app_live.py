@@ -18,6 +18,7 @@ import httpx
 import pytest
 from conftest import RECORD
 from jobs import ROOT
+from live import start_server
 
 
 def free_port() -> int:
@@ -123,3 +124,22 @@ def test_a_model_replaced_mid_load_fails_no_request(server: str, models_dir: Pat
         thread.join()
     assert failures == []
     assert answers == {True, False}  # both versions were served
+
+
+def test_an_unreadable_folder_keeps_loaded_models_serving(models_dir: Path, tmp_path: Path) -> None:
+    # Root reads any folder: start_server drops those capabilities so the mode really applies.
+    folder = tmp_path / "models"
+    shutil.copytree(models_dir, folder)
+    with start_server(folder, tmp_path / "server.log", obey_permissions=True) as server:
+        assert httpx.post(f"{server.url}/predict?model=svc", json={"records": [RECORD]}).status_code == 200
+        folder.chmod(0o000)
+        try:
+            loaded = httpx.post(f"{server.url}/predict?model=svc", json={"records": [RECORD]})
+            not_loaded = httpx.post(f"{server.url}/predict?model=logistic_regression", json={"records": [RECORD]})
+            health = httpx.get(f"{server.url}/health")
+        finally:
+            folder.chmod(0o755)
+        assert loaded.status_code == 200
+        assert (not_loaded.status_code, health.status_code) == (503, 503)
+        assert not_loaded.json()["detail"] == f"Models folder {folder} is not readable: permission denied."
+        assert httpx.get(f"{server.url}/health").status_code == 200
