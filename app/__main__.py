@@ -1,7 +1,8 @@
 """`python -m app`: the API under uvicorn, as the API image starts it.
 
-HOST (default 127.0.0.1), PORT (default 8000) and WEB_CONCURRENCY (worker processes; default
-one per CPU, at most 4) come from the environment. Each worker loads models on its own.
+HOST (default 127.0.0.1), PORT (default 8000), WEB_CONCURRENCY (worker processes; default
+one per CPU, at most 4) and ACCESS_LOG (1: a log line per request; default off) come from
+the environment. Each worker loads models on its own.
 """
 
 from __future__ import annotations
@@ -32,8 +33,17 @@ def port() -> int:
     return int(value)
 
 
+def access_log() -> bool:
+    # Off unless asked for, as in gunicorn: a line per request costs about half the throughput.
+    value = os.environ.get("ACCESS_LOG", "").strip().lower()
+    if value not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
+        raise SystemExit(f"ACCESS_LOG must be 1 or 0 (true/false, yes/no, on/off); got {value!r}.")
+    return value in ("1", "true", "yes", "on")
+
+
 def serve(app: str = "app.main:app") -> None:
-    uvicorn.run(app, host=os.environ.get("HOST", "127.0.0.1"), port=port(), workers=workers())
+    host = os.environ.get("HOST", "127.0.0.1")
+    uvicorn.run(app, host=host, port=port(), workers=workers(), access_log=access_log())
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from app.forest import compile_forest
 from app.schemas import ISLANDS, SEXES, PenguinRecord
 
 CATEGORICAL = ("island", "sex")
@@ -232,7 +233,7 @@ def build_predictor(unpacked: Unpacked) -> Predictor:
     if set(columns) == set(FEATURES):
         return _raw_predictor(model, columns, classes)
     encoder = compile_dummies(columns)
-    return Predictor(model, encoder, classes, _has_probabilities(model), True, columns)
+    return Predictor(_fastest(model, encoder), encoder, classes, _has_probabilities(model), True, columns)
 
 
 def _input_columns(model: Any) -> tuple[str, ...]:
@@ -260,7 +261,12 @@ def _raw_predictor(model: Any, columns: tuple[str, ...], classes: tuple[str, ...
     if encoder is None:
         generic = lambda batch: batch.frame(columns)  # noqa: E731
         return Predictor(model, generic, classes, _has_probabilities(model), False, columns)
-    return Predictor(model[-1], encoder, classes, _has_probabilities(model[-1]), True, columns)
+    return Predictor(_fastest(model[-1], encoder), encoder, classes, _has_probabilities(model[-1]), True, columns)
+
+
+def _fastest(estimator: Any, encoder: FastEncoder) -> Any:
+    """A forest's exact numpy twin (app/forest.py) where one applies, else the estimator itself."""
+    return compile_forest(estimator, encoder(probe_batch())) or estimator
 
 
 def _verified_encoder(model: Any) -> FastEncoder | None:

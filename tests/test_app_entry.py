@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.__main__ import default_workers, port, workers
+from app.__main__ import access_log, default_workers, port, workers
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,3 +32,15 @@ def test_a_bad_worker_count_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("WEB_CONCURRENCY", value)
     with pytest.raises(SystemExit, match=r"^WEB_CONCURRENCY must be"):
         workers()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("off", False), ("1", True), ("Yes", True)])
+def test_access_log_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    monkeypatch.setenv("ACCESS_LOG", value)
+    assert access_log() is expected
+
+
+def test_a_bad_access_log_value_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCESS_LOG", "verbose")
+    with pytest.raises(SystemExit, match=r"^ACCESS_LOG must be"):
+        access_log()
