@@ -21,7 +21,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from app.forest import compile_forest
+from app.twins import compile_twin
 from app.schemas import ISLANDS, SEXES, PenguinRecord
 
 CATEGORICAL = ("island", "sex")
@@ -265,8 +265,8 @@ def _raw_predictor(model: Any, columns: tuple[str, ...], classes: tuple[str, ...
 
 
 def _fastest(estimator: Any, encoder: FastEncoder) -> Any:
-    """A forest's exact numpy twin (app/forest.py) where one applies, else the estimator itself."""
-    return compile_forest(estimator, encoder(probe_batch())) or estimator
+    """The estimator's exact numpy twin (app/twins.py) where one applies, else the estimator itself."""
+    return compile_twin(estimator, encoder(probe_batch())) or estimator
 
 
 def _verified_encoder(model: Any) -> FastEncoder | None:

@@ -250,7 +250,7 @@ def measure(models_dir: Path, workers: int, seconds: float) -> list[Row]:
             floor = http_floor["p50_ms"] + floors_ms[name]
             rows.append(Row(f"model floor {name}, 1 record, p50", floors_ms[name], "ms"))
             rows.append(Row(f"/predict {name}, 1 connection, p50", one["p50_ms"], "ms", floor,
-                            f"+{one['p50_ms'] - floor:.2f} ms", "<= floors + 0.3 ms", one["p50_ms"] - floor <= 0.3))  # fmt: skip
+                            f"{one['p50_ms'] - floor:+.2f} ms", "<= floors + 0.3 ms", one["p50_ms"] - floor <= 0.3))  # fmt: skip
             rows.append(Row(f"/predict {name}, 1 connection, p99", one["p99_ms"], "ms"))
             minimum = {"logistic_regression": 3000, "random_forest": 200}.get(name)
             rows.append(Row(f"/predict {name}, 8 connections", eight["rps"], "req/s", http_floor_8["rps"],
@@ -273,7 +273,7 @@ def measure(models_dir: Path, workers: int, seconds: float) -> list[Row]:
     for name in MODEL_NAMES:
         inside = in_process_path(models_dir, name, seconds)
         rows.append(Row(f"in-process path {name}, 1 record, p50", inside, "ms", floors_ms[name],
-                        f"+{inside - floors_ms[name]:.2f} ms over model floor"))  # fmt: skip
+                        f"{inside - floors_ms[name]:+.2f} ms over model floor"))  # fmt: skip
     return rows
 
 

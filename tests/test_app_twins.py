@@ -1,4 +1,4 @@
-"""app/forest.py: the numpy twin answers exactly as the forest's own predict_proba."""
+"""app/twins.py: each numpy twin answers exactly as its estimator's own predict_proba."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import pandas as pd
 import pytest
 from jobs import ROOT
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
-from app.forest import SMALL_BATCH, CompiledForest, compile_forest
+from app.predictors import build_predictor, unpack
+from app.twins import SMALL_BATCH, CompiledForest, CompiledSoftmax, compile_twin
 
 FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]
 
@@ -27,31 +30,34 @@ def encoded_penguins(trained_models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return preprocess.transform(penguins[FEATURES]), penguins["species"].to_numpy()
 
 
-FORESTS = [
+ESTIMATORS = [
     pytest.param(lambda: RandomForestClassifier(n_estimators=30, random_state=0), id="random-forest"),
     pytest.param(lambda: RandomForestClassifier(n_estimators=10, max_depth=2, random_state=0), id="shallow"),
     pytest.param(lambda: ExtraTreesClassifier(n_estimators=20, random_state=0), id="extra-trees"),
+    pytest.param(lambda: LogisticRegression(max_iter=5000), id="logistic-regression"),
+    pytest.param(lambda: LogisticRegression(C=0.01, max_iter=5000), id="logistic-regression-weak"),
 ]
 
 
-@pytest.mark.parametrize("make", FORESTS)
+@pytest.mark.parametrize("make", ESTIMATORS)
 def test_matches_predict_proba_bit_for_bit_on_every_penguin(
     make: Callable[[], Any], encoded_penguins: tuple[np.ndarray, np.ndarray]
 ) -> None:
     features, species = encoded_penguins
-    forest = make().fit(features, species)
-    compiled = compile_forest(forest, features[:24])
-    assert isinstance(compiled, CompiledForest)
+    features = StandardScaler().fit_transform(features)  # what the served pipelines feed them
+    estimator = make().fit(features, species)
+    compiled = compile_twin(estimator, features[:24])
+    assert isinstance(compiled, CompiledForest | CompiledSoftmax)
     for size in (1, 5, SMALL_BATCH):
         for start in range(0, len(features) - size, 3):
             rows = features[start : start + size]
-            assert np.array_equal(compiled.predict_proba(rows), forest.predict_proba(rows))
+            assert np.array_equal(compiled.predict_proba(rows), estimator.predict_proba(rows))
 
 
 def test_matches_on_measurements_far_outside_the_data(encoded_penguins: tuple[np.ndarray, np.ndarray]) -> None:
     features, species = encoded_penguins
     forest = RandomForestClassifier(n_estimators=15, random_state=1).fit(features, species)
-    compiled = compile_forest(forest, features[:24])
+    compiled = compile_twin(forest, features[:24])
     odd = np.random.default_rng(0).uniform(-1e6, 1e6, size=(SMALL_BATCH, features.shape[1]))
     assert np.array_equal(compiled.predict_proba(odd), forest.predict_proba(odd))
 
@@ -59,18 +65,22 @@ def test_matches_on_measurements_far_outside_the_data(encoded_penguins: tuple[np
 def test_big_batches_go_to_the_forest_itself(encoded_penguins: tuple[np.ndarray, np.ndarray]) -> None:
     features, species = encoded_penguins
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(features, species)
-    compiled = compile_forest(forest, features[:24])
+    compiled = compile_twin(forest, features[:24])
     assert np.array_equal(compiled.predict_proba(features), forest.predict_proba(features))
 
 
 def test_other_estimators_are_left_alone(encoded_penguins: tuple[np.ndarray, np.ndarray]) -> None:
     features, species = encoded_penguins
     boosted = GradientBoostingClassifier(n_estimators=5).fit(features, species)
-    assert compile_forest(boosted, features[:24]) is None
+    assert compile_twin(boosted, features[:24]) is None
+    two_classes = species != "Chinstrap"  # a binary logistic regression has another formula
+    binary = LogisticRegression(max_iter=5000).fit(features[two_classes], species[two_classes])
+    assert compile_twin(binary, features[:24]) is None
 
 
-def test_the_served_forest_uses_the_twin(trained_models_dir: Path) -> None:
-    from app.predictors import build_predictor, unpack
-
-    predictor = build_predictor(unpack(joblib.load(trained_models_dir / "random_forest.pkl")))
-    assert isinstance(predictor.estimator, CompiledForest)
+@pytest.mark.parametrize(
+    ("name", "twin"), [("random_forest", CompiledForest), ("logistic_regression", CompiledSoftmax)]
+)
+def test_the_served_models_use_their_twins(trained_models_dir: Path, name: str, twin: type) -> None:
+    predictor = build_predictor(unpack(joblib.load(trained_models_dir / f"{name}.pkl")))
+    assert isinstance(predictor.estimator, twin)

@@ -1,10 +1,11 @@
-"""A numpy twin of a fitted forest's predict_proba, for the few records a request usually holds.
+"""Exact numpy twins of fitted estimators' predict_proba, for the few records a request holds.
 
-scikit-learn's forest hands each tree to joblib and re-checks the input per tree: about 50 µs
-a tree, 5-7 ms for one record through 100 trees. Walking every tree at once with numpy takes
-about 0.1 ms. The arithmetic is the forest's own (each tree's leaf values normalised, summed
-in tree order, divided by the number of trees), and `compile_forest` keeps the twin only when
-it reproduces predict_proba bit for bit on the records it is given.
+scikit-learn pays per call for input validation (about 70 µs, most of a logistic regression's
+0.1 ms), and a forest hands each tree to joblib and re-checks the input per tree: 5-7 ms for one
+record through 100 trees. The twins below do the estimator's own arithmetic, in the same order,
+on arrays prepared at load time: a random forest answers one record in about 0.1 ms, a logistic
+regression in about 10 µs. `compile_twin` keeps a twin only when it reproduces predict_proba
+bit for bit on the records it is given; anything else is served by the estimator itself.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 
-# Above this many records scikit-learn's compiled per-tree loop is the faster one.
+# Above this many records the estimator's own call is as fast: its fixed cost no longer counts.
 SMALL_BATCH = 64
 LEAF = -1
 
@@ -56,13 +58,44 @@ class CompiledForest:
         return total
 
 
-def compile_forest(forest: Any, probe: Any) -> CompiledForest | None:
-    """The numpy twin of a single-output random or extra-trees forest, if exact on `probe`."""
-    if type(forest) not in (RandomForestClassifier, ExtraTreesClassifier) or forest.n_outputs_ != 1:
+@dataclass(frozen=True)
+class CompiledSoftmax:
+    """A multinomial logistic regression: LinearClassifierMixin.decision_function, then softmax."""
+
+    model: Any
+    coef_t: np.ndarray
+    intercept: np.ndarray
+
+    @property
+    def classes_(self) -> np.ndarray:
+        classes: np.ndarray = self.model.classes_
+        return classes
+
+    def predict_proba(self, encoded: Any) -> np.ndarray:
+        rows = np.asarray(encoded, dtype=np.float64)
+        if len(rows) > SMALL_BATCH:
+            result: np.ndarray = self.model.predict_proba(encoded)
+            return result
+        scores: np.ndarray = rows @ self.coef_t + self.intercept
+        scores -= scores.max(axis=1).reshape(-1, 1)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1).reshape(-1, 1)
+        return scores
+
+
+Twin = CompiledForest | CompiledSoftmax
+
+
+def compile_twin(estimator: Any, probe: Any) -> Twin | None:
+    """The estimator's numpy twin, if there is one and it is exact on `probe`."""
+    twin: Twin | None = None
+    if type(estimator) in (RandomForestClassifier, ExtraTreesClassifier) and estimator.n_outputs_ == 1:
+        twin = _stack([tree.tree_ for tree in estimator.estimators_], estimator, estimator.n_classes_)
+    elif type(estimator) is LogisticRegression and len(estimator.classes_) > 2:
+        twin = CompiledSoftmax(estimator, estimator.coef_.T, estimator.intercept_)
+    if twin is None or not np.array_equal(twin.predict_proba(probe), estimator.predict_proba(probe)):
         return None
-    compiled = _stack([tree.tree_ for tree in forest.estimators_], forest, forest.n_classes_)
-    expected = forest.predict_proba(probe)
-    return compiled if np.array_equal(compiled.predict_proba(probe), expected) else None
+    return twin
 
 
 def _stack(trees: list[Any], forest: Any, classes: int) -> CompiledForest:
