@@ -93,6 +93,12 @@ endif
 test: venv ## run the test suite (no Docker needed)
 	$(BIN)/python -m pytest -m "not compose and not soak"
 
+.PHONY: lint
+lint: venv ## ruff (lint and format) over the project, mypy --strict over app/
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 .PHONY: test-soak
 test-soak: venv ## soak and fault tests: a live server under load while its models change (about a minute)
 	$(BIN)/python -m pytest -m soak -s

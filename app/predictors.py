@@ -21,8 +21,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from app.twins import compile_twin
 from app.schemas import ISLANDS, SEXES, PenguinRecord
+from app.twins import compile_twin
 
 CATEGORICAL = ("island", "sex")
 NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
@@ -128,7 +128,7 @@ def _compile_step(step: Any, columns: list[str], start: int) -> tuple[list[Op], 
         if step.handle_unknown != "ignore" or step.drop is not None or getattr(step, "_infrequent_enabled", False):
             return None
         ops = []
-        for column, categories in zip(columns, step.categories_):
+        for column, categories in zip(columns, step.categories_, strict=True):
             ops.append(one_hot(column, list(categories), start))
             start += len(categories)
         return ops, start
@@ -192,11 +192,15 @@ class Predictor:
             names = np.asarray(self.classes, dtype=object)
             return self._answer(names[probabilities.argmax(axis=1)].tolist(), probabilities)
         labels = self.estimator.predict(encoded)
-        names_by_label = dict(zip(self.estimator.classes_.tolist(), self.classes))
+        names_by_label = dict(zip(self.estimator.classes_.tolist(), self.classes, strict=True))
         return self._answer([names_by_label[label] for label in labels.tolist()], None)
 
     def _answer(self, predictions: list[str], probabilities: np.ndarray | None) -> dict[str, Any]:
-        rows = None if probabilities is None else [dict(zip(self.classes, row)) for row in probabilities.tolist()]
+        rows = (
+            None
+            if probabilities is None
+            else [dict(zip(self.classes, row, strict=True)) for row in probabilities.tolist()]
+        )
         return {"predictions": predictions, "probabilities": rows, "classes": list(self.classes)}
 
 
@@ -259,8 +263,11 @@ def _has_probabilities(estimator: Any) -> bool:
 def _raw_predictor(model: Any, columns: tuple[str, ...], classes: tuple[str, ...]) -> Predictor:
     encoder = _verified_encoder(model)
     if encoder is None:
-        generic = lambda batch: batch.frame(columns)  # noqa: E731
-        return Predictor(model, generic, classes, _has_probabilities(model), False, columns)
+
+        def as_frame(batch: Batch) -> pd.DataFrame:
+            return batch.frame(columns)
+
+        return Predictor(model, as_frame, classes, _has_probabilities(model), False, columns)
     return Predictor(_fastest(model[-1], encoder), encoder, classes, _has_probabilities(model[-1]), True, columns)
 
 

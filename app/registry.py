@@ -12,7 +12,7 @@ import os
 import stat
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -71,7 +71,7 @@ class LoadedModel:
             "trained_at": metadata.get("trained_at"),
             "sklearn_version": metadata.get("sklearn_version"),
             "size_bytes": self.stamp.size,
-            "modified_at": datetime.fromtimestamp(self.stamp.mtime_ns / 1e9, timezone.utc).isoformat(),
+            "modified_at": datetime.fromtimestamp(self.stamp.mtime_ns / 1e9, UTC).isoformat(),
             "probabilities": self.predictor.has_probabilities,
             "fast_path": self.predictor.fast_path,
         }

@@ -119,4 +119,5 @@ def _normalised(value: np.ndarray) -> np.ndarray:
     # DecisionTreeClassifier.predict_proba's own steps, so the floats come out identical.
     normaliser = value.sum(axis=1)[:, np.newaxis]
     normaliser[normaliser == 0.0] = 1.0
-    return value / normaliser
+    normalised: np.ndarray = value / normaliser
+    return normalised

@@ -39,16 +39,12 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script from anywhere: the shared helpers in scripts/ and the app package importable.
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
-from penguins import FEATURES, resolve_dir  # noqa: E402
+from penguins import FEATURES, resolve_dir
+
+from app.main import create_app
+from app.schemas import EXAMPLE_RECORD as RECORD
+
 MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
-RECORD = {
-    "island": "Biscoe",
-    "bill_length_mm": 39.1,
-    "bill_depth_mm": 18.7,
-    "flipper_length_mm": 181,
-    "body_mass_g": 3750,
-    "sex": "Male",
-}
 BATCH_MODELS = ["logistic_regression", "random_forest"]
 BATCH_SIZES = [1_000, 10_000]
 WRK_REPORT = """
@@ -114,7 +110,9 @@ def wait_until_up(url: str, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"the server exited early: {server.stderr.read().decode()[-2000:] if server.stderr else ''}")
+            raise SystemExit(
+                f"the server exited early: {server.stderr.read().decode()[-2000:] if server.stderr else ''}"
+            )
         try:
             httpx.get(url + "/health", timeout=1)
             return
@@ -144,7 +142,9 @@ def wrk(url: str, body: bytes, connections: int, seconds: float) -> dict[str, fl
         payload.write_bytes(body)
         threads = min(connections, 2)
         command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url]
-        output = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "BENCH_BODY": str(payload)})
+        output = subprocess.run(
+            command, capture_output=True, text=True, check=True, env={**os.environ, "BENCH_BODY": str(payload)}
+        )
     report = json.loads(output.stdout.strip().splitlines()[-1])
     if report["errors"]:
         raise SystemExit(f"wrk saw {report['errors']} failed requests against {url}")
@@ -181,9 +181,7 @@ def model_floor(path: Path, records: int, seconds: float) -> float:
 
 def in_process_path(models_dir: Path, model: str, seconds: float) -> float:
     """The app's own work for one /predict, called as ASGI: no sockets, no HTTP parsing."""
-    os.environ["MODELS_DIR"] = str(models_dir)
-    from app.main import create_app  # noqa: PLC0415  (reads the environment when it starts)
-
+    os.environ["MODELS_DIR"] = str(models_dir)  # read when the app starts, below
     application = create_app()
     loop = asyncio.new_event_loop()
     payload = body()
@@ -224,56 +222,74 @@ def in_process_path(models_dir: Path, model: str, seconds: float) -> float:
 def ensure_models(models_dir: Path) -> None:
     if not list(models_dir.glob("*.pkl")):
         print(f"no models in {models_dir}: training them first", flush=True)
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--models-dir", str(models_dir)], check=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "train.py"), "--models-dir", str(models_dir)], check=True
+        )
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
     return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
             "system": f"{platform.system()} {platform.release()}"}  # fmt: skip
 
 
+# Targets from the README's Performance section.
+MIN_REQUESTS_PER_SECOND = {"logistic_regression": 3000, "random_forest": 200}
+MIN_RECORDS_PER_SECOND = {("logistic_regression", 10_000): 150_000}
+
+
+def single_record_rows(url: str, name: str, model_ms: float, http: dict[str, float], seconds: float) -> list[Row]:
+    one = wrk(f"{url}/predict?model={name}", body(), 1, seconds)
+    eight = wrk(f"{url}/predict?model={name}", body(), 8, seconds)
+    floor, over = http["p50_ms"] + model_ms, one["p50_ms"] - http["p50_ms"] - model_ms
+    minimum = MIN_REQUESTS_PER_SECOND.get(name)
+    return [
+        Row(f"model floor {name}, 1 record, p50", model_ms, "ms"),
+        Row(f"/predict {name}, 1 connection, p50", one["p50_ms"], "ms", floor, f"{over:+.2f} ms",
+            "<= floors + 0.3 ms", over <= 0.3),
+        Row(f"/predict {name}, 1 connection, p99", one["p99_ms"], "ms"),
+        Row(f"/predict {name}, 8 connections", eight["rps"], "req/s", http["rps_8"],
+            f"{eight['rps'] / http['rps_8']:.2f} x floor",
+            f">= {minimum} req/s" if minimum else "", eight["rps"] >= minimum if minimum else None),
+    ]  # fmt: skip
+
+
+def batch_row(url: str, models_dir: Path, name: str, size: int, seconds: float) -> Row:
+    figure = wrk(f"{url}/predict?model={name}", body(size), 1, seconds)["rps"] * size
+    floor = size / (model_floor(models_dir / f"{name}.pkl", size, seconds / 2) / 1e3)
+    wanted = MIN_RECORDS_PER_SECOND.get((name, size))
+    return Row(f"/predict {name}, {size:,} records", figure, "records/s", floor, f"{figure / floor:.2f} x model floor",
+               f">= {wanted:,} records/s" if wanted else "", figure >= wanted if wanted else None)  # fmt: skip
+
+
+def compare_row(url: str, single_p50: float, seconds: float) -> Row:
+    models = "&".join(f"models={name}" for name in MODEL_NAMES)
+    p50 = wrk(f"{url}/predict/compare?{models}", body(), 1, seconds)["p50_ms"]
+    return Row("/predict/compare 3 models, 1 connection, p50", p50, "ms", single_p50,
+               f"{p50 / single_p50:.2f} x sum of singles", "<= 1.2 x", p50 <= 1.2 * single_p50)  # fmt: skip
+
+
 def measure(models_dir: Path, workers: int, seconds: float) -> list[Row]:
-    rows: list[Row] = []
     floors_ms = {name: model_floor(models_dir / f"{name}.pkl", 1, seconds) for name in MODEL_NAMES}
     with served(*floor_command(workers)) as url:
-        http_floor = wrk(url + "/predict", body(), 1, seconds)
-        http_floor_8 = wrk(url + "/predict", body(), 8, seconds)
-    rows.append(Row("HTTP floor, 1 connection, p50", http_floor["p50_ms"], "ms"))
-    rows.append(Row("HTTP floor, 8 connections", http_floor_8["rps"], "req/s"))
+        http = wrk(url + "/predict", body(), 1, seconds)
+        http["rps_8"] = wrk(url + "/predict", body(), 8, seconds)["rps"]
+    rows = [
+        Row("HTTP floor, 1 connection, p50", http["p50_ms"], "ms"),
+        Row("HTTP floor, 8 connections", http["rps_8"], "req/s"),
+    ]
     with served(*api_command(workers)) as url:
-        single_p50 = {}
         for name in MODEL_NAMES:
-            one = wrk(f"{url}/predict?model={name}", body(), 1, seconds)
-            eight = wrk(f"{url}/predict?model={name}", body(), 8, seconds)
-            single_p50[name] = one["p50_ms"]
-            floor = http_floor["p50_ms"] + floors_ms[name]
-            rows.append(Row(f"model floor {name}, 1 record, p50", floors_ms[name], "ms"))
-            rows.append(Row(f"/predict {name}, 1 connection, p50", one["p50_ms"], "ms", floor,
-                            f"{one['p50_ms'] - floor:+.2f} ms", "<= floors + 0.3 ms", one["p50_ms"] - floor <= 0.3))  # fmt: skip
-            rows.append(Row(f"/predict {name}, 1 connection, p99", one["p99_ms"], "ms"))
-            minimum = {"logistic_regression": 3000, "random_forest": 200}.get(name)
-            rows.append(Row(f"/predict {name}, 8 connections", eight["rps"], "req/s", http_floor_8["rps"],
-                            f"{eight['rps'] / http_floor_8['rps']:.2f} x floor",
-                            f">= {minimum} req/s" if minimum else "", eight["rps"] >= minimum if minimum else None))  # fmt: skip
-        for name in BATCH_MODELS:
-            for size in BATCH_SIZES:
-                run = wrk(f"{url}/predict?model={name}", body(size), 1, seconds)
-                floor = size / (model_floor(models_dir / f"{name}.pkl", size, seconds / 2) / 1e3)
-                figure = run["rps"] * size
-                wanted = 150_000 if (name, size) == ("logistic_regression", 10_000) else None
-                rows.append(Row(f"/predict {name}, {size:,} records", figure, "records/s", floor,
-                                f"{figure / floor:.2f} x model floor", f">= {wanted:,} records/s" if wanted else "",
-                                figure >= wanted if wanted else None))  # fmt: skip
-        models = "&".join(f"models={name}" for name in MODEL_NAMES)
-        compared = wrk(f"{url}/predict/compare?{models}", body(), 1, seconds)
-        total = sum(single_p50.values())
-        rows.append(Row("/predict/compare 3 models, 1 connection, p50", compared["p50_ms"], "ms", total,
-                        f"{compared['p50_ms'] / total:.2f} x sum of singles", "<= 1.2 x", compared["p50_ms"] <= 1.2 * total))  # fmt: skip
+            rows += single_record_rows(url, name, floors_ms[name], http, seconds)
+        rows += [batch_row(url, models_dir, name, size, seconds) for name in BATCH_MODELS for size in BATCH_SIZES]
+        singles = sum(row.figure for row in rows if row.case.endswith("1 connection, p50") and "/predict " in row.case)
+        rows.append(compare_row(url, singles, seconds))
     for name in MODEL_NAMES:
         inside = in_process_path(models_dir, name, seconds)
+        over = inside - floors_ms[name]
         rows.append(Row(f"in-process path {name}, 1 record, p50", inside, "ms", floors_ms[name],
-                        f"{inside - floors_ms[name]:+.2f} ms over model floor"))  # fmt: skip
+                        f"{over:+.2f} ms over model floor"))  # fmt: skip
     return rows
 
 
@@ -303,7 +319,12 @@ def main() -> None:
     print(table(rows))
     out = Path(args.out) if args.out else models_dir / "evaluation" / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine(), "workers": args.workers, "seconds_per_run": args.seconds, "rows": [asdict(row) for row in rows]}
+    report = {
+        "machine": machine(),
+        "workers": args.workers,
+        "seconds_per_run": args.seconds,
+        "rows": [asdict(row) for row in rows],
+    }
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -28,14 +28,14 @@ import joblib
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no screen in a container or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 # The notebook twin runs from notebooks/: make the shared helpers in scripts/ importable.
 sys.path.insert(0, str(Path.cwd().resolve().parent / "scripts"))
-from penguins import SEED, load_penguins, resolve_dir, split  # noqa: E402
+from penguins import SEED, load_penguins, resolve_dir, split
 
 # %% [markdown]
 # Settings: `--models-dir` / `MODELS_DIR` (default `models`) and
@@ -69,7 +69,7 @@ def load_bundles(folder: Path) -> dict[str, dict[str, Any]]:
         except Exception as error:  # a broken file must not stop the others' evaluation
             print(f"skipping {path.name}: cannot be loaded ({type(error).__name__}: {error})")
             continue
-        if isinstance(content, dict) and BUNDLE_KEYS <= content.keys():
+        if isinstance(content, dict) and content.keys() >= BUNDLE_KEYS:
             bundles[path.stem] = content
         else:
             print(f"skipping {path.name}: not a bundle written by train.py")

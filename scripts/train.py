@@ -25,12 +25,11 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import joblib
-import pandas as pd
 import sklearn
 from sklearn.base import ClassifierMixin
 from sklearn.compose import ColumnTransformer
@@ -44,7 +43,7 @@ from sklearn.svm import SVC
 
 # The notebook twin runs from notebooks/: make the shared helpers in scripts/ importable.
 sys.path.insert(0, str(Path.cwd().resolve().parent / "scripts"))
-from penguins import (  # noqa: E402
+from penguins import (
     CATEGORICAL,
     FEATURES,
     NUMERIC,
@@ -211,7 +210,7 @@ def bundle(name: str, searched: GridSearchCV) -> dict[str, Any]:
         "features": FEATURES,
         "classes": [str(label) for label in label_encoder.classes_],
         "sklearn_version": sklearn.__version__,
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_sha256": file_sha256(dataset_path(DATA_DIR)),
         "seed": args.seed,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def start_server(models_dir: Path, log: Path, obey_permissions: bool = False, wo
     """Serve models_dir until the block ends. obey_permissions: a root server cannot read a mode-000 folder."""
     port = free_port()
     env = {**os.environ, "MODELS_DIR": str(models_dir), "HOST": "127.0.0.1", "PORT": str(port)}
-    env["WEB_CONCURRENCY"] = str(workers)
+    env |= {"WEB_CONCURRENCY": str(workers), "PYTHONWARNINGS": "error"}
     command = [sys.executable, "-m", "app"]
     if obey_permissions and os.geteuid() == 0:
         assert shutil.which("setpriv"), "setpriv (util-linux) is needed to test permissions as root"
@@ -71,3 +72,7 @@ def start_server(models_dir: Path, log: Path, obey_permissions: bool = False, wo
     finally:
         process.terminate()
         process.wait(timeout=30)
+    # uvicorn shuts down cleanly on SIGTERM, then re-raises it: -15 is its normal exit.
+    output = log.read_text()
+    assert process.returncode in (0, -signal.SIGTERM), output[-3000:]
+    assert "Application shutdown complete" in output, output[-3000:]

@@ -41,9 +41,8 @@ def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -
 
 def test_the_app_refuses_to_start_with_a_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_RECORDS", "ten")
-    with pytest.raises(ConfigError, match="MAX_RECORDS"):
-        with TestClient(create_app()):
-            pass
+    with pytest.raises(ConfigError, match="MAX_RECORDS"), TestClient(create_app()):
+        pass
 
 
 def test_the_app_reads_the_environment_when_it_starts(monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,14 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import RECORD
-from jobs import ROOT
 from live import start_server
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -37,37 +26,11 @@ def models_dir(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def server(models_dir: Path) -> Iterator[str]:
-    """uvicorn app.main:app as `make serve LOCAL=1` starts it, once for the module; yields its base URL."""
-    tmp_path = models_dir.parent
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    environment = {**os.environ, "MODELS_DIR": str(models_dir), "PYTHONWARNINGS": "error"}
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
-    output = (tmp_path / "server.log").read_text()
-    # uvicorn shuts down cleanly on SIGTERM, then re-raises it: -15 is its normal exit here.
-    assert process.returncode in (0, -signal.SIGTERM), output
-    assert "Traceback" not in output and "Application shutdown complete" in output, output
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited at start"
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not answer /health within 30 s")
+    """The API as `make serve LOCAL=1` and the image start it, once for the module; yields its base URL."""
+    log = models_dir.parent / "server.log"
+    with start_server(models_dir, log) as live:
+        yield live.url
+    assert "Traceback" not in log.read_text()  # nothing in this module breaks a model
 
 
 def test_real_http_requests(server: str) -> None:

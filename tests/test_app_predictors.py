@@ -13,8 +13,8 @@ import pytest
 from conftest import RECORD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import TypeAdapter
 from jobs import ROOT
+from pydantic import TypeAdapter
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -79,7 +79,7 @@ record_strategy = st.fixed_dictionaries(
         "island": st.sampled_from(["Biscoe", "Dream", "Torgersen"]),
         "sex": st.sampled_from(["Male", "Female"]).flatmap(
             lambda sex: st.lists(st.booleans(), min_size=len(sex), max_size=len(sex)).map(
-                lambda upper: "".join(c.upper() if u else c.lower() for c, u in zip(sex, upper))
+                lambda upper: "".join(c.upper() if u else c.lower() for c, u in zip(sex, upper, strict=True))
             )
         ),
         **{column: st.floats(min_value=1e-3, max_value=1e5, allow_nan=False) for column in NUMERIC},

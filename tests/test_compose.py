@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,20 +19,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import RECORD
+from live import free_port
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1200)]
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
 IMAGES = ["penguins-jupyter:latest", "penguins-api:latest"]
-RECORD = {
-    "island": "Biscoe",
-    "bill_length_mm": 39.1,
-    "bill_depth_mm": 18.7,
-    "flipper_length_mm": 181,
-    "body_mass_g": 3750,
-    "sex": "Male",
-}
 # Run as root, the stack gets this non-root UID/GID instead, which also proves that the
 # caller's IDs reach the images (it is neither root nor the images' default 1000).
 STAND_IN_UID = 4242
@@ -89,13 +82,6 @@ def docker_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def copy_working_tree(target: Path) -> None:
     """Tracked and untracked-but-not-ignored files: what a fresh clone plus local edits holds."""
     listed = subprocess.run(
@@ -132,9 +118,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     }
     env.pop("MAKEFLAGS", None)
     env.pop("MAKELEVEL", None)
-    created = Project(
-        root, env, name, uid, gid, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{jupyter_port}"
-    )
+    created = Project(root, env, name, uid, gid, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{jupyter_port}")
     yield created
     subprocess.run(["make", "down"], cwd=root, env=env, capture_output=True, timeout=300)
 

@@ -64,7 +64,7 @@ def check(response: Any, records: int | None = None) -> None:
     assert response.status_code < 500, response.text
     body = response.json()
     if response.status_code >= 400:
-        assert "detail" in body and body["detail"], body
+        assert body.get("detail"), body
     elif records is not None:
         assert len(body["predictions"]) == records
 
@@ -127,7 +127,9 @@ def test_predict_survives_odd_records(client: TestClient, batch: list[dict[str, 
 def test_valid_looking_records_are_answered_or_refused_with_422(
     client: TestClient, length: Any, island: str, sex: str
 ) -> None:
-    response = post(client, "/predict", {"records": [{**RECORD, "bill_length_mm": length, "island": island, "sex": sex}]})
+    response = post(
+        client, "/predict", {"records": [{**RECORD, "bill_length_mm": length, "island": island, "sex": sex}]}
+    )
     assert response.status_code in (200, 422), response.text
     if response.status_code == 200:
         assert is_finite_positive(length)

@@ -46,5 +46,9 @@ def test_the_local_venv_has_the_pinned_model_stack(package: str) -> None:
 
 
 def test_the_venv_installs_both_images_requirements() -> None:
-    includes = [line.split(None, 1)[1] for line in (ROOT / "requirements-dev.txt").read_text().splitlines() if line.startswith("-r ")]
+    includes = [
+        line.split(None, 1)[1]
+        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+        if line.startswith("-r ")
+    ]
     assert sorted(includes) == sorted(IMAGES)

@@ -96,10 +96,10 @@ class Load:
         self.probe = (name, frozenset(statuses))
 
 
-def replace_atomically(source: Path, target: Path) -> None:
-    temporary = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+def write_atomically(path: Path, content: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
 
 
 @pytest.fixture(scope="module")
@@ -115,33 +115,21 @@ def model_sets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def swap_models(models: Path, sets: tuple[Path, Path]) -> None:
     for round_ in range(REPLACEMENTS):
         for name in HEALTHY:
-            replace_atomically(sets[(round_ + 1) % 2] / f"{name}.pkl", models / f"{name}.pkl")
+            write_atomically(models / f"{name}.pkl", (sets[(round_ + 1) % 2] / f"{name}.pkl").read_bytes())
         time.sleep(0.15)  # long enough for the clients to use each new file
 
 
-def broken_file_comes_and_goes(models: Path, load: Load) -> None:
-    (models / ".broken.tmp").write_bytes(b"\x80\x04 this is not a whole pickle")
-    os.replace(models / ".broken.tmp", models / "broken.pkl")
-    load.probing("broken", 500, 404)  # 404 only in the instant it is deleted below
+def comes_and_goes(path: Path, content: bytes, load: Load, status_while_there: int) -> None:
+    """A file appears atomically, the probe clients ask for it, it is deleted, they ask again."""
+    write_atomically(path, content)
+    load.probing(path.stem, status_while_there, 404)  # 404 only in the instant it is deleted below
     time.sleep(3)
-    (models / "broken.pkl").unlink()
+    path.unlink()
     time.sleep(0.5)
-    load.probing("broken", 404)
+    load.probing(path.stem, 404)
     time.sleep(2)
     load.probe = None
     time.sleep(0.2)  # let requests already sent finish before the next fault
-
-
-def new_model_comes_and_goes(models: Path, sets: tuple[Path, Path], load: Load) -> None:
-    replace_atomically(sets[0] / "svc.pkl", models / "newcomer.pkl")
-    load.probing("newcomer", 200, 404)
-    time.sleep(3)
-    (models / "newcomer.pkl").unlink()
-    time.sleep(0.5)
-    load.probing("newcomer", 404)
-    time.sleep(2)
-    load.probe = None
-    time.sleep(0.2)
 
 
 def health_while_unreadable(models: Path, url: str) -> tuple[int, int]:
@@ -178,8 +166,8 @@ def test_keeps_serving_while_the_models_folder_changes_under_load(
         load = Load(server.url)
         with load.running():
             swap_models(models, model_sets)
-            broken_file_comes_and_goes(models, load)
-            new_model_comes_and_goes(models, model_sets, load)
+            comes_and_goes(models / "broken.pkl", b"\x80\x04 this is not a whole pickle", load, 500)
+            comes_and_goes(models / "newcomer.pkl", (model_sets[0] / "svc.pkl").read_bytes(), load, 200)
             health = health_while_unreadable(models, server.url)
             time.sleep(1)
         memory_growth = server.rss_bytes() - memory_before
@@ -187,7 +175,8 @@ def test_keeps_serving_while_the_models_folder_changes_under_load(
         reloads = server.log.read_text().count(" loaded ") - loads_before
 
     print(f"\nrequests: {sum(load.counts.values())}; by kind: {dict(load.counts)}")
-    print(f"reloads observed: {reloads}; memory growth: {memory_growth / 2**20:.1f} MiB; fds: {files_before} -> {files_after}")
+    growth = f"{memory_growth / 2**20:.1f} MiB"
+    print(f"reloads observed: {reloads}; memory growth: {growth}; fds: {files_before} -> {files_after}")
     assert load.failures == []
     assert load.counts["healthy 200"] > 500
     assert load.counts["broken 500"] > 0 and load.counts["broken 404"] > 0
