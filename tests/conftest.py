@@ -14,16 +14,11 @@ from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from app.schemas import EXAMPLE_RECORD
 
 MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
-RECORD: dict[str, Any] = {
-    "island": "Torgersen",
-    "bill_length_mm": 39.1,
-    "bill_depth_mm": 18.7,
-    "flipper_length_mm": 181,
-    "body_mass_g": 3750,
-    "sex": "Male",
-}
+# The seed's request example, an Adelie: what clients send first.
+RECORD: dict[str, Any] = dict(EXAMPLE_RECORD)
 
 
 @pytest.fixture(scope="session")
