@@ -13,7 +13,7 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,13 +21,12 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from app.schemas import ISLANDS, SEXES, PenguinRecord
+from app.schemas import ISLANDS, SEXES, ModelFormat, PenguinRecord
 from app.twins import compile_twin
 
 CATEGORICAL = ("island", "sex")
 NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 FEATURES = ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex")
-Format = Literal["bundle", "legacy_bundle", "estimator"]
 
 
 class NotAModel(ValueError):
@@ -209,7 +208,7 @@ class Unpacked:
     model: Any
     label_encoder: Any | None
     metadata: dict[str, Any] | None
-    format: Format
+    format: ModelFormat
 
 
 def unpack(content: Any) -> Unpacked:

@@ -31,6 +31,8 @@ FLOAT32_MAX = 3.4028234663852886e38
 Measurement = Annotated[float, Field(gt=0, lt=FLOAT32_MAX, allow_inf_nan=False, strict=True)]
 Island = Literal["Biscoe", "Dream", "Torgersen"]
 Sex = Annotated[Literal["Male", "Female"], BeforeValidator(_canonical_sex)]
+# The model file shapes served (app/predictors.py): the project's bundle, the seed's, a bare estimator.
+ModelFormat = Literal["bundle", "legacy_bundle", "estimator"]
 ModelName = Annotated[str, Field(description="A file in MODELS_DIR, with or without `.pkl`.", examples=["svc"])]
 
 
@@ -90,7 +92,7 @@ class ModelInfo(BaseModel):
     """What a model file holds, from its metadata when it has some, and from the file itself."""
 
     name: str
-    format: Literal["bundle", "legacy_bundle", "estimator"]
+    format: ModelFormat
     estimator: str
     params: dict[str, Any] | None
     metrics: dict[str, float] | None
