@@ -1,39 +1,63 @@
-"""Settings read once from the environment; a bad value stops the app at start."""
+"""Settings, read once from the environment: the app's and the server's. A bad value stops the start, by name."""
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# A model name is a plain file name: no separators, no leading dot, so never a path.
-MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-MODEL_NAME_MAX_LENGTH = 128
+from app.registry import MODEL_NAME_MAX_LENGTH, is_model_name
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("", "0", "false", "no", "off")
 
 
 class ConfigError(ValueError):
     """An environment variable holds a value the app cannot start with."""
 
 
+def default_workers() -> int:
+    # The CPUs this process may run on: a container's --cpuset, not the host's count.
+    return min(len(os.sched_getaffinity(0)), 4)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How `python -m app` runs uvicorn."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = field(default_factory=default_workers)
+    # Off unless asked for, as in gunicorn: the README's performance section says what a line per request costs.
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
+        workers = environ.get("WEB_CONCURRENCY", "").strip()
+        return cls(
+            host=environ.get("HOST", "127.0.0.1"),
+            port=_whole(environ, "PORT", "8000", 1, 65535),
+            workers=_whole(environ, "WEB_CONCURRENCY", workers, 1) if workers else default_workers(),
+            access_log=_flag(environ, "ACCESS_LOG", False),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
+    """What the app serves and how."""
+
     models_dir: Path
-    default_model: str
-    max_records: int
+    default_model: str = "random_forest"
+    max_records: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         return cls(
             models_dir=_models_dir(environ.get("MODELS_DIR", "models")),
             default_model=_default_model(environ.get("DEFAULT_MODEL", "random_forest")),
-            max_records=_max_records(environ.get("MAX_RECORDS", "10000")),
+            max_records=_whole(environ, "MAX_RECORDS", "10000", 1),
         )
-
-
-def is_model_name(value: str) -> bool:
-    return len(value) <= MODEL_NAME_MAX_LENGTH and MODEL_NAME_PATTERN.fullmatch(value) is not None
 
 
 def _models_dir(value: str) -> Path:
@@ -52,11 +76,21 @@ def _default_model(value: str) -> str:
     return value
 
 
-def _max_records(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ConfigError(f"MAX_RECORDS={value!r} is not a positive whole number.")
+def _whole(environ: Mapping[str, str], key: str, default: str, low: int, high: int | None = None) -> int:
+    value = environ.get(key, default).strip()
+    number = int(value) if value.isdigit() else -1
+    if number < low or (high is not None and number > high):
+        bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise ConfigError(f"{key}={value!r} is not a whole number {bounds}.")
     return number
+
+
+def _flag(environ: Mapping[str, str], key: str, default: bool) -> bool:
+    value = environ.get(key, "").strip().lower()
+    if not value:
+        return default
+    if value not in TRUE_WORDS + FALSE_WORDS:
+        raise ConfigError(
+            f"{key}={value!r} is not one of {', '.join(TRUE_WORDS[:2])} or {', '.join(FALSE_WORDS[1:3])}."
+        )
+    return value in TRUE_WORDS

@@ -9,92 +9,63 @@ from __future__ import annotations
 
 import copy
 import html
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from swagger_ui_bundle import swagger_ui_path
 
-from app.schemas import (
-    EXAMPLE_RECORD,
-    CompareRequest,
-    CompareResponse,
-    ErrorDetail,
-    Health,
-    ModelInfo,
-    ModelList,
-    PredictRequest,
-    PredictResponse,
-    ValidationErrorDetail,
-    Welcome,
-)
+if TYPE_CHECKING:
+    from app.http import Endpoint
 
 SWAGGER_UI_DIR = str(swagger_ui_path)
-SCHEMAS: list[type[BaseModel]] = [
-    PredictRequest,
-    CompareRequest,
-    PredictResponse,
-    CompareResponse,
-    ModelInfo,
-    ModelList,
-    Welcome,
-    Health,
-    ErrorDetail,
-    ValidationErrorDetail,
-]
-ERRORS = {
-    400: "The model name is not a plain file name, or it links outside MODELS_DIR.",
-    404: "No such model in MODELS_DIR; the detail lists the available ones.",
-    413: "More records than MAX_RECORDS.",
-    422: "The body is not valid JSON or a record does not validate.",
-    500: "The model file cannot be loaded; the detail names the file and the reason.",
-    503: "MODELS_DIR is not readable.",
-}
+# An error answer: the body's schema, and when it happens.
+ErrorDoc = tuple[type[BaseModel], str]
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
+def ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _json(schema: dict[str, Any], description: str, example: Any = None) -> dict[str, Any]:
+def json_content(schema: dict[str, Any], description: str, example: Any = None) -> dict[str, Any]:
     content: dict[str, Any] = {"schema": schema}
     if example is not None:
         content["example"] = example
     return {"description": description, "content": {"application/json": content}}
 
 
-def _responses(model: type[BaseModel], *errors: int) -> dict[str, Any]:
-    answers = {"200": _json(_ref(model), "Success")}
-    for status in errors:
-        body = ValidationErrorDetail if status == 422 else ErrorDetail
-        answers[str(status)] = _json(_ref(body), ERRORS[status])
-    return answers
+def operation(
+    tag: str, summary: str, answer: type[BaseModel], errors: Mapping[int, ErrorDoc] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """An OpenAPI operation: the success body, and each error with its body and cause."""
+    responses = {"200": json_content(ref(answer), "Success")}
+    for status, (body, cause) in (errors or {}).items():
+        responses[str(status)] = json_content(ref(body), cause)
+    return {"tags": [tag], "summary": summary, "responses": responses, **extra}
 
 
-def _operation(summary: str, model: type[BaseModel], *errors: int, **extra: Any) -> dict[str, Any]:
-    return {"summary": summary, "responses": _responses(model, *errors), **extra}
+def request_body(model: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, **json_content(ref(model), model.__doc__ or "", example)}
 
 
-def _body(model: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, **_json(_ref(model), model.__doc__ or "", example)}
-
-
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+def query_parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
-def openapi_document() -> dict[str, Any]:
+def path_parameter(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def openapi_document(endpoints: Sequence[Endpoint], schemas: Sequence[type[BaseModel]]) -> dict[str, Any]:
+    """The document of exactly the endpoints served: each path and method comes from the route table."""
     _, definitions = models_json_schema(
-        [(model, "validation") for model in SCHEMAS], ref_template="#/components/schemas/{model}"
+        [(model, "validation") for model in schemas], ref_template="#/components/schemas/{model}"
     )
-    model_query = _query("model", "Model file name, with or without `.pkl`; wins over the body.", {"type": "string"})
-    models_query = _query(
-        "models",
-        "Repeat it (`?models=svc&models=random_forest`) or separate names with commas; wins over the body.",
-        {"type": "array", "items": {"type": "string"}},
-    )
-    name_path = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    compare_example = {"records": [EXAMPLE_RECORD], "models": ["svc", "random_forest"]}
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in endpoints:
+        if endpoint.operation:
+            paths.setdefault(endpoint.documented_path, {})[endpoint.method.lower()] = endpoint.operation
     return {
         "openapi": "3.1.0",
         "info": {
@@ -102,32 +73,7 @@ def openapi_document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "Serves every model file in MODELS_DIR, reloaded when the file changes.",
         },
-        "paths": {
-            "/": {"get": _operation("Welcome message and the list of endpoints", Welcome)},
-            "/health": {"get": _operation("Whether MODELS_DIR is readable, and how many models it holds", Health, 503)},
-            "/models": {"get": _operation("The model files in MODELS_DIR now", ModelList, 503)},
-            "/models/{name}": {
-                "get": _operation("One model's metadata", ModelInfo, 400, 404, 500, 503, parameters=[name_path])
-            },
-            "/predict": {
-                "post": _operation(
-                    "Species and probabilities from one model",
-                    PredictResponse,
-                    *ERRORS,
-                    parameters=[model_query],
-                    requestBody=_body(PredictRequest, {"records": [EXAMPLE_RECORD]}),
-                )
-            },
-            "/predict/compare": {
-                "post": _operation(
-                    "The same records through several models, side by side",
-                    CompareResponse,
-                    *ERRORS,
-                    parameters=[models_query],
-                    requestBody=_body(CompareRequest, compare_example),
-                )
-            },
-        },
+        "paths": paths,
         "components": {"schemas": definitions["$defs"]},
     }
 

@@ -1,24 +1,26 @@
 """The models folder: discover, load once, cache, hot-reload, evict; and the path-safety boundary.
 
-A pickle is code. Only a plain file name (config.MODEL_NAME_PATTERN) inside MODELS_DIR is ever
+A pickle is code. Only a plain file name (MODEL_NAME_PATTERN) inside MODELS_DIR is ever
 opened, and a symlink is followed only when its target lies inside MODELS_DIR too.
 A cached model costs one stat per request; a changed (mtime, size, inode) reloads it on next use.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import os
+import re
 import stat
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import joblib
 
-from app.config import MODEL_NAME_MAX_LENGTH, is_model_name
+from app.encoders import probe_batch
 from app.errors import (
     InvalidModelName,
     ModelLoadFailed,
@@ -26,10 +28,20 @@ from app.errors import (
     ModelOutsideFolder,
     ModelsFolderUnavailable,
 )
-from app.predictors import NotAModel, Predictor, Unpacked, build_predictor, measure, probe_batch, unpack
+from app.modelfile import NotAModel, Unpacked, estimator_name, unpack
+from app.predictors import Predictor, build_predictor, measure
 
 SUFFIX = ".pkl"
+# A model name is a plain file name: no separators, no leading dot, so never a path.
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MODEL_NAME_MAX_LENGTH = 128
+# Hex digits of the file's SHA-256 that name a loaded version: enough to tell two files apart.
+VERSION_DIGITS = 12
 logger = logging.getLogger("app")
+
+
+def is_model_name(value: str) -> bool:
+    return len(value) <= MODEL_NAME_MAX_LENGTH and MODEL_NAME_PATTERN.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -53,28 +65,15 @@ class LoadedModel:
     unpacked: Unpacked
     seconds_one: float  # measured at load: one record
     seconds_per_record: float  # measured at load: each further record
+    version: str  # the start of the file's SHA-256: changes with every new file
+
+    @property
+    def stem(self) -> str:
+        """The name without .pkl, as clients usually write it."""
+        return self.name.removesuffix(SUFFIX)
 
     def estimated_seconds(self, records: int) -> float:
         return self.seconds_one + self.seconds_per_record * (records - 1)
-
-    def info(self) -> dict[str, Any]:
-        metadata = self.unpacked.metadata or {}
-        metrics = {key: metadata[key] for key in ("cv_score", "test_accuracy") if isinstance(metadata.get(key), float)}
-        return {
-            "name": self.name,
-            "format": self.unpacked.format,
-            "estimator": metadata.get("estimator") or _estimator_name(self.unpacked.model),
-            "params": metadata.get("params"),
-            "metrics": metrics or None,
-            "classes": list(self.predictor.classes),
-            "features": list(self.predictor.input_columns),
-            "trained_at": metadata.get("trained_at"),
-            "sklearn_version": metadata.get("sklearn_version"),
-            "size_bytes": self.stamp.size,
-            "modified_at": datetime.fromtimestamp(self.stamp.mtime_ns / 1e9, UTC).isoformat(),
-            "probabilities": self.predictor.has_probabilities,
-            "fast_path": self.predictor.fast_path,
-        }
 
 
 @dataclass(frozen=True)
@@ -83,11 +82,6 @@ class BrokenModel:
 
     stamp: Stamp
     detail: str
-
-
-def _estimator_name(model: Any) -> str:
-    final = model[-1] if hasattr(model, "steps") else model
-    return type(final).__name__
 
 
 class Registry:
@@ -144,6 +138,16 @@ class Registry:
         with self._lock(file_name):
             found = self.cached(name)
             return found if found is not None else self._load(file_name)
+
+    def unload(self, name: str) -> None:
+        """Forget the loaded model; the file stays, and the next request loads it again."""
+        file_name = self.file_name(name)
+        self._stamp(file_name)  # 404 for a file that is not there
+        self._evict(file_name)
+
+    def state(self, file_name: str) -> LoadedModel | BrokenModel | None:
+        """What the cache holds for a file now: loaded, broken, or nothing yet; never loads."""
+        return self._entries.get(file_name)
 
     def _is_listed(self, entry: os.DirEntry[str]) -> bool:
         if not entry.name.endswith(SUFFIX) or not is_model_name(entry.name):
@@ -205,32 +209,40 @@ class Registry:
             # The stamp of the bytes actually read: a replace during the load is seen on the next request.
             stamp = Stamp.of(os.fstat(file.fileno()))
             try:
-                loaded = self._build(file_name, stamp, self._unpickle(file, stamp))
+                loaded = self._build(file_name, stamp, file.read())
             except Exception as error:
                 detail = f"Model file {file_name} cannot be loaded: {_load_reason(error)}."
                 self._entries[file_name] = BrokenModel(stamp, detail)
                 raise ModelLoadFailed(detail) from error
         self._entries[file_name] = loaded
-        logger.info("loaded %s (%s, fast path: %s)", file_name, loaded.info()["estimator"], loaded.predictor.fast_path)
+        estimator = estimator_name(loaded.unpacked)
+        logger.info(
+            "loaded %s (%s, version %s, fast path: %s)",
+            file_name,
+            estimator,
+            loaded.version,
+            loaded.predictor.fast_path,
+        )
         return loaded
 
-    def _unpickle(self, file: BinaryIO, stamp: Stamp) -> Any:
-        if stamp.size == 0:
+    def _unpickle(self, content: bytes) -> Any:
+        if not content:
             raise NotAModel("the file is empty")
         try:
-            return joblib.load(file)
+            return joblib.load(io.BytesIO(content))
         except Exception as error:
             raise NotAModel(f"it cannot be unpickled ({type(error).__name__}: {error})") from error
 
-    def _build(self, file_name: str, stamp: Stamp, content: Any) -> LoadedModel:
-        unpacked = unpack(content)
+    def _build(self, file_name: str, stamp: Stamp, content: bytes) -> LoadedModel:
+        unpacked = unpack(self._unpickle(content))
         predictor = build_predictor(unpacked)
         probe = probe_batch()
         # A model that fails on sample records fails here, once, not on every request.
         seconds_one = measure(predictor, probe.head(1))
         seconds_all = measure(predictor, probe, repeats=1)
         per_record = max(seconds_all - seconds_one, 0.0) / (len(probe) - 1)
-        return LoadedModel(file_name, stamp, predictor, unpacked, seconds_one, per_record)
+        version = hashlib.sha256(content).hexdigest()[:VERSION_DIGITS]
+        return LoadedModel(file_name, stamp, predictor, unpacked, seconds_one, per_record, version)
 
 
 def _reason(error: OSError) -> str:

@@ -42,7 +42,7 @@ sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
 from penguins import FEATURES, resolve_dir
 
 from app.main import create_app
-from app.schemas import EXAMPLE_RECORD as RECORD
+from app.original.schemas import EXAMPLE_RECORD as RECORD
 
 MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
 BATCH_MODELS = ["logistic_regression", "random_forest"]

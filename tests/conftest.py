@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from app.schemas import EXAMPLE_RECORD
+from app.original.schemas import EXAMPLE_RECORD
 
 MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
 # The seed's request example, an Adelie: what clients send first.

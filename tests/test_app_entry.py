@@ -1,46 +1,45 @@
-"""app/__main__.py: `python -m app` reads PORT and WEB_CONCURRENCY, and refuses a bad value by name."""
+"""app/config.py ServerSettings: how `python -m app` runs uvicorn; a bad value refused by name."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.__main__ import access_log, default_workers, port, workers
+from app.config import ConfigError, ServerSettings, default_workers
 
 
-def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PORT", raising=False)
-    monkeypatch.setenv("WEB_CONCURRENCY", "")
-    assert (port(), workers()) == (8000, default_workers())
+def test_defaults() -> None:
+    server = ServerSettings.from_env({})
+    assert (server.host, server.port, server.workers, server.access_log) == (
+        "127.0.0.1",
+        8000,
+        default_workers(),
+        False,
+    )
     assert 1 <= default_workers() <= 4
 
 
-def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PORT", "8123")
-    monkeypatch.setenv("WEB_CONCURRENCY", "3")
-    assert (port(), workers()) == (8123, 3)
+def test_values_come_from_the_environment() -> None:
+    server = ServerSettings.from_env({"HOST": "0.0.0.0", "PORT": "8123", "WEB_CONCURRENCY": "3", "ACCESS_LOG": "1"})
+    assert server == ServerSettings("0.0.0.0", 8123, 3, True)
 
 
 @pytest.mark.parametrize("value", ["eighty", "0", "65536", "-1"])
-def test_a_bad_port_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv("PORT", value)
-    with pytest.raises(SystemExit, match=r"^PORT must be"):
-        port()
+def test_a_bad_port_is_refused_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^PORT="):
+        ServerSettings.from_env({"PORT": value})
 
 
 @pytest.mark.parametrize("value", ["many", "0", "1.5"])
-def test_a_bad_worker_count_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    monkeypatch.setenv("WEB_CONCURRENCY", value)
-    with pytest.raises(SystemExit, match=r"^WEB_CONCURRENCY must be"):
-        workers()
+def test_a_bad_worker_count_is_refused_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^WEB_CONCURRENCY="):
+        ServerSettings.from_env({"WEB_CONCURRENCY": value})
 
 
 @pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("off", False), ("1", True), ("Yes", True)])
-def test_access_log_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
-    monkeypatch.setenv("ACCESS_LOG", value)
-    assert access_log() is expected
+def test_access_log_is_off_unless_asked_for(value: str, expected: bool) -> None:
+    assert ServerSettings.from_env({"ACCESS_LOG": value}).access_log is expected
 
 
-def test_a_bad_access_log_value_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ACCESS_LOG", "verbose")
-    with pytest.raises(SystemExit, match=r"^ACCESS_LOG must be"):
-        access_log()
+def test_a_bad_access_log_value_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match=r"^ACCESS_LOG="):
+        ServerSettings.from_env({"ACCESS_LOG": "verbose"})

@@ -11,7 +11,7 @@ import pytest
 from conftest import MODEL_NAMES, RECORD
 from starlette.testclient import TestClient
 
-from app.schemas import CompareResponse, ModelInfo, ModelList, PredictResponse
+from app.original.schemas import CompareResponse, ModelInfo, ModelList, PredictResponse
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 GENTOO = {"island": "Biscoe", "bill_length_mm": 47.5, "bill_depth_mm": 15.0, "flipper_length_mm": 218,
@@ -29,16 +29,23 @@ def test_root_welcomes_in_spanish_and_lists_endpoints(client: TestClient) -> Non
     response = client.get("/")
     assert response.status_code == 200
     assert response.json()["message"] == "Bienvenido a la API de inferencia de modelos ML"
-    assert {"GET /models", "GET /models/{name}", "POST /predict", "POST /predict/compare"} <= set(
+    assert {"/models", "/models/{name}", "/predict", "/predict/compare", "/predict/{model_name}"} <= set(
         response.json()["endpoints"]
     )
 
 
 def test_every_listed_endpoint_exists(client: TestClient) -> None:
-    for line in client.get("/").json()["endpoints"]:
-        method, path = line.split(" ")
-        response = client.request(method, path.replace("{name}", "svc"), json={"records": [RECORD]})
-        assert response.status_code == 200, line
+    for path in client.get("/").json()["endpoints"]:
+        concrete = path.replace("{name}", "svc").replace("{model_name}", "svc")
+        method = "POST" if concrete.startswith("/predict") else "GET"
+        response = client.request(method, concrete, json={"records": [RECORD]})
+        assert response.status_code == 200, path
+
+
+def test_predict_with_the_model_in_the_path_equals_the_query(client: TestClient) -> None:
+    by_path = client.post("/predict/svc", json={"records": [RECORD]})
+    assert by_path.status_code == 200
+    assert by_path.json() == client.post("/predict?model=svc", json={"records": [RECORD]}).json()
 
 
 # GET /health

@@ -23,8 +23,10 @@ from sklearn.preprocessing import LabelEncoder, MinMaxScaler, OneHotEncoder, Sta
 from sklearn.tree import DecisionTreeClassifier
 from starlette.testclient import TestClient
 
-from app.predictors import FEATURES, Batch, NotAModel, Predictor, build_predictor, unpack
-from app.schemas import PenguinRecord
+from app.features import FEATURES, Batch
+from app.modelfile import NotAModel, unpack
+from app.original.schemas import PenguinRecord
+from app.predictors import Predictor, build_predictor
 
 RECORD_ADAPTER = TypeAdapter(PenguinRecord)
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
@@ -62,16 +64,15 @@ def test_fast_path_equals_the_pipeline_on_the_whole_data_set(
     predictor, bundle = load_predictor(trained_models_dir, name)
     answer = predictor.predict(Batch.from_records(records_of(penguins)))
     expected = bundle["model"].predict_proba(canonical(penguins))
-    got = np.array([[row[name] for name in answer["classes"]] for row in answer["probabilities"]])
-    np.testing.assert_array_equal(got, expected)
-    assert answer["predictions"] == list(bundle["label_encoder"].inverse_transform(expected.argmax(axis=1)))
+    np.testing.assert_array_equal(answer.probabilities, expected)
+    assert answer.labels() == list(bundle["label_encoder"].inverse_transform(expected.argmax(axis=1)))
 
 
 def test_svc_predictions_equal_the_pipeline(trained_models_dir: Path, penguins: pd.DataFrame) -> None:
     predictor, bundle = load_predictor(trained_models_dir, "svc")
     answer = predictor.predict(Batch.from_records(records_of(penguins)))
     expected = bundle["label_encoder"].inverse_transform(bundle["model"].predict(canonical(penguins)))
-    assert answer["predictions"] == list(expected) and answer["probabilities"] is None
+    assert answer.labels() == list(expected) and answer.probabilities is None
 
 
 record_strategy = st.fixed_dictionaries(
@@ -96,9 +97,9 @@ def test_fast_path_equals_the_pipeline_on_generated_records(
     batch = Batch.from_records([RECORD_ADAPTER.validate_python(row) for row in rows])
     for name in ("logistic_regression", "random_forest"):
         predictor, bundle = load_predictor(trained_models_dir, name)
-        got = predictor.predict(batch)["probabilities"]
+        got = predictor.predict(batch).probabilities
         expected = bundle["model"].predict_proba(frame)
-        np.testing.assert_array_equal([list(row.values()) for row in got], expected)
+        np.testing.assert_array_equal(got, expected)
 
 
 def fit_pipeline(penguins: pd.DataFrame, numeric_step: Any, labels: Any = None) -> Pipeline:
@@ -117,9 +118,7 @@ def test_an_uncompilable_pipeline_takes_the_pandas_path(penguins: pd.DataFrame) 
     predictor = build_predictor(unpack(model))
     answer = predictor.predict(Batch.from_records(records_of(penguins)))
     assert not predictor.fast_path
-    np.testing.assert_array_equal(
-        [list(row.values()) for row in answer["probabilities"]], model.predict_proba(canonical(penguins))
-    )
+    np.testing.assert_array_equal(answer.probabilities, model.predict_proba(canonical(penguins)))
 
 
 def test_a_dict_without_model_is_not_a_model() -> None:

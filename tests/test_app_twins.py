@@ -15,7 +15,8 @@ from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, R
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from app.predictors import build_predictor, unpack
+from app.modelfile import unpack
+from app.predictors import build_predictor
 from app.twins import SMALL_BATCH, CompiledForest, CompiledSoftmax, compile_twin
 
 FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]

@@ -1,4 +1,4 @@
-"""Request and response bodies: validated input, and the shapes the OpenAPI document shows."""
+"""The original API's bodies: validated input, and the shapes its OpenAPI operations show."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-ISLANDS = ("Biscoe", "Dream", "Torgersen")
-SEXES = ("Male", "Female")
-# The seed's request example: the first penguin of the data set.
+from app.features import FLOAT32_MAX, Island, Sex, canonical_sex
+from app.modelfile import ModelFormat
+from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
+
+# The original service's request example: the first penguin of the data set.
 EXAMPLE_RECORD: dict[str, Any] = {
     "island": "Torgersen",
     "bill_length_mm": 39.1,
@@ -20,20 +22,19 @@ EXAMPLE_RECORD: dict[str, Any] = {
 }
 
 
-def _canonical_sex(value: Any) -> Any:
-    # The raw data writes MALE, seaborn writes Male: accept any case, answer in one.
-    return value.capitalize() if isinstance(value, str) and value.lower() in ("male", "female") else value
-
-
-# The largest float32: tree models compute in float32, where anything larger is infinite.
-FLOAT32_MAX = 3.4028234663852886e38
 # strict: "39.1" or true is a client mistake, not a number; JSON integers still count.
 Measurement = Annotated[float, Field(gt=0, lt=FLOAT32_MAX, allow_inf_nan=False, strict=True)]
-Island = Literal["Biscoe", "Dream", "Torgersen"]
-Sex = Annotated[Literal["Male", "Female"], BeforeValidator(_canonical_sex)]
-# The model file shapes served (app/predictors.py): the project's bundle, the seed's, a bare estimator.
-ModelFormat = Literal["bundle", "legacy_bundle", "estimator"]
-ModelName = Annotated[str, Field(description="A file in MODELS_DIR, with or without `.pkl`.", examples=["svc"])]
+AnyCaseSex = Annotated[Sex, BeforeValidator(canonical_sex)]
+# What the registry accepts as a name, declared in the document; a name outside it is answered 400, not 422.
+MODEL_NAME_SCHEMA: dict[str, Any] = {"pattern": f"^{MODEL_NAME_PATTERN.pattern}$", "maxLength": MODEL_NAME_MAX_LENGTH}
+ModelName = Annotated[
+    str,
+    Field(
+        description="A file in MODELS_DIR, with or without `.pkl`.",
+        examples=["svc"],
+        json_schema_extra=MODEL_NAME_SCHEMA,
+    ),
+]
 
 
 class PenguinRecord(TypedDict):
@@ -47,7 +48,7 @@ class PenguinRecord(TypedDict):
     bill_depth_mm: Measurement
     flipper_length_mm: Measurement
     body_mass_g: Measurement
-    sex: Sex
+    sex: AnyCaseSex
 
 
 class PredictRequest(BaseModel):

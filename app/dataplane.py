@@ -1,0 +1,110 @@
+"""The protocol-neutral core: models by name, batches in, predictions out. No HTTP, no JSON, no threads.
+
+Every front-end (app/original/, app/v2/) parses its own dialect into these calls and writes the answers
+back in its own shape. The blocking calls (load, select, predict, ready) are the front-end's to place on a
+thread or not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.config import Settings
+from app.errors import ModelLoadFailed, ModelNotFound, ModelPredictFailed, ServingError, TooManyRecords
+from app.features import Batch
+from app.predictors import Prediction
+from app.registry import LoadedModel, Registry
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Several models for one batch; in a default run (every model), the unloadable ones are named, not fatal."""
+
+    models: list[LoadedModel]
+    skipped: dict[str, str]
+
+
+class DataPlane:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry(settings.models_dir)
+
+    def available(self) -> list[str]:
+        """The model files in the folder now (blocking: one directory scan)."""
+        return self.registry.available()
+
+    def cached(self, name: str | None) -> LoadedModel | None:
+        """The model when it is loaded and current, else None; cheap enough for an event loop."""
+        return self.registry.cached(self.settings.default_model if name is None else name)
+
+    def load(self, name: str | None) -> LoadedModel:
+        """The model, loading it when needed (blocking); no name means DEFAULT_MODEL."""
+        return self.registry.get(self.settings.default_model if name is None else name)
+
+    def unload(self, name: str) -> None:
+        self.registry.unload(name)
+
+    def check_size(self, records: int) -> None:
+        if records > self.settings.max_records:
+            raise TooManyRecords(
+                f"Got {records} records; at most MAX_RECORDS={self.settings.max_records} are accepted per request."
+            )
+
+    def predict(self, model: LoadedModel, batch: Batch) -> Prediction:
+        self.check_size(len(batch))
+        try:
+            return model.predictor.predict(batch)
+        except Exception as error:
+            raise ModelPredictFailed(
+                f"Model {model.name} failed to predict: {type(error).__name__}: {error}"
+            ) from error
+
+    def select_cached(self, names: list[str] | None) -> Selection | None:
+        """The selection when every model in it is loaded already, else None (then call select on a thread).
+
+        Every name is checked (400, 404) before anything is loaded or predicted.
+        """
+        requested = names is not None
+        file_names = list(dict.fromkeys(map(self.registry.file_name, names or self.available())))
+        models = [self._cached_or_missing(file_name, requested) for file_name in file_names]
+        loaded = [model for model in models if model is not None]
+        return Selection(loaded, {}) if len(loaded) == len(models) else None
+
+    def select(self, names: list[str] | None) -> Selection:
+        """The named models, all of which must load; or, without names, every model that loads."""
+        requested = names is not None
+        file_names = list(dict.fromkeys(map(self.registry.file_name, names or self.available())))
+        for file_name in file_names:
+            self._cached_or_missing(file_name, requested)
+        models: list[LoadedModel] = []
+        skipped: dict[str, str] = {}
+        for file_name in file_names:
+            try:
+                models.append(self.registry.get(file_name))
+            except ServingError as error:
+                if requested:
+                    raise
+                skipped[file_name] = error.detail
+        return Selection(models, skipped)
+
+    def ready(self) -> bool:
+        """The folder is readable and at least one model in it loads (blocking)."""
+        try:
+            names = self.available()
+        except ServingError:
+            return False
+        for name in names:
+            try:
+                self.registry.get(name)
+            except ServingError:
+                continue
+            return True
+        return False
+
+    def _cached_or_missing(self, file_name: str, requested: bool) -> LoadedModel | None:
+        try:
+            return self.registry.cached(file_name)
+        except (ModelLoadFailed, ModelNotFound):
+            if requested:
+                raise
+            return None

@@ -1,0 +1,97 @@
+"""The serving side of the training/serving contract: the six features, their values, and a batch of them.
+
+scripts/penguins.py states the same contract for training; tests/test_contract.py checks the two agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+
+from app.errors import InvalidInput
+
+Island = Literal["Biscoe", "Dream", "Torgersen"]
+Sex = Literal["Male", "Female"]
+ISLANDS: tuple[str, ...] = get_args(Island)
+SEXES: tuple[str, ...] = get_args(Sex)
+CATEGORIES: dict[str, tuple[str, ...]] = {"island": ISLANDS, "sex": SEXES}
+CATEGORICAL = ("island", "sex")
+NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
+FEATURES = ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex")
+# The largest float32: tree models compute in float32, where anything larger is infinite.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def canonical_sex(value: Any) -> Any:
+    # The raw data writes MALE, seaborn writes Male: accept any case, answer in one.
+    return value.capitalize() if isinstance(value, str) and value.lower() in ("male", "female") else value
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Valid records as columns: the categorical values, and the measurements as one float matrix."""
+
+    categorical: dict[str, list[str]]
+    numeric: np.ndarray  # (n, 4) float64, columns in NUMERIC order
+
+    @classmethod
+    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> Batch:
+        """Records already validated (the original API's schema did it)."""
+        numeric = np.array(
+            [(r["bill_length_mm"], r["bill_depth_mm"], r["flipper_length_mm"], r["body_mass_g"]) for r in records],
+            dtype=np.float64,
+        )
+        return cls({"island": [r["island"] for r in records], "sex": [r["sex"] for r in records]}, numeric)
+
+    @classmethod
+    def from_columns(cls, categorical: Mapping[str, Sequence[str]], numeric: Mapping[str, np.ndarray]) -> Batch:
+        """Columns from any protocol, checked here: one value per record, known categories, sane measurements."""
+        lengths = {name: len(values) for name, values in (*categorical.items(), *numeric.items())}
+        if set(lengths) != set(FEATURES):
+            missing = sorted(set(FEATURES) - set(lengths))
+            raise InvalidInput(f"Every feature is needed as a column; missing: {', '.join(missing)}.")
+        if len(set(lengths.values())) != 1:
+            raise InvalidInput(f"Every column must have one value per record; got lengths {lengths}.")
+        if not next(iter(lengths.values())):
+            raise InvalidInput("The columns hold no record; send at least one.")
+        columns = {name: _checked_category(name, categorical[name]) for name in CATEGORICAL}
+        return cls(columns, np.column_stack([_checked_measurement(name, numeric[name]) for name in NUMERIC]))
+
+    def __len__(self) -> int:
+        return len(self.numeric)
+
+    def head(self, count: int) -> Batch:
+        return Batch({key: values[:count] for key, values in self.categorical.items()}, self.numeric[:count])
+
+    def frame(self, columns: Sequence[str] = FEATURES) -> pd.DataFrame:
+        values = {**self.categorical, **{name: self.numeric[:, i] for i, name in enumerate(NUMERIC)}}
+        return pd.DataFrame({name: values[name] for name in columns})
+
+
+def _checked_category(name: str, values: Sequence[str]) -> list[str]:
+    allowed = CATEGORIES[name]
+    unknown = set(values).difference(allowed)
+    if unknown and name == "sex":
+        values = [canonical_sex(value) for value in values]
+        unknown = set(values).difference(allowed)
+    if unknown:
+        shown = ", ".join(repr(value) for value in sorted(map(str, unknown))[:3])
+        raise InvalidInput(f"Column {name!r} holds {shown}; expected one of {', '.join(allowed)}.")
+    return list(values)
+
+
+def _checked_measurement(name: str, values: np.ndarray) -> np.ndarray:
+    column = np.asarray(values, dtype=np.float64)
+    if column.ndim != 1:
+        raise InvalidInput(f"Column {name!r} must be one value per record.")
+    bad = ~((column > 0) & (column < FLOAT32_MAX))  # also catches NaN and infinities
+    if bad.any():
+        raise InvalidInput(
+            f"Column {name!r} holds {column[bad][0]!r} at record {int(bad.argmax())}; "
+            f"a measurement is a finite number above 0 and below {FLOAT32_MAX:.4g}."
+        )
+    return column

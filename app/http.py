@@ -1,0 +1,125 @@
+"""What the HTTP front-ends share: the route table with its OpenAPI operations, status codes, the thread rule.
+
+A front-end (app/original/, app/v2/) lists its endpoints once, as Endpoint rows: Starlette's routes and the
+OpenAPI document's paths are both made from that list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pydantic_core
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, compile_path
+
+from app.dataplane import DataPlane
+from app.errors import (
+    InvalidInput,
+    InvalidModelName,
+    ModelLoadFailed,
+    ModelNotFound,
+    ModelOutsideFolder,
+    ModelPredictFailed,
+    ModelsFolderUnavailable,
+    ServingError,
+    TooManyRecords,
+)
+from app.features import Batch
+from app.predictors import Prediction
+from app.registry import LoadedModel
+
+# A prediction whose measured cost fits this runs on the event loop: a thread hop would cost as much.
+INLINE_BUDGET_SECONDS = 0.0005
+# Bodies up to this size (about 80 records) are parsed on the event loop, larger ones on a thread.
+INLINE_BODY_BYTES = 16_384
+STATUS_CODES: dict[type[ServingError], int] = {
+    InvalidModelName: 400,
+    ModelOutsideFolder: 400,
+    InvalidInput: 400,
+    ModelNotFound: 404,
+    TooManyRecords: 413,
+    ModelLoadFailed: 500,
+    ModelPredictFailed: 500,
+    ModelsFolderUnavailable: 503,
+}
+Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON rendered by pydantic-core's serializer (Rust), cheaper than json.dumps."""
+
+    def render(self, content: Any) -> bytes:
+        return pydantic_core.to_json(content)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One method on one path: the handler, and its OpenAPI operation object."""
+
+    method: str
+    path: str  # Starlette's form, converters included: "/models/{name:path}"
+    handler: Handler
+    operation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def documented_path(self) -> str:
+        """The path as OpenAPI writes it: "/models/{name}"."""
+        return compile_path(self.path)[1]
+
+
+def routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+    """One Starlette route per path, with every method the endpoints give it."""
+    by_path: dict[str, list[Endpoint]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, []).append(endpoint)
+    return [_route(path, group) for path, group in by_path.items()]
+
+
+def _route(path: str, group: list[Endpoint]) -> Route:
+    handlers = {endpoint.method: endpoint.handler for endpoint in group}
+    if len(handlers) == 1:
+        return Route(path, group[0].handler, methods=list(handlers))
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method if request.method != "HEAD" else "GET"](request)
+
+    return Route(path, dispatch, methods=list(handlers))
+
+
+def status_code(error: ServingError) -> int:
+    """The error kind's status; a kind not in the table is the server's fault."""
+    for kind in type(error).__mro__:
+        if kind in STATUS_CODES:
+            return STATUS_CODES[kind]
+    return 500
+
+
+def data_plane(request: Request) -> DataPlane:
+    plane: DataPlane = request.state.data_plane
+    return plane
+
+
+async def run_inline_or_threaded(inline: bool, function: Callable[..., T], *args: Any) -> T:
+    """Call on the event loop when cheap, else on a worker thread."""
+    return function(*args) if inline else await run_in_threadpool(function, *args)
+
+
+async def parse_body(request: Request, parse: Callable[[bytes], T]) -> T:
+    body = await request.body()
+    return await run_inline_or_threaded(len(body) <= INLINE_BODY_BYTES, parse, body)
+
+
+async def get_model(plane: DataPlane, name: str | None) -> LoadedModel:
+    """The model, loaded on a worker thread when it is not cached yet."""
+    cached = plane.cached(name)
+    return cached if cached is not None else await run_in_threadpool(plane.load, name)
+
+
+async def predict(plane: DataPlane, model: LoadedModel, batch: Batch) -> Prediction:
+    inline = model.estimated_seconds(len(batch)) <= INLINE_BUDGET_SECONDS
+    return await run_inline_or_threaded(inline, plane.predict, model, batch)

@@ -1,0 +1,285 @@
+"""The original API: its routes, its bodies parsed into core calls, its answers in its own JSON shapes.
+
+Compatibility: this dialect answers as the original FastAPI service did, so its clients keep working
+unchanged — the Spanish welcome message, the Spanish field names of /models (`modelos_disponibles`),
+FastAPI's error bodies, and "the query wins over the body" for the model to use.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError, create_model
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.dataplane import DataPlane, Selection
+from app.errors import TooManyRecords
+from app.features import Batch
+from app.http import (
+    INLINE_BUDGET_SECONDS,
+    Endpoint,
+    FastJSONResponse,
+    data_plane,
+    get_model,
+    parse_body,
+    run_inline_or_threaded,
+)
+from app.modelfile import estimator_name
+from app.openapi import ErrorDoc, operation, path_parameter, query_parameter, request_body
+from app.original.errors import RequestInvalid
+from app.original.schemas import (
+    EXAMPLE_RECORD,
+    MODEL_NAME_SCHEMA,
+    CompareRequest,
+    CompareResponse,
+    ErrorDetail,
+    Health,
+    ModelInfo,
+    ModelList,
+    PenguinRecord,
+    PredictRequest,
+    PredictResponse,
+    ValidationErrorDetail,
+    Welcome,
+)
+from app.predictors import Prediction
+from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN, LoadedModel
+
+WELCOME = "Bienvenido a la API de inferencia de modelos ML"
+TAG = "Original API"
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+class Parser(Generic[RequestT]):
+    """Validates a raw body straight from bytes; more than max_records records is a 413, not a 422."""
+
+    def __init__(self, model: type[RequestT], max_records: int) -> None:
+        records = Annotated[list[PenguinRecord], Field(min_length=1, max_length=max_records)]
+        # The length is checked before the items are: an oversized body is refused cheaply.
+        self.model: type[RequestT] = create_model(model.__name__, __base__=model, records=(records, ...))
+        self.max_records = max_records
+
+    def parse(self, body: bytes) -> RequestT:
+        try:
+            return self.model.model_validate_json(body)
+        except ValidationError as error:
+            for item in error.errors(include_url=False, include_input=False):
+                if item["type"] == "too_long" and item["loc"] == ("records",):
+                    raise TooManyRecords(
+                        f"Got {item['ctx']['actual_length']} records; at most MAX_RECORDS={self.max_records} "
+                        "are accepted per request."
+                    ) from None
+            raise RequestInvalid.from_pydantic(error, "body") from None
+
+
+@functools.cache
+def _cached_parser(model: type[BaseModel], max_records: int) -> Parser[Any]:
+    return Parser(model, max_records)
+
+
+def _parser(request: Request, model: type[RequestT]) -> Parser[RequestT]:
+    # Made once per request type and MAX_RECORDS: building the validator costs far more than using it.
+    parser: Parser[RequestT] = _cached_parser(model, data_plane(request).settings.max_records)
+    return parser
+
+
+def prediction_body(model: LoadedModel, prediction: Prediction) -> dict[str, Any]:
+    probabilities = prediction.probabilities
+    rows = (
+        None
+        if probabilities is None
+        else [dict(zip(prediction.classes, row, strict=True)) for row in probabilities.tolist()]
+    )
+    return {
+        "model": model.name,
+        "predictions": prediction.labels(),
+        "probabilities": rows,
+        "classes": list(prediction.classes),
+    }
+
+
+def model_info(model: LoadedModel) -> dict[str, Any]:
+    metadata = model.unpacked.metadata or {}
+    metrics = {key: metadata[key] for key in ("cv_score", "test_accuracy") if isinstance(metadata.get(key), float)}
+    return {
+        "name": model.name,
+        "format": model.unpacked.format,
+        "estimator": estimator_name(model.unpacked),
+        "params": metadata.get("params"),
+        "metrics": metrics or None,
+        "classes": list(model.predictor.classes),
+        "features": list(model.predictor.input_columns),
+        "trained_at": metadata.get("trained_at"),
+        "sklearn_version": metadata.get("sklearn_version"),
+        "size_bytes": model.stamp.size,
+        "modified_at": datetime.fromtimestamp(model.stamp.mtime_ns / 1e9, UTC).isoformat(),
+        "probabilities": model.predictor.has_probabilities,
+        "fast_path": model.predictor.fast_path,
+    }
+
+
+async def welcome(request: Request) -> Response:
+    paths = list(dict.fromkeys(endpoint.documented_path for endpoint in ENDPOINTS))
+    return FastJSONResponse({"message": WELCOME, "endpoints": paths})
+
+
+async def health(request: Request) -> Response:
+    plane = data_plane(request)
+    return FastJSONResponse({"status": "ok", "models": len(await run_in_threadpool(plane.available))})
+
+
+async def list_models(request: Request) -> Response:
+    plane = data_plane(request)
+    names = await run_in_threadpool(plane.available)
+    return FastJSONResponse(
+        {"path": str(plane.registry.folder), "modelos_disponibles_total": len(names), "modelos_disponibles": names}
+    )
+
+
+async def describe_model(request: Request) -> Response:
+    return FastJSONResponse(model_info(await get_model(data_plane(request), request.path_params["name"])))
+
+
+async def predict_records(request: Request) -> Response:
+    body = await parse_body(request, _parser(request, PredictRequest).parse)
+    name = request.query_params.get("model", body.model)
+    return await _predict(data_plane(request), name, body.records)
+
+
+async def predict_with_model(request: Request) -> Response:
+    body = await parse_body(request, _parser(request, PredictRequest).parse)
+    return await _predict(data_plane(request), request.path_params["model_name"], body.records)
+
+
+async def _predict(plane: DataPlane, name: str | None, records: list[PenguinRecord]) -> Response:
+    model = await get_model(plane, name)
+    inline = model.estimated_seconds(len(records)) <= INLINE_BUDGET_SECONDS
+    return FastJSONResponse(await run_inline_or_threaded(inline, _predict_answer, plane, model, records))
+
+
+def _predict_answer(plane: DataPlane, model: LoadedModel, records: list[PenguinRecord]) -> dict[str, Any]:
+    return prediction_body(model, plane.predict(model, Batch.from_records(records)))
+
+
+async def compare(request: Request) -> Response:
+    body = await parse_body(request, _parser(request, CompareRequest).parse)
+    plane = data_plane(request)
+    queried = request.query_params.getlist("models")
+    names = split_names(queried) if queried else body.models
+    cached = plane.select_cached(names)
+    selection = cached if cached is not None else await run_in_threadpool(plane.select, names)
+    cost = sum(model.estimated_seconds(len(body.records)) for model in selection.models)
+    results = await run_inline_or_threaded(
+        cost <= INLINE_BUDGET_SECONDS, _compare_answers, plane, selection, body.records
+    )
+    return FastJSONResponse({"results": results, "skipped": selection.skipped})
+
+
+def _compare_answers(plane: DataPlane, selection: Selection, records: list[PenguinRecord]) -> dict[str, Any]:
+    batch = Batch.from_records(records)
+    return {model.name: prediction_body(model, plane.predict(model, batch)) for model in selection.models}
+
+
+def split_names(values: Sequence[str]) -> list[str]:
+    """?models=a&models=b and ?models=a,b alike."""
+    return [part.strip() for value in values for part in value.split(",")]
+
+
+ERRORS: dict[int, ErrorDoc] = {
+    400: (ErrorDetail, "The model name is not a plain file name, or it links outside MODELS_DIR."),
+    404: (ErrorDetail, "No such model in MODELS_DIR; the detail lists the available ones."),
+    413: (ErrorDetail, "More records than MAX_RECORDS."),
+    422: (ValidationErrorDetail, "The body is not valid JSON or a record does not validate."),
+    500: (ErrorDetail, "The model file cannot be loaded; the detail names the file and the reason."),
+    503: (ErrorDetail, "MODELS_DIR is not readable."),
+}
+MODEL_ERRORS = {status: ERRORS[status] for status in (400, 404, 500, 503)}
+FOLDER_ERRORS = {503: ERRORS[503]}
+NAME = {"type": "string", **MODEL_NAME_SCHEMA}
+COMMA_SEPARATED_NAMES = rf"^{MODEL_NAME_PATTERN.pattern}(,{MODEL_NAME_PATTERN.pattern})*$"
+PREDICT_EXAMPLE = {"records": [EXAMPLE_RECORD]}
+COMPARE_EXAMPLE = {"records": [EXAMPLE_RECORD], "models": ["svc", "random_forest"]}
+MODEL_QUERY = query_parameter("model", "Model file name, with or without `.pkl`; wins over the body.", NAME)
+MODELS_QUERY = query_parameter(
+    "models",
+    "Repeat it (`?models=svc&models=random_forest`) or separate names with commas; wins over the body.",
+    {
+        "type": "array",
+        "items": {"type": "string", "pattern": COMMA_SEPARATED_NAMES, "maxLength": MODEL_NAME_MAX_LENGTH},
+    },
+)
+ENDPOINTS = [
+    Endpoint("GET", "/", welcome, operation(TAG, "Welcome message and the list of endpoints", Welcome)),
+    Endpoint(
+        "GET",
+        "/health",
+        health,
+        operation(TAG, "Whether MODELS_DIR is readable, and how many models it holds", Health, FOLDER_ERRORS),
+    ),
+    Endpoint(
+        "GET", "/models", list_models, operation(TAG, "The model files in MODELS_DIR now", ModelList, FOLDER_ERRORS)
+    ),
+    # :path so that "../x" reaches the handler and gets its 400, instead of a bare routing 404.
+    Endpoint(
+        "GET",
+        "/models/{name:path}",
+        describe_model,
+        operation(TAG, "One model's metadata", ModelInfo, MODEL_ERRORS, parameters=[path_parameter("name", NAME)]),
+    ),
+    Endpoint(
+        "POST",
+        "/predict",
+        predict_records,
+        operation(
+            TAG,
+            "Species and probabilities from one model",
+            PredictResponse,
+            ERRORS,
+            parameters=[MODEL_QUERY],
+            requestBody=request_body(PredictRequest, PREDICT_EXAMPLE),
+        ),
+    ),
+    Endpoint(
+        "POST",
+        "/predict/compare",
+        compare,
+        operation(
+            TAG,
+            "The same records through several models, side by side",
+            CompareResponse,
+            ERRORS,
+            parameters=[MODELS_QUERY],
+            requestBody=request_body(CompareRequest, COMPARE_EXAMPLE),
+        ),
+    ),
+    Endpoint(
+        "POST",
+        "/predict/{model_name:path}",
+        predict_with_model,
+        operation(
+            TAG,
+            "Species and probabilities from the named model (as /predict?model=...)",
+            PredictResponse,
+            ERRORS,
+            parameters=[path_parameter("model_name", NAME)],
+            requestBody=request_body(PredictRequest, PREDICT_EXAMPLE),
+        ),
+    ),
+]
+SCHEMAS: list[type[BaseModel]] = [
+    PredictRequest,
+    CompareRequest,
+    PredictResponse,
+    CompareResponse,
+    ModelInfo,
+    ModelList,
+    Welcome,
+    Health,
+    ErrorDetail,
+    ValidationErrorDetail,
+]

@@ -1,0 +1,71 @@
+"""The original API's error bodies, FastAPI's shapes, so clients written for the original service keep working.
+
+{"detail": "sentence"}, and for validation {"detail": [{"loc": [...], "msg": "...", "type": "..."}]}.
+These handlers are the app's own: a path no route knows is answered in this shape too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ExceptionHandler
+
+from app.errors import ServingError
+from app.http import FastJSONResponse, status_code
+
+logger = logging.getLogger("app")
+
+
+class RequestInvalid(Exception):
+    """The body or query did not validate; `errors` are pydantic's, with FastAPI's loc prefix."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+    @classmethod
+    def from_pydantic(cls, error: ValidationError, where: str) -> RequestInvalid:
+        raw = error.errors(include_url=False, include_context=False, include_input=False)
+        return cls([{"loc": [where, *item["loc"]], "msg": item["msg"], "type": item["type"]} for item in raw])
+
+
+def log_server_fault(request: Request, status: int, detail: str, cause: BaseException | None) -> None:
+    # The traceback (when there is one) goes to the log, never into the response.
+    logger.error("%s %s -> %d: %s", request.method, request.url.path, status, detail, exc_info=cause)
+
+
+async def serving_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServingError)
+    status = status_code(exc)
+    if status >= 500:
+        log_server_fault(request, status, exc.detail, exc.__cause__)
+    return FastJSONResponse({"detail": exc.detail}, status_code=status)
+
+
+async def request_invalid(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestInvalid)
+    return FastJSONResponse({"detail": exc.errors}, status_code=422)
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return FastJSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return FastJSONResponse({"detail": "Internal server error; the cause is in the server log."}, status_code=500)
+
+
+EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {
+    ServingError: serving_error,
+    RequestInvalid: request_invalid,
+    HTTPException: http_exception,
+    Exception: unexpected,
+}
