@@ -6,7 +6,7 @@ OpenAPI document's paths are both made from that list.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -47,6 +47,8 @@ STATUS_CODES: dict[type[ServingError], int] = {
     ModelsFolderUnavailable: 503,
 }
 Handler = Callable[[Request], Awaitable[Response]]
+# A dialect's error answer: status, one sentence, extra headers.
+ErrorResponse = Callable[[int, str, "Mapping[str, str] | None"], Response]
 T = TypeVar("T")
 
 
@@ -89,6 +91,11 @@ def _route(path: str, group: list[Endpoint]) -> Route:
         return await handlers[request.method if request.method != "HEAD" else "GET"](request)
 
     return Route(path, dispatch, methods=list(handlers))
+
+
+def error_response_for(path: str, dialects: Sequence[tuple[str, ErrorResponse]]) -> ErrorResponse:
+    """The error shape of the dialect whose path prefix matches first; the last prefix should be ""."""
+    return next(respond for prefix, respond in dialects if path.startswith(prefix))
 
 
 def status_code(error: ServingError) -> int:

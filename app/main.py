@@ -21,13 +21,16 @@ from starlette.staticfiles import StaticFiles
 from app import original
 from app.config import Settings
 from app.dataplane import DataPlane
-from app.http import Endpoint, FastJSONResponse, routes
+from app.http import Endpoint, ErrorResponse, FastJSONResponse, routes
 from app.openapi import SWAGGER_UI_DIR, docs_page, downgrade_to_3_0, openapi_document
 from app.original.errors import EXCEPTION_HANDLERS
+from app.original.errors import error_response as original_error
 
 logger = logging.getLogger("app")
 ENDPOINTS: list[Endpoint] = [*original.ENDPOINTS]
 SCHEMAS = [*original.SCHEMAS]
+# Which error shape an answer made outside the routes (a limit, a token check) takes, by path prefix.
+ERROR_DIALECTS: list[tuple[str, ErrorResponse]] = [("", original_error)]
 
 
 class State(TypedDict):

@@ -40,6 +40,11 @@ def log_server_fault(request: Request, status: int, detail: str, cause: BaseExce
     logger.error("%s %s -> %d: %s", request.method, request.url.path, status, detail, exc_info=cause)
 
 
+def error_response(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Response:
+    """This dialect's error body, for answers made before any route runs (limits, tokens)."""
+    return FastJSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
 async def serving_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServingError)
     status = status_code(exc)
