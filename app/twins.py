@@ -1,11 +1,11 @@
 """Exact numpy twins of fitted estimators' predict_proba, for the few records a request holds.
 
-scikit-learn pays per call for input validation (about 70 µs, most of a logistic regression's
-0.1 ms), and a forest hands each tree to joblib and re-checks the input per tree: 5-7 ms for one
-record through 100 trees. The twins below do the estimator's own arithmetic, in the same order,
-on arrays prepared at load time: a random forest answers one record in about 0.1 ms, a logistic
-regression in about 10 µs. `compile_twin` keeps a twin only when it reproduces predict_proba
-bit for bit on the records it is given; anything else is served by the estimator itself.
+scikit-learn pays per call for input validation, most of what a logistic regression costs on a
+few records, and a forest hands each tree to joblib and re-checks the input per tree. The twins
+below do the estimator's own arithmetic, in the same order, on arrays prepared at load time, without
+that fixed cost (app/README.md, Performance, has the figures). `compile_twin` keeps a twin only when
+it reproduces predict_proba bit for bit on the records it is given; anything else is served by the
+estimator itself.
 """
 
 from __future__ import annotations
