@@ -39,12 +39,11 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script from anywhere: the shared helpers in scripts/ and the app package importable.
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
-from penguins import FEATURES, resolve_dir
+from penguins import FEATURES, MODEL_NAMES, resolve_dir
 
 from app.main import create_app
 from app.original.schemas import EXAMPLE_RECORD as RECORD
 
-MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
 BATCH_MODELS = ["logistic_regression", "random_forest"]
 BATCH_SIZES = [1_000, 10_000]
 WRK_REPORT = """

@@ -20,6 +20,8 @@ CATEGORICAL = ["island", "sex"]
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 # The order of the six raw columns a saved model takes.
 FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]
+# The models train.py fits, by file name without .pkl.
+MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
 SEED = 42
 TEST_SIZE = 0.2
 

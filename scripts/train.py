@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path.cwd().resolve().parent / "scripts"))
 from penguins import (
     CATEGORICAL,
     FEATURES,
+    MODEL_NAMES,
     NUMERIC,
     SEED,
     dataset_path,
@@ -61,8 +62,6 @@ from penguins import (
 # In a notebook the kernel's own arguments are ignored and the defaults apply.
 
 # %%
-MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
-
 parser = argparse.ArgumentParser(description="Train the penguin species classifiers.")
 parser.add_argument("--models-dir", help="where to write <name>.pkl (env MODELS_DIR, default models)")
 parser.add_argument("--data-dir", help="folder holding penguins.csv (env DATA_DIR, default data)")

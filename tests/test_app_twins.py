@@ -15,11 +15,10 @@ from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, R
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from app.features import FEATURES
 from app.modelfile import unpack
 from app.predictors import build_predictor
 from app.twins import SMALL_BATCH, CompiledForest, CompiledSoftmax, compile_twin
-
-FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +27,7 @@ def encoded_penguins(trained_models_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     penguins = pd.read_csv(ROOT / "data" / "penguins.csv").dropna()
     penguins["sex"] = penguins["sex"].str.title()
     preprocess = joblib.load(trained_models_dir / "random_forest.pkl")["model"][:-1]
-    return preprocess.transform(penguins[FEATURES]), penguins["species"].to_numpy()
+    return preprocess.transform(penguins[list(FEATURES)]), penguins["species"].to_numpy()
 
 
 ESTIMATORS = [

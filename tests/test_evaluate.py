@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from jobs import run_script
+from penguins import MODEL_NAMES
 
-MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

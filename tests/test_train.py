@@ -12,9 +12,8 @@ import joblib
 import pandas as pd
 import pytest
 from jobs import ROOT, run_script
+from penguins import FEATURES, MODEL_NAMES
 
-MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
-FEATURES = ["island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex"]
 METADATA_KEYS = {
     "name", "estimator", "params", "cv_score", "test_accuracy", "features",
     "classes", "sklearn_version", "trained_at", "data_sha256", "seed",
