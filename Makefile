@@ -32,29 +32,47 @@ ifeq ($(HOST_UID),0)
 endif
 export COMPOSE_PROJECT_NAME HOST_UID HOST_GID
 
-# uv when it is installed (fast), pip otherwise: same pinned files either way.
+# uv when it is installed (fast), pip otherwise: the same lock file either way, every
+# package checked against its hash.
 UV := $(shell command -v uv 2>/dev/null)
 ifdef UV
   MAKE_VENV := uv venv -q --python $(PYTHON) $(VENV)
   # --compile-bytecode: imports stay fast even where PYTHONDONTWRITEBYTECODE is set
-  INSTALL := VIRTUAL_ENV=$(VENV) uv pip install -q --compile-bytecode -r requirements-dev.txt
+  INSTALL := VIRTUAL_ENV=$(VENV) uv pip install -q --compile-bytecode --require-hashes -r requirements-dev.lock
 else
   MAKE_VENV := $(PYTHON) -m venv $(VENV)
-  INSTALL := $(BIN)/pip install -q -r requirements-dev.txt
+  INSTALL := $(BIN)/pip install -q --require-hashes -r requirements-dev.lock
 endif
+
+# `make lock` resolves each requirements file into a lock file: every package, direct or
+# not, pinned with the hashes of its files. Existing pins are kept unless a requirement
+# changed; LOCK_FLAGS=--upgrade moves every unpinned dependency to its newest release.
+# The images' locks target Python 3.11 on Linux; the venv's is universal, so `make venv`
+# also works on macOS and Windows (their extra packages get markers).
+LOCK_FLAGS ?=
+LOCK := uv pip compile -q --generate-hashes --python-version 3.11 --custom-compile-command 'make lock' $(LOCK_FLAGS)
+LINUX_LOCK := $(LOCK) --python-platform linux
 
 .PHONY: help
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  LOCAL=1 runs train/evaluate/notebooks/serve from $(VENV) instead of the containers."
 
-$(BIN)/.installed: requirements-dev.txt compose/api/requirements.uv.txt compose/jupyter/requirements.uv.txt
+$(BIN)/.installed: requirements-dev.lock
 	@test -x $(BIN)/python || $(MAKE_VENV)
 	$(INSTALL)
 	@touch $@
 
 .PHONY: venv
-venv: $(BIN)/.installed ## create .venv with the pinned packages
+venv: $(BIN)/.installed ## create .venv from requirements-dev.lock (pinned, hash-checked)
+
+.PHONY: lock
+lock: ## regenerate the lock files from the requirements files (needs uv and PyPI)
+	@command -v uv >/dev/null || { echo "make lock needs uv (pip install uv)" >&2; exit 1; }
+	$(LINUX_LOCK) compose/installer.txt -o compose/installer.lock
+	$(LINUX_LOCK) compose/api/requirements.uv.txt -o compose/api/requirements.lock
+	$(LINUX_LOCK) compose/jupyter/requirements.uv.txt -o compose/jupyter/requirements.lock
+	$(LOCK) --universal requirements-dev.txt -o requirements-dev.lock
 
 ifdef LOCAL
 RUN_JOB := $(BIN)/python
