@@ -32,29 +32,47 @@ ifeq ($(HOST_UID),0)
 endif
 export COMPOSE_PROJECT_NAME HOST_UID HOST_GID
 
-# uv when it is installed (fast), pip otherwise: same pinned files either way.
+# uv when it is installed (fast), pip otherwise: the same lock file either way, every
+# package checked against its hash.
 UV := $(shell command -v uv 2>/dev/null)
 ifdef UV
   MAKE_VENV := uv venv -q --python $(PYTHON) $(VENV)
   # --compile-bytecode: imports stay fast even where PYTHONDONTWRITEBYTECODE is set
-  INSTALL := VIRTUAL_ENV=$(VENV) uv pip install -q --compile-bytecode -r requirements-dev.txt
+  INSTALL := VIRTUAL_ENV=$(VENV) uv pip install -q --compile-bytecode --require-hashes -r requirements-dev.lock
 else
   MAKE_VENV := $(PYTHON) -m venv $(VENV)
-  INSTALL := $(BIN)/pip install -q -r requirements-dev.txt
+  INSTALL := $(BIN)/pip install -q --require-hashes -r requirements-dev.lock
 endif
+
+# `make lock` resolves each requirements file into a lock file: every package, direct or
+# not, pinned with the hashes of its files. Existing pins are kept unless a requirement
+# changed; LOCK_FLAGS=--upgrade moves every unpinned dependency to its newest release.
+# The images' locks target Python 3.11 on Linux; the venv's is universal, so `make venv`
+# also works on macOS and Windows (their extra packages get markers).
+LOCK_FLAGS ?=
+LOCK := uv pip compile -q --generate-hashes --python-version 3.11 --custom-compile-command 'make lock' $(LOCK_FLAGS)
+LINUX_LOCK := $(LOCK) --python-platform linux
 
 .PHONY: help
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  LOCAL=1 runs train/evaluate/notebooks/serve from $(VENV) instead of the containers."
 
-$(BIN)/.installed: requirements-dev.txt compose/api/requirements.uv.txt compose/jupyter/requirements.uv.txt
+$(BIN)/.installed: requirements-dev.lock
 	@test -x $(BIN)/python || $(MAKE_VENV)
 	$(INSTALL)
 	@touch $@
 
 .PHONY: venv
-venv: $(BIN)/.installed ## create .venv with the pinned packages
+venv: $(BIN)/.installed ## create .venv from requirements-dev.lock (pinned, hash-checked)
+
+.PHONY: lock
+lock: ## regenerate the lock files from the requirements files (needs uv and PyPI)
+	@command -v uv >/dev/null || { echo "make lock needs uv (pip install uv)" >&2; exit 1; }
+	$(LINUX_LOCK) compose/installer.txt -o compose/installer.lock
+	$(LINUX_LOCK) compose/api/requirements.uv.txt -o compose/api/requirements.lock
+	$(LINUX_LOCK) compose/jupyter/requirements.uv.txt -o compose/jupyter/requirements.lock
+	$(LOCK) --universal requirements-dev.txt -o requirements-dev.lock
 
 ifdef LOCAL
 RUN_JOB := $(BIN)/python
@@ -149,19 +167,35 @@ clean: ## remove generated files: models/, notebooks/*.ipynb, caches (never data
 docker-check:
 	@docker info >/dev/null 2>&1 || { echo "No Docker daemon answers (docker info failed): start Docker, or run the job from .venv with LOCAL=1, e.g. make train LOCAL=1." >&2; exit 1; }
 
-# .env holds JUPYTER_TOKEN (git-ignored, readable by its owner only); a missing or
-# empty token is replaced by a random one, unless JUPYTER_TOKEN is exported.
+# .env holds the tokens (git-ignored, readable by its owner only). JupyterLab always
+# gets one; the API gets one when its port is published beyond loopback, so it is
+# never exposed open by accident. A token exported in the shell wins over .env.
 # As root, the container user (HOST_UID) is given the folders it writes to.
 .PHONY: dotenv
 dotenv: docker-check
 	@umask 077; test -f .env || cp .env.example .env; \
-	if [ -z "$${JUPYTER_TOKEN:-}" ] && ! grep -Eq '^JUPYTER_TOKEN=.+' .env; then \
-	  token=$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n'); \
-	  grep -q '^JUPYTER_TOKEN=' .env || echo 'JUPYTER_TOKEN=' >> .env; \
-	  sed "s/^JUPYTER_TOKEN=.*/JUPYTER_TOKEN=$$token/" .env > .env.new && mv .env.new .env; \
-	  echo "Wrote a new JupyterLab token to .env: $$token"; \
-	fi
+	$(call ensure_token,JUPYTER_TOKEN,JupyterLab token); \
+	bind=$${BIND_ADDRESS-$$(sed -n 's/^BIND_ADDRESS=//p' .env | tail -n 1)}; \
+	case "$${bind:-127.0.0.1}" in \
+	  127.*|localhost|::1|'[::1]') ;; \
+	  *) if [ -n "$${API_TOKEN+set}" ] && [ -z "$$API_TOKEN" ]; then \
+	       echo "API_TOKEN is exported empty, which would publish an open API on $$bind: unset it or give it a value." >&2; \
+	       exit 1; \
+	     fi; \
+	     $(call ensure_token,API_TOKEN,API token for BIND_ADDRESS=$$bind);; \
+	esac
 	@if [ "$$(id -u)" = 0 ]; then find models notebooks scripts ! -user $(HOST_UID) -exec chown $(HOST_UID):$(HOST_GID) {} +; fi
+
+# $(call ensure_token,NAME,what): unless NAME is exported or set in .env, write a
+# random token to .env as NAME and print it. Runs under the caller's umask 077.
+define ensure_token
+if [ -z "$${$(1):-}" ] && ! grep -Eq '^$(1)=.+' .env; then \
+  token=$$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n'); \
+  grep -q '^$(1)=' .env || echo '$(1)=' >> .env; \
+  sed "s/^$(1)=.*/$(1)=$$token/" .env > .env.new && mv .env.new .env; \
+  echo "Wrote a new $(2) to .env: $$token"; \
+fi
+endef
 
 .PHONY: jupyter-image
 jupyter-image: dotenv

@@ -10,15 +10,22 @@ Run by `make test-compose`; skipped when no Docker daemon answers.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
+import websocket
 from conftest import RECORD
 from live import free_port
 
@@ -30,6 +37,9 @@ IMAGES = ["penguins-jupyter:latest", "penguins-api:latest"]
 # Run as root, the stack gets this non-root UID/GID instead, which also proves that the
 # caller's IDs reach the images (it is neither root nor the images' default 1000).
 STAND_IN_UID = 4242
+# Settings of the user's shell that would change what a fresh clone does.
+USER_SETTINGS = {"LOCAL", "JUPYTER_TOKEN", "API_TOKEN", "BIND_ADDRESS", "API_MEMORY_LIMIT", "MAKEFLAGS", "MAKELEVEL"}
+NO_CAPABILITIES = "0000000000000000"
 
 
 @dataclass(frozen=True)
@@ -61,19 +71,36 @@ class Project:
             filters += ["--filter", f"label=com.docker.compose.service={service}"]
         return docker("ps", "-q", *(["-a"] if all_states else []), *filters).split()
 
-    def exec_api(self, *command: str) -> subprocess.CompletedProcess[str]:
-        (container,) = self.containers("api")
+    def exec_in(self, service: str, *command: str) -> subprocess.CompletedProcess[str]:
+        (container,) = self.containers(service)
         return subprocess.run(["docker", "exec", container, *command], capture_output=True, text=True, timeout=60)
 
+    def exec_api(self, *command: str) -> subprocess.CompletedProcess[str]:
+        return self.exec_in("api", *command)
+
+    def host_config(self, service: str) -> dict[str, Any]:
+        (container,) = self.containers(service)
+        config: dict[str, Any] = json.loads(docker("inspect", container))[0]["HostConfig"]
+        return config
+
+    def process_status(self, service: str) -> dict[str, str]:
+        """/proc/1/status of the service's container: what its main process may do."""
+        lines = self.exec_in(service, "cat", "/proc/1/status").stdout.splitlines()
+        return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
     def token(self) -> str:
-        lines = (self.root / ".env").read_text().splitlines()
-        return next(line.split("=", 1)[1] for line in lines if line.startswith("JUPYTER_TOKEN="))
+        return dotenv_value(self.root, "JUPYTER_TOKEN")
 
 
 def docker(*args: str) -> str:
     done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"docker {' '.join(args)} failed: {done.stderr}"
     return done.stdout
+
+
+def dotenv_value(root: Path, name: str) -> str:
+    lines = (root / ".env").read_text().splitlines()
+    return next(line.split("=", 1)[1] for line in lines if line.startswith(f"{name}="))
 
 
 def docker_answers() -> bool:
@@ -106,7 +133,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     uid, gid = (os.getuid(), os.getgid()) if os.getuid() != 0 else (STAND_IN_UID, STAND_IN_UID)
     api_port, jupyter_port = free_port(), free_port()
     name = f"penguins-test-{os.getpid()}"
-    env = {key: value for key, value in os.environ.items() if key not in {"LOCAL", "JUPYTER_TOKEN", "BIND_ADDRESS"}}
+    env = {key: value for key, value in os.environ.items() if key not in USER_SETTINGS}
     env |= {
         "COMPOSE_PROJECT_NAME": name,
         "API_PORT": str(api_port),
@@ -116,8 +143,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         # Two workers even on one CPU: hot reload must reach every worker.
         "WEB_CONCURRENCY": "2",
     }
-    env.pop("MAKEFLAGS", None)
-    env.pop("MAKELEVEL", None)
     created = Project(root, env, name, uid, gid, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{jupyter_port}")
     yield created
     subprocess.run(["make", "down"], cwd=root, env=env, capture_output=True, timeout=300)
@@ -241,6 +266,32 @@ def test_api_container_cannot_write_the_models(serving: Project) -> None:
     assert not (serving.root / "models" / "intruder.pkl").exists()
 
 
+def test_api_container_is_locked_down(serving: Project) -> None:
+    config = serving.host_config("api")
+
+    assert config["ReadonlyRootfs"] is True
+    assert config["CapDrop"] == ["ALL"]
+    assert "no-new-privileges:true" in config["SecurityOpt"]
+    assert config["Memory"] == 1024**3
+    assert "/tmp" in config["Tmpfs"]
+
+
+def test_api_process_has_no_capabilities_and_cannot_gain_any(serving: Project) -> None:
+    status = serving.process_status("api")
+
+    assert status["CapBnd"] == status["CapEff"] == status["CapPrm"] == NO_CAPABILITIES
+    assert status["NoNewPrivs"] == "1"
+
+
+def test_api_container_cannot_write_its_image_but_can_write_tmp(serving: Project) -> None:
+    image = serving.exec_api("python", "-c", "open('/srv/app/intruder.py', 'w')")
+    scratch = serving.exec_api("python", "-c", "import tempfile; tempfile.TemporaryFile().write(b'x')")
+
+    assert image.returncode != 0
+    assert "Read-only file system" in image.stderr
+    assert scratch.returncode == 0, scratch.stderr
+
+
 def test_jupyterlab_answers_with_the_token(stack_up: Project) -> None:
     headers = {"Authorization": f"token {stack_up.token()}"}
     response = httpx.get(f"{stack_up.jupyter_url}/api/status", headers=headers, timeout=30)
@@ -252,6 +303,60 @@ def test_jupyterlab_refuses_without_the_token(stack_up: Project) -> None:
     response = httpx.get(f"{stack_up.jupyter_url}/api/status", timeout=30)
 
     assert response.status_code == 403
+
+
+def test_jupyter_container_is_locked_down(stack_up: Project) -> None:
+    config = stack_up.host_config("jupyter")
+    status = stack_up.process_status("jupyter")
+
+    assert config["CapDrop"] == ["ALL"]
+    assert "no-new-privileges:true" in config["SecurityOpt"]
+    assert status["CapBnd"] == NO_CAPABILITIES
+    assert status["NoNewPrivs"] == "1"
+
+
+def execute(project: Project, kernel: str, code: str) -> str:
+    """Run code in a JupyterLab kernel over its websocket, as the browser does; return what it prints."""
+    url = f"{project.jupyter_url.replace('http', 'ws', 1)}/api/kernels/{kernel}/channels"
+    connection = websocket.create_connection(url, header=[f"Authorization: token {project.token()}"], timeout=60)
+    request = uuid4().hex
+    header = {"msg_id": request, "msg_type": "execute_request", "username": "test", "session": uuid4().hex}
+    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False}
+    try:
+        connection.send(
+            json.dumps(
+                {
+                    "header": header | {"version": "5.3"},
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "content": content,
+                }
+            )
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            message = json.loads(connection.recv())
+            if message["parent_header"].get("msg_id") != request:
+                continue
+            if message["msg_type"] in {"stream", "error"}:
+                return str(message["content"].get("text") or message["content"])
+        raise AssertionError("the kernel printed nothing within 60 s")
+    finally:
+        connection.close()
+
+
+def test_jupyterlab_runs_a_kernel_as_the_caller(stack_up: Project) -> None:
+    with httpx.Client(base_url=stack_up.jupyter_url, headers={"Authorization": f"token {stack_up.token()}"}) as client:
+        started = client.post("/api/kernels", json={"name": "python3"}, timeout=60)
+        assert started.status_code == 201, started.text
+        kernel = started.json()["id"]
+        try:
+            printed = execute(stack_up, kernel, "import os, sklearn; print(os.getuid(), sklearn.__version__)")
+        finally:
+            client.delete(f"/api/kernels/{kernel}", timeout=60)
+
+    assert printed.split() == [str(stack_up.uid), "1.9.1"]
 
 
 def test_saving_a_notebook_in_jupyterlab_updates_its_script_on_the_host(synced: Project, stack_up: Project) -> None:
@@ -281,3 +386,78 @@ def test_down_leaves_nothing_running(stack_up: Project) -> None:
     stack_up.make("down")
 
     assert stack_up.containers(all_states=True) == []
+
+
+# `make up` and `make serve` start from the dotenv step: it alone decides whether the API
+# may be published without a token, so it is tested on its own, without containers.
+
+
+@pytest.fixture
+def fresh_clone(tmp_path: Path) -> Path:
+    if not docker_answers():
+        pytest.skip("no Docker daemon answers (`docker info` failed): the dotenv step checks for one")
+    copy_working_tree(tmp_path)
+    return tmp_path
+
+
+def dotenv(root: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key not in USER_SETTINGS} | settings
+    return subprocess.run(
+        ["make", "--no-print-directory", "dotenv"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def api_environment_value(root: Path, name: str) -> str | None:
+    """What compose, reading .env, would pass to the api container as name."""
+    command = ["docker", "compose", "-f", "compose/docker-compose.yml", "--env-file", ".env", "config"]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    api = done.stdout.split("\n  api:\n", 1)[1].split("\n  jupyter:\n", 1)[0]
+    found = re.search(rf"^      {name}: (.*)$", api, flags=re.MULTILINE)
+    return found[1] if found else None
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "192.168.1.20"])
+def test_dotenv_writes_an_api_token_when_bound_beyond_loopback(fresh_clone: Path, address: str) -> None:
+    done = dotenv(fresh_clone, BIND_ADDRESS=address)
+    token = dotenv_value(fresh_clone, "API_TOKEN")
+
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"[0-9a-f]{48}", token)
+    assert token in done.stdout
+    assert token != dotenv_value(fresh_clone, "JUPYTER_TOKEN")
+    assert stat.S_IMODE((fresh_clone / ".env").stat().st_mode) == 0o600
+    assert api_environment_value(fresh_clone, "API_TOKEN") == token
+
+
+def test_dotenv_keeps_the_api_token_it_wrote(fresh_clone: Path) -> None:
+    dotenv(fresh_clone, BIND_ADDRESS="0.0.0.0")
+    first = dotenv_value(fresh_clone, "API_TOKEN")
+    again = dotenv(fresh_clone, BIND_ADDRESS="0.0.0.0")
+
+    assert again.returncode == 0, again.stderr
+    assert dotenv_value(fresh_clone, "API_TOKEN") == first
+    assert first not in again.stdout
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.1.1", "localhost", "::1"])
+def test_dotenv_leaves_the_api_open_on_loopback(fresh_clone: Path, address: str) -> None:
+    done = dotenv(fresh_clone, BIND_ADDRESS=address)
+
+    assert done.returncode == 0, done.stderr
+    assert dotenv_value(fresh_clone, "API_TOKEN") == ""
+    assert dotenv_value(fresh_clone, "JUPYTER_TOKEN") != ""
+
+
+def test_dotenv_leaves_an_exported_api_token_alone(fresh_clone: Path) -> None:
+    done = dotenv(fresh_clone, BIND_ADDRESS="0.0.0.0", API_TOKEN="chosen-by-the-user")
+
+    assert done.returncode == 0, done.stderr
+    assert dotenv_value(fresh_clone, "API_TOKEN") == ""
+
+
+def test_dotenv_refuses_an_exported_empty_api_token_beyond_loopback(fresh_clone: Path) -> None:
+    done = dotenv(fresh_clone, BIND_ADDRESS="0.0.0.0", API_TOKEN="")
+
+    assert done.returncode != 0
+    assert "API_TOKEN is exported empty" in done.stderr
