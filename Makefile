@@ -91,7 +91,7 @@ endif
 
 .PHONY: test
 test: venv ## run the test suite (no Docker needed)
-	$(BIN)/python -m pytest -m "not compose and not soak"
+	$(BIN)/python -m pytest -m "not compose and not soak and not browser"
 
 .PHONY: lint
 lint: venv ## ruff (lint and format) over the project, mypy --strict over app/
@@ -110,6 +110,10 @@ bench: venv ## measure the API against its HTTP and model floors (needs wrk; WOR
 .PHONY: test-compose
 test-compose: venv ## end-to-end tests against real containers (needs Docker; builds the images)
 	$(BIN)/python -m pytest -m compose
+
+.PHONY: test-browser
+test-browser: venv chromium ## JupyterLab and /docs in headless Chromium against real containers (needs Docker)
+	$(BIN)/python -m pytest -m browser
 
 # ---- containers (compose/docker-compose.yml) ----
 
@@ -162,6 +166,16 @@ dotenv: docker-check
 	  echo "Wrote a new JupyterLab token to .env: $$token"; \
 	fi
 	@if [ "$$(id -u)" = 0 ]; then find models notebooks scripts ! -user $(HOST_UID) -exec chown $(HOST_UID):$(HOST_GID) {} +; fi
+
+# Debian's chromium for the browser tests (playwright drives it; it downloads no browser).
+# The lock timeout: another apt run may hold dpkg for a while.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "chromium is missing: install Debian's package (sudo apt-get install chromium)" >&2; exit 1; fi; \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends chromium; \
+	}
 
 .PHONY: jupyter-image
 jupyter-image: dotenv
