@@ -122,8 +122,9 @@ build: dotenv ## build both images (jupyter, api)
 	$(COMPOSE) build
 
 .PHONY: up
-up: build ## build, train if models/ has no model, start JupyterLab and the API, wait, print the URLs
+up: build ## build, train if models/ has no model, pair the notebooks if notebooks/ has none, start, wait, print the URLs
 	@ls models/*.pkl >/dev/null 2>&1 || { echo "models/ has no model yet: training them first"; $(COMPOSE) run --rm -T jupyter python scripts/train.py; }
+	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "notebooks/ has no notebook yet: creating them from scripts/"; $(COMPOSE) run --rm -T jupyter python -m jupytext --sync $(SCRIPTS); }
 	$(COMPOSE) up -d
 	@$(call wait_healthy,jupyter api)
 	@echo "JupyterLab: http://$$($(COMPOSE) port jupyter 8888)/lab?token=$$($(COMPOSE) exec -T jupyter printenv JUPYTER_TOKEN)"
