@@ -7,6 +7,7 @@ temporary folder and prints its path. Run by `make test-browser`; skipped when n
 
 from __future__ import annotations
 
+import difflib
 import shutil
 import time
 from collections.abc import Iterator
@@ -105,6 +106,15 @@ def run_all_cells(page: Page) -> None:
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
 
+def wait_for_text(path: Path, text: str, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if text in path.read_text():
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_running_the_training_notebook_updates_the_served_models(page: Page, stack: Project) -> None:
     before = {model: trained_at(stack, model) for model in MODEL_NAMES}
     started = api_started_at(stack)
@@ -143,17 +153,11 @@ def test_a_cell_edited_in_the_browser_is_saved_to_the_script_on_the_host(page: P
         page.keyboard.press("Control+s")
 
         assert wait_for_text(script, "\n# Edited in the browser.\n"), "the edit did not reach scripts/train.py"
+        # Nothing else changes: no metadata churn in the committed script.
+        diff = difflib.ndiff(original.splitlines(), script.read_text().splitlines())
+        assert [line for line in diff if line[:2] in ("+ ", "- ")] == ["+ # Edited in the browser."]
     finally:
         script.write_text(original)
-
-
-def wait_for_text(path: Path, text: str, seconds: float = 15) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if text in path.read_text():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_jupyterlab_without_the_token_shows_the_login_page(page: Page, stack: Project) -> None:
