@@ -109,7 +109,7 @@ endif
 
 .PHONY: test
 test: venv ## run the test suite (no Docker needed)
-	$(BIN)/python -m pytest -m "not compose and not soak"
+	$(BIN)/python -m pytest -m "not compose and not soak and not browser"
 
 .PHONY: lint
 lint: venv ## ruff (lint and format) over the project, mypy --strict over app/
@@ -129,6 +129,10 @@ bench: venv ## measure the API against its HTTP and model floors (needs wrk; WOR
 test-compose: venv ## end-to-end tests against real containers (needs Docker; builds the images)
 	$(BIN)/python -m pytest -m compose
 
+.PHONY: test-browser
+test-browser: venv chromium ## JupyterLab and /docs in headless Chromium against real containers (needs Docker)
+	$(BIN)/python -m pytest -m browser
+
 # ---- containers (compose/docker-compose.yml) ----
 
 .PHONY: build
@@ -136,8 +140,9 @@ build: dotenv ## build both images (jupyter, api)
 	$(COMPOSE) build
 
 .PHONY: up
-up: build ## build, train if models/ has no model, start JupyterLab and the API, wait, print the URLs
+up: build ## build, train if models/ has no model, pair the notebooks if notebooks/ has none, start, wait, print the URLs
 	@ls models/*.pkl >/dev/null 2>&1 || { echo "models/ has no model yet: training them first"; $(COMPOSE) run --rm -T jupyter python scripts/train.py; }
+	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "notebooks/ has no notebook yet: creating them from scripts/"; $(COMPOSE) run --rm -T jupyter python -m jupytext --sync $(SCRIPTS); }
 	$(COMPOSE) up -d
 	@$(call wait_healthy,jupyter api)
 	@echo "JupyterLab: http://$$($(COMPOSE) port jupyter 8888)/lab?token=$$($(COMPOSE) exec -T jupyter printenv JUPYTER_TOKEN)"
@@ -196,6 +201,15 @@ if [ -z "$${$(1):-}" ] && ! grep -Eq '^$(1)=.+' .env; then \
   echo "Wrote a new $(2) to .env: $$token"; \
 fi
 endef
+# Debian's chromium for the browser tests (playwright drives it; it downloads no browser).
+# The lock timeout: another apt run may hold dpkg for a while.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "chromium is missing: install Debian's package (sudo apt-get install chromium)" >&2; exit 1; fi; \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends chromium; \
+	}
 
 .PHONY: jupyter-image
 jupyter-image: dotenv

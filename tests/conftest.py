@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,18 @@ from app.original.schemas import EXAMPLE_RECORD
 MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
 # The seed's request example, an Adelie: what clients send first.
 RECORD: dict[str, Any] = dict(EXAMPLE_RECORD)
+# Set on a test whose body failed, so its fixtures can keep evidence (the browser's screenshot).
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[FAILED] = True
+    return report
 
 
 @pytest.fixture(scope="session")

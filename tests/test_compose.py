@@ -1,10 +1,6 @@
 """End to end: the real images and compose stack, driven through the Makefile as a user would.
 
-The stack runs from a temporary copy of the working tree (no models, no .env: a fresh
-clone) under its own compose project name and free ports, so a stack the user has
-running, and their models/, are left alone. Only the image tags are shared: building
-here retags penguins-jupyter and penguins-api from the same sources.
-
+The stack runs from a temporary copy of the working tree (tests/stack.py), like a fresh clone.
 Run by `make test-compose`; skipped when no Docker daemon answers.
 """
 
@@ -18,134 +14,35 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import httpx
 import pytest
 import websocket
 from conftest import RECORD
-from live import free_port
+from penguins import MODEL_NAMES
+from stack import (
+    USER_SETTINGS,
+    Project,
+    copy_working_tree,
+    docker,
+    docker_answers,
+    dotenv_value,
+    temporary_project,
+)
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1200)]
 
-REPO = Path(__file__).resolve().parent.parent
-MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
 IMAGES = ["penguins-jupyter:latest", "penguins-api:latest"]
-# Run as root, the stack gets this non-root UID/GID instead, which also proves that the
-# caller's IDs reach the images (it is neither root nor the images' default 1000).
-STAND_IN_UID = 4242
-# Settings of the user's shell that would change what a fresh clone does.
-USER_SETTINGS = {"LOCAL", "JUPYTER_TOKEN", "API_TOKEN", "BIND_ADDRESS", "API_MEMORY_LIMIT", "MAKEFLAGS", "MAKELEVEL"}
 NO_CAPABILITIES = "0000000000000000"
-
-
-@dataclass(frozen=True)
-class Project:
-    root: Path
-    env: dict[str, str]
-    name: str
-    uid: int
-    gid: int
-    api_url: str
-    jupyter_url: str
-
-    def make(self, *targets: str) -> str:
-        done = subprocess.run(
-            ["make", "--no-print-directory", *targets],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=1100,
-        )
-        output = done.stdout + done.stderr
-        assert done.returncode == 0, f"make {' '.join(targets)} failed:\n{output[-4000:]}"
-        return output
-
-    def containers(self, service: str | None = None, all_states: bool = False) -> list[str]:
-        filters = ["--filter", f"label=com.docker.compose.project={self.name}"]
-        if service:
-            filters += ["--filter", f"label=com.docker.compose.service={service}"]
-        return docker("ps", "-q", *(["-a"] if all_states else []), *filters).split()
-
-    def exec_in(self, service: str, *command: str) -> subprocess.CompletedProcess[str]:
-        (container,) = self.containers(service)
-        return subprocess.run(["docker", "exec", container, *command], capture_output=True, text=True, timeout=60)
-
-    def exec_api(self, *command: str) -> subprocess.CompletedProcess[str]:
-        return self.exec_in("api", *command)
-
-    def host_config(self, service: str) -> dict[str, Any]:
-        (container,) = self.containers(service)
-        config: dict[str, Any] = json.loads(docker("inspect", container))[0]["HostConfig"]
-        return config
-
-    def process_status(self, service: str) -> dict[str, str]:
-        """/proc/1/status of the service's container: what its main process may do."""
-        lines = self.exec_in(service, "cat", "/proc/1/status").stdout.splitlines()
-        return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
-
-    def token(self) -> str:
-        return dotenv_value(self.root, "JUPYTER_TOKEN")
-
-
-def docker(*args: str) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"docker {' '.join(args)} failed: {done.stderr}"
-    return done.stdout
-
-
-def dotenv_value(root: Path, name: str) -> str:
-    lines = (root / ".env").read_text().splitlines()
-    return next(line.split("=", 1)[1] for line in lines if line.startswith(f"{name}="))
-
-
-def docker_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
-
-
-def copy_working_tree(target: Path) -> None:
-    """Tracked and untracked-but-not-ignored files: what a fresh clone plus local edits holds."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for relative in filter(None, listed.split("\0")):
-        source = REPO / relative
-        if source.is_file():
-            (target / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / relative)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    if not docker_answers():
-        pytest.skip("no Docker daemon answers (`docker info` failed): start Docker to run the compose tests")
-    root = tmp_path_factory.mktemp("compose-e2e")
-    copy_working_tree(root)
-    uid, gid = (os.getuid(), os.getgid()) if os.getuid() != 0 else (STAND_IN_UID, STAND_IN_UID)
-    api_port, jupyter_port = free_port(), free_port()
-    name = f"penguins-test-{os.getpid()}"
-    env = {key: value for key, value in os.environ.items() if key not in USER_SETTINGS}
-    env |= {
-        "COMPOSE_PROJECT_NAME": name,
-        "API_PORT": str(api_port),
-        "JUPYTER_PORT": str(jupyter_port),
-        "HOST_UID": str(uid),
-        "HOST_GID": str(gid),
-        # Two workers even on one CPU: hot reload must reach every worker.
-        "WEB_CONCURRENCY": "2",
-    }
-    created = Project(root, env, name, uid, gid, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{jupyter_port}")
-    yield created
-    subprocess.run(["make", "down"], cwd=root, env=env, capture_output=True, timeout=300)
+    # Two workers even on one CPU: hot reload must reach every worker.
+    with temporary_project(tmp_path_factory.mktemp("compose-e2e"), workers=2) as created:
+        yield created
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,16 @@ def test_sync_creates_both_notebooks(project: Path) -> None:
         assert any(cell.cell_type == "code" for cell in notebook.cells)
 
 
+def test_the_generated_notebooks_name_the_python_3_kernel(project: Path) -> None:
+    # Without a kernelspec JupyterLab asks the user to pick a kernel on first open.
+    sync(project, "scripts/train.py", "scripts/evaluate.py")
+    for name in ("train", "evaluate"):
+        notebook = nbformat.read(project / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert notebook.metadata.kernelspec == {
+            "name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python",
+        }  # fmt: skip
+
+
 def test_a_notebook_edit_reaches_the_script(project: Path) -> None:
     sync(project, "scripts/train.py")
     path = project / "notebooks" / "train.ipynb"

@@ -1,0 +1,191 @@
+"""The workshop in a real browser: JupyterLab and /docs in headless Chromium, against the stack `make up` starts.
+
+Debian's chromium, driven by playwright (never a browser of its own); the stack runs from a
+temporary copy of the working tree (tests/stack.py). A failing test leaves a screenshot in a
+temporary folder and prints its path. Run by `make test-browser`; skipped when no Docker daemon answers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from conftest import FAILED
+from penguins import MODEL_NAMES
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from stack import Project, docker, temporary_project
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+# A browser that never reaches beyond the machine on its own: no updates, no field trials.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+KERNEL_IDLE = "Python 3 (ipykernel) | Idle"
+NEWS_PROMPT = "official Jupyter news"
+# Runs all cells: the full training, in the kernel.
+RUN_SECONDS = 180
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    with temporary_project(tmp_path_factory.mktemp("browser-e2e")) as project:
+        project.make("up")
+        yield project
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is not installed: `make test-browser` installs it"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    opened = context.new_page()
+    yield opened
+    if request.node.stash.get(FAILED, False):
+        screenshot = tmp_path_factory.mktemp("screenshots") / f"{request.node.name}.png"
+        opened.screenshot(path=screenshot)
+        print(f"screenshot: {screenshot}")
+    context.close()
+
+
+def record_requests(page: Page) -> list[str]:
+    urls: list[str] = []
+    page.on("request", lambda sent: urls.append(sent.url))
+    return urls
+
+
+def record_console_errors(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def open_notebook(page: Page, stack: Project, path: str) -> None:
+    # ?reset: a fresh workspace, not the tabs a previous test left open.
+    page.goto(f"{stack.jupyter_url}/lab/tree/{path}?reset&token={stack.token()}")
+    # Either the kernel starts, or (a notebook without a kernelspec) the kernel dialog waits for the user.
+    expect(page.get_by_text(KERNEL_IDLE).or_(page.locator(".jp-Dialog")).first).to_be_visible(timeout=90_000)
+    expect(page.locator(".jp-Dialog")).to_have_count(0)
+    expect(page.get_by_text(KERNEL_IDLE)).to_be_visible()
+
+
+def trained_at(stack: Project, model: str) -> datetime:
+    response = httpx.get(f"{stack.api_url}/models/{model}", timeout=30)
+    assert response.status_code == 200, response.text
+    return datetime.fromisoformat(response.json()["trained_at"])
+
+
+def api_started_at(stack: Project) -> str:
+    (container,) = stack.containers("api")
+    return docker("inspect", "-f", "{{.State.StartedAt}}", container).strip()
+
+
+def run_all_cells(page: Page) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+def wait_for_text(path: Path, text: str, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if text in path.read_text():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_running_the_training_notebook_updates_the_served_models(page: Page, stack: Project) -> None:
+    before = {model: trained_at(stack, model) for model in MODEL_NAMES}
+    started = api_started_at(stack)
+    open_notebook(page, stack, "notebooks/train.ipynb")
+
+    run_all_cells(page)
+
+    outputs = page.locator(".jp-OutputArea-output")
+    for model in MODEL_NAMES:
+        expect(outputs.filter(has_text=f"saved /shared/models/{model}.pkl")).to_have_count(
+            1, timeout=RUN_SECONDS * 1000
+        )
+    expect(page.get_by_text(KERNEL_IDLE)).to_be_visible()
+    after = {model: trained_at(stack, model) for model in MODEL_NAMES}
+    assert all(after[model] > before[model] for model in MODEL_NAMES), (before, after)
+    assert api_started_at(stack) == started, "the API was restarted"
+
+
+def test_jupyterlab_does_not_ask_about_jupyter_news(page: Page, stack: Project) -> None:
+    page.goto(f"{stack.jupyter_url}/lab?reset&token={stack.token()}")
+    expect(page.locator("#jp-main-statusbar")).to_be_visible(timeout=60_000)
+    # Where the announcements plugin is on, its prompt comes within a second of the workspace.
+    page.wait_for_timeout(3_000)
+
+    expect(page.get_by_text(NEWS_PROMPT)).to_have_count(0)
+
+
+def test_a_cell_edited_in_the_browser_is_saved_to_the_script_on_the_host(page: Page, stack: Project) -> None:
+    script = stack.root / "scripts" / "train.py"
+    original = script.read_text()
+    open_notebook(page, stack, "notebooks/train.ipynb")
+    try:
+        page.locator(".jp-CodeCell .cm-content").first.click()
+        page.keyboard.press("Control+End")
+        page.keyboard.type("\n# Edited in the browser.")
+        page.keyboard.press("Control+s")
+
+        assert wait_for_text(script, "\n# Edited in the browser.\n"), "the edit did not reach scripts/train.py"
+        # Nothing else changes: no metadata churn in the committed script.
+        diff = difflib.ndiff(original.splitlines(), script.read_text().splitlines())
+        assert [line for line in diff if line[:2] in ("+ ", "- ")] == ["+ # Edited in the browser."]
+    finally:
+        script.write_text(original)
+
+
+def test_jupyterlab_without_the_token_shows_the_login_page(page: Page, stack: Project) -> None:
+    page.goto(f"{stack.jupyter_url}/lab/tree/notebooks/train.ipynb")
+
+    assert urlsplit(page.url).path == "/login"
+    expect(page.locator("#token_input")).to_be_visible()
+    expect(page.locator("#jp-main-dock-panel")).to_have_count(0)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [pytest.param("post", "/predict", '"predictions": [', id="predict")],
+)
+def test_docs_try_it_out_answers(page: Page, stack: Project, method: str, path: str, expected: str) -> None:
+    requests, errors = record_requests(page), record_console_errors(page)
+    page.goto(f"{stack.api_url}/docs")
+    operation = page.locator(f".opblock-{method}", has=page.locator(f'.opblock-summary-path[data-path="{path}"]'))
+
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.get_by_role("button", name="Execute").click()
+
+    response = operation.locator(".live-responses-table .response")
+    expect(response.locator(".response-col_status")).to_have_text("200")
+    expect(response.locator(".response-col_description")).to_contain_text(expected)
+    assert errors == []
+    leaving = [url for url in requests if urlsplit(url).scheme != "data" and urlsplit(url).hostname != "127.0.0.1"]
+    assert leaving == []
+    assert any(urlsplit(url).path == path for url in requests), requests
