@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 
+from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import ServerSettings
@@ -23,6 +24,12 @@ HEAD_TOO_LARGE = (
     b"content-type: text/plain; charset=utf-8\r\ncontent-length: 31\r\nconnection: close\r\n\r\n"
     b"The request head is too large.\n"
 )
+
+
+async def head_too_large(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 431, "headers": headers})
+    await send({"type": "http.response.body", "body": b"The request head is too large.\n"})
 
 
 @functools.cache
@@ -56,7 +63,15 @@ class HeadLimitedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm_head_deadline()
-        super().on_headers_complete()
+        if len(self.url) + sum(len(name) + len(value) for name, value in self.headers) <= MAX_HEAD_BYTES:
+            super().on_headers_complete()
+            return
+        # uvicorn's own way to answer without the app (as for limit_concurrency): this request gets a 431 app.
+        app, self.app = self.app, head_too_large
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
