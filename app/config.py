@@ -15,6 +15,7 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 # MAX_RECORDS records fit with room in either form.
 BODY_BYTES_PER_RECORD = 400
 TOKEN_MIN_LENGTH = 16
+WORKER_HEALTHCHECK_SECONDS = 30
 FALSE_WORDS = ("", "0", "false", "no", "off")
 
 
@@ -63,6 +64,9 @@ class ServerSettings:
             "access_log": self.access_log,
             "timeout_keep_alive": self.keep_alive_timeout,
             "timeout_graceful_shutdown": self.graceful_timeout,
+            # A new worker imports scikit-learn before it can answer the supervisor's ping; on a busy machine
+            # that takes longer than uvicorn's 5 s, and the supervisor would kill it as hung, again and again.
+            "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
         }
 
 
