@@ -10,6 +10,7 @@ import sys
 import uvicorn
 
 from app.config import ConfigError, ServerSettings
+from app.protocol import HeadLimitedProtocol
 
 
 def serve(app: str = "app.main:app") -> None:
@@ -17,7 +18,7 @@ def serve(app: str = "app.main:app") -> None:
         server = ServerSettings.from_env()
     except ConfigError as error:
         sys.exit(str(error))
-    uvicorn.run(app, host=server.host, port=server.port, workers=server.workers, access_log=server.access_log)
+    uvicorn.run(app, http=HeadLimitedProtocol, **server.uvicorn_options())
 
 
 if __name__ == "__main__":

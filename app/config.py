@@ -6,10 +6,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.registry import MODEL_NAME_MAX_LENGTH, is_model_name
 
 TRUE_WORDS = ("1", "true", "yes", "on")
+# A pretty-printed record with full-precision floats takes about 280 bytes of JSON, a compact one 134:
+# MAX_RECORDS records fit with room in either form.
+BODY_BYTES_PER_RECORD = 400
+TOKEN_MIN_LENGTH = 16
+WORKER_HEALTHCHECK_SECONDS = 30
 FALSE_WORDS = ("", "0", "false", "no", "off")
 
 
@@ -31,6 +37,10 @@ class ServerSettings:
     workers: int = field(default_factory=default_workers)
     # Off unless asked for, as in gunicorn: the README's performance section says what a line per request costs.
     access_log: bool = False
+    keep_alive_timeout: int = 5  # seconds an idle connection stays open between requests
+    headers_timeout: int = 10  # seconds a client has to send a request's head (request line and headers)
+    # Below Docker's 10 s between SIGTERM and SIGKILL, so requests in flight finish before a `docker stop` kills.
+    graceful_timeout: int = 8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
@@ -40,7 +50,24 @@ class ServerSettings:
             port=_whole(environ, "PORT", "8000", 1, 65535),
             workers=_whole(environ, "WEB_CONCURRENCY", workers, 1) if workers else default_workers(),
             access_log=_flag(environ, "ACCESS_LOG", False),
+            keep_alive_timeout=_whole(environ, "KEEP_ALIVE_TIMEOUT", "5", 1),
+            headers_timeout=_whole(environ, "HEADERS_TIMEOUT", "10", 1),
+            graceful_timeout=_whole(environ, "GRACEFUL_TIMEOUT", "8", 1),
         )
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """uvicorn.run's keyword arguments for these settings (the head deadline is the protocol's own)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "workers": self.workers,
+            "access_log": self.access_log,
+            "timeout_keep_alive": self.keep_alive_timeout,
+            "timeout_graceful_shutdown": self.graceful_timeout,
+            # A new worker imports scikit-learn before it can answer the supervisor's ping; on a busy machine
+            # that takes longer than uvicorn's 5 s, and the supervisor would kill it as hung, again and again.
+            "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
+        }
 
 
 @dataclass(frozen=True)
@@ -50,6 +77,15 @@ class Settings:
     models_dir: Path
     default_model: str = "random_forest"
     max_records: int = 10_000
+    max_body_bytes: int | None = None  # None: BODY_BYTES_PER_RECORD for each of max_records
+    body_timeout: int = 30  # seconds a client has to send a request's whole body
+    max_concurrent_requests: int = 64  # per worker; beyond it, 503 at once
+    api_token: str | None = None
+    strict_sklearn_version: bool = False
+
+    @property
+    def body_limit(self) -> int:
+        return self.max_body_bytes or BODY_BYTES_PER_RECORD * self.max_records
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -57,6 +93,11 @@ class Settings:
             models_dir=_models_dir(environ.get("MODELS_DIR", "models")),
             default_model=_default_model(environ.get("DEFAULT_MODEL", "random_forest")),
             max_records=_whole(environ, "MAX_RECORDS", "10000", 1),
+            max_body_bytes=_whole(environ, "MAX_BODY_BYTES", "", 1) if _is_set(environ, "MAX_BODY_BYTES") else None,
+            body_timeout=_whole(environ, "BODY_TIMEOUT", "30", 1),
+            max_concurrent_requests=_whole(environ, "MAX_CONCURRENT_REQUESTS", "64", 1),
+            api_token=_token(environ.get("API_TOKEN", "")),
+            strict_sklearn_version=_flag(environ, "STRICT_SKLEARN_VERSION", False),
         )
 
 
@@ -74,6 +115,22 @@ def _default_model(value: str) -> str:
             f"(letters, digits, '.', '_', '-', at most {MODEL_NAME_MAX_LENGTH} characters)."
         )
     return value
+
+
+def _is_set(environ: Mapping[str, str], key: str) -> bool:
+    return bool(environ.get(key, "").strip())
+
+
+def _token(value: str) -> str | None:
+    token = value.strip()
+    if not token:
+        return None
+    if len(token) < TOKEN_MIN_LENGTH or any(character.isspace() for character in token):
+        raise ConfigError(
+            f"API_TOKEN is shorter than {TOKEN_MIN_LENGTH} characters or holds spaces; "
+            "use a long random string (openssl rand -hex 24)."
+        )
+    return token
 
 
 def _whole(environ: Mapping[str, str], key: str, default: str, low: int, high: int | None = None) -> int:

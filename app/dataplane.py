@@ -27,7 +27,7 @@ class Selection:
 class DataPlane:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.registry = Registry(settings.models_dir)
+        self.registry = Registry(settings.models_dir, settings.strict_sklearn_version)
 
     def available(self) -> list[str]:
         """The model files in the folder now (blocking: one directory scan)."""

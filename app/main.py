@@ -13,16 +13,19 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from app import original
+from app.auth import BearerToken
 from app.config import Settings
 from app.dataplane import DataPlane
 from app.http import Endpoint, ErrorResponse, FastJSONResponse, routes
-from app.openapi import SWAGGER_UI_DIR, docs_page, downgrade_to_3_0, openapi_document
+from app.limits import BodyLimit, ConcurrencyLimit
+from app.openapi import SWAGGER_UI_DIR, docs_page, downgrade_to_3_0, openapi_document, with_bearer_scheme
 from app.original.errors import EXCEPTION_HANDLERS
 from app.original.errors import error_response as original_error
 
@@ -31,16 +34,28 @@ ENDPOINTS: list[Endpoint] = [*original.ENDPOINTS]
 SCHEMAS = [*original.SCHEMAS]
 # Which error shape an answer made outside the routes (a limit, a token check) takes, by path prefix.
 ERROR_DIALECTS: list[tuple[str, ErrorResponse]] = [("", original_error)]
+# Open without API_TOKEN and never refused as busy: what an orchestrator asks to see a worker alive.
+HEALTH_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
+# The documentation holds no data, and /docs must load in a browser before its Authorize button can be used.
+DOCS_PREFIXES = ("/docs", "/openapi.json")
 
 
 class State(TypedDict):
+    settings: Settings
     data_plane: DataPlane
+
+
+def is_public(path: str) -> bool:
+    return path in HEALTH_PATHS or path.startswith(DOCS_PREFIXES)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """The app; settings default to the environment, read when the app starts."""
-    document = openapi_document(ENDPOINTS, SCHEMAS)
-    document_3_0 = downgrade_to_3_0(document)
+    open_document = openapi_document(ENDPOINTS, SCHEMAS)
+    secured_document = with_bearer_scheme(open_document, HEALTH_PATHS)
+    # The document a server with API_TOKEN serves declares the token; /docs then has an Authorize button.
+    documents = {False: open_document, True: secured_document}
+    documents_3_0 = {secured: downgrade_to_3_0(document) for secured, document in documents.items()}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -51,13 +66,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # What is loaded by now lives as long as the process. Frozen, the garbage collector stops
         # re-scanning it while a big answer is built.
         gc.freeze()
-        yield {"data_plane": plane}
+        yield {"settings": current, "data_plane": plane}
 
     async def openapi_json(request: Request) -> Response:
-        return FastJSONResponse(document)
+        return FastJSONResponse(documents[_has_token(request)])
 
     async def openapi_json_3_0(request: Request) -> Response:
-        return FastJSONResponse(document_3_0)
+        return FastJSONResponse(documents_3_0[_has_token(request)])
 
     async def docs(request: Request) -> Response:
         return HTMLResponse(docs_page(request.scope.get("root_path", "")))
@@ -71,8 +86,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=[*routes([*ENDPOINTS, *documentation]), assets],
         exception_handlers=dict(EXCEPTION_HANDLERS),
+        # Outermost first: a request without the token costs no concurrency slot and no body read.
+        middleware=[
+            Middleware(BearerToken, dialects=ERROR_DIALECTS, public=is_public),
+            Middleware(BodyLimit, dialects=ERROR_DIALECTS),
+            Middleware(ConcurrencyLimit, dialects=ERROR_DIALECTS, exempt=HEALTH_PATHS),
+        ],
         lifespan=lifespan,
     )
+
+
+def _has_token(request: Request) -> bool:
+    settings: Settings = request.state.settings
+    return settings.api_token is not None
 
 
 def _configure_logging() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 SWAGGER_UI_DIR = str(swagger_ui_path)
 # An error answer: the body's schema, and when it happens.
 ErrorDoc = tuple[type[BaseModel], str]
+BEARER = "bearerAuth"
 
 
 def ref(model: type[BaseModel]) -> dict[str, str]:
@@ -76,6 +77,21 @@ def openapi_document(endpoints: Sequence[Endpoint], schemas: Sequence[type[BaseM
         "paths": paths,
         "components": {"schemas": definitions["$defs"]},
     }
+
+
+def with_bearer_scheme(document: dict[str, Any], public_paths: Collection[str]) -> dict[str, Any]:
+    """The document of a server with API_TOKEN: every operation but the public ones needs the bearer token."""
+    secured = copy.deepcopy(document)
+    secured["components"]["securitySchemes"] = {BEARER: {"type": "http", "scheme": "bearer"}}
+    for path, operations in secured["paths"].items():
+        if path in public_paths:
+            continue
+        for item in operations.values():
+            item["security"] = [{BEARER: []}]
+            item["responses"]["401"] = {
+                "description": "No `Authorization: Bearer <API_TOKEN>` header, or a wrong token."
+            }
+    return secured
 
 
 def downgrade_to_3_0(document: dict[str, Any]) -> dict[str, Any]:

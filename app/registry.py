@@ -14,11 +14,14 @@ import os
 import re
 import stat
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import joblib
+import sklearn
+from sklearn.exceptions import InconsistentVersionWarning
 
 from app.encoders import probe_batch
 from app.errors import (
@@ -38,6 +41,8 @@ MODEL_NAME_MAX_LENGTH = 128
 # Hex digits of the file's SHA-256 that name a loaded version: enough to tell two files apart.
 VERSION_DIGITS = 12
 logger = logging.getLogger("app")
+# warnings.catch_warnings changes process-wide state: one unpickling at a time sees its own warnings.
+UNPICKLE_LOCK = threading.Lock()
 
 
 def is_model_name(value: str) -> bool:
@@ -57,6 +62,18 @@ class Stamp:
         return cls(status.st_mtime_ns, status.st_size, status.st_ino)
 
 
+class VersionRefused(ValueError):
+    """STRICT_SKLEARN_VERSION is on and the file was pickled by another scikit-learn."""
+
+
+@dataclass(frozen=True)
+class VersionMismatch:
+    """The file was pickled by one scikit-learn and is served by another: predictions may differ, or fail."""
+
+    trained_with: str
+    serving_with: str
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     name: str  # the file name, "random_forest.pkl"
@@ -66,6 +83,7 @@ class LoadedModel:
     seconds_one: float  # measured at load: one record
     seconds_per_record: float  # measured at load: each further record
     version: str  # the start of the file's SHA-256: changes with every new file
+    sklearn_version_mismatch: VersionMismatch | None = None
 
     @property
     def stem(self) -> str:
@@ -85,8 +103,9 @@ class BrokenModel:
 
 
 class Registry:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, strict_sklearn_version: bool = False) -> None:
         self.folder = folder
+        self.strict_sklearn_version = strict_sklearn_version
         self._entries: dict[str, LoadedModel | BrokenModel] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -215,6 +234,14 @@ class Registry:
                 self._entries[file_name] = BrokenModel(stamp, detail)
                 raise ModelLoadFailed(detail) from error
         self._entries[file_name] = loaded
+        mismatch = loaded.sklearn_version_mismatch
+        if mismatch is not None:
+            logger.warning(
+                "%s was pickled by scikit-learn %s and is served by %s: its predictions may differ",
+                file_name,
+                mismatch.trained_with,
+                mismatch.serving_with,
+            )
         estimator = estimator_name(loaded.unpacked)
         logger.info(
             "loaded %s (%s, version %s, fast path: %s)",
@@ -225,16 +252,40 @@ class Registry:
         )
         return loaded
 
-    def _unpickle(self, content: bytes) -> Any:
+    def _unpickle(self, content: bytes) -> tuple[Any, str | None]:
+        """The file's object, and the scikit-learn version its estimators were pickled by when not this one."""
         if not content:
             raise NotAModel("the file is empty")
-        try:
-            return joblib.load(io.BytesIO(content))
-        except Exception as error:
-            raise NotAModel(f"it cannot be unpickled ({type(error).__name__}: {error})") from error
+        with UNPICKLE_LOCK, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InconsistentVersionWarning)
+            try:
+                loaded = joblib.load(io.BytesIO(content))
+            except Exception as error:
+                raise NotAModel(f"it cannot be unpickled ({type(error).__name__}: {error})") from error
+        pickled_with = None
+        for warning in caught:
+            if isinstance(warning.message, InconsistentVersionWarning):
+                pickled_with = str(warning.message.original_sklearn_version)
+            else:  # not ours to swallow
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return loaded, pickled_with
+
+    def _version_mismatch(self, unpacked: Unpacked, pickled_with: str | None) -> VersionMismatch | None:
+        named = (unpacked.metadata or {}).get("sklearn_version")
+        trained_with = pickled_with or (named if isinstance(named, str) else None)
+        if trained_with is None or trained_with == sklearn.__version__:
+            return None
+        if self.strict_sklearn_version:
+            raise VersionRefused(
+                f"it was pickled by scikit-learn {trained_with} and this server runs {sklearn.__version__}; "
+                "STRICT_SKLEARN_VERSION=1 refuses it (retrain it, or unset STRICT_SKLEARN_VERSION)"
+            )
+        return VersionMismatch(trained_with, sklearn.__version__)
 
     def _build(self, file_name: str, stamp: Stamp, content: bytes) -> LoadedModel:
-        unpacked = unpack(self._unpickle(content))
+        content_object, pickled_with = self._unpickle(content)
+        unpacked = unpack(content_object)
+        mismatch = self._version_mismatch(unpacked, pickled_with)
         predictor = build_predictor(unpacked)
         probe = probe_batch()
         # A model that fails on sample records fails here, once, not on every request.
@@ -242,7 +293,7 @@ class Registry:
         seconds_all = measure(predictor, probe, repeats=1)
         per_record = max(seconds_all - seconds_one, 0.0) / (len(probe) - 1)
         version = hashlib.sha256(content).hexdigest()[:VERSION_DIGITS]
-        return LoadedModel(file_name, stamp, predictor, unpacked, seconds_one, per_record, version)
+        return LoadedModel(file_name, stamp, predictor, unpacked, seconds_one, per_record, version, mismatch)
 
 
 def _reason(error: OSError) -> str:
@@ -250,5 +301,5 @@ def _reason(error: OSError) -> str:
 
 
 def _load_reason(error: Exception) -> str:
-    reason = str(error) if isinstance(error, NotAModel) else f"{type(error).__name__}: {error}"
+    reason = str(error) if isinstance(error, (NotAModel, VersionRefused)) else f"{type(error).__name__}: {error}"
     return reason.rstrip(".")

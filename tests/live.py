@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,11 +54,20 @@ def wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path) 
 
 
 @contextmanager
-def start_server(models_dir: Path, log: Path, obey_permissions: bool = False, workers: int = 1) -> Iterator[LiveServer]:
-    """Serve models_dir until the block ends. obey_permissions: a root server cannot read a mode-000 folder."""
+def start_server(
+    models_dir: Path,
+    log: Path,
+    obey_permissions: bool = False,
+    workers: int = 1,
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[LiveServer]:
+    """Serve models_dir until the block ends. obey_permissions: a root server cannot read a mode-000 folder.
+
+    settings: further environment variables of the server (MAX_BODY_BYTES=..., API_TOKEN=...).
+    """
     port = free_port()
     env = {**os.environ, "MODELS_DIR": str(models_dir), "HOST": "127.0.0.1", "PORT": str(port)}
-    env |= {"WEB_CONCURRENCY": str(workers), "PYTHONWARNINGS": "error"}
+    env |= {"WEB_CONCURRENCY": str(workers), "PYTHONWARNINGS": "error", **(settings or {})}
     command = [sys.executable, "-m", "app"]
     if obey_permissions and os.geteuid() == 0:
         assert shutil.which("setpriv"), "setpriv (util-linux) is needed to test permissions as root"

@@ -18,6 +18,22 @@ def test_defaults() -> None:
     assert settings.max_records == 10_000
 
 
+def test_limits_default_to_room_for_max_records() -> None:
+    settings = Settings.from_env({})
+    assert settings.body_limit == 4_000_000  # 400 bytes for each of the 10,000 records
+    assert Settings.from_env({"MAX_RECORDS": "10"}).body_limit == 4_000
+    assert (settings.body_timeout, settings.max_concurrent_requests) == (30, 64)
+    assert (settings.api_token, settings.strict_sklearn_version) == (None, False)
+
+
+def test_hardening_values_come_from_the_environment() -> None:
+    token = "0123456789abcdef0123"
+    environ = {"MAX_BODY_BYTES": "1000", "BODY_TIMEOUT": "3", "MAX_CONCURRENT_REQUESTS": "8"}
+    settings = Settings.from_env(environ | {"API_TOKEN": f" {token} ", "STRICT_SKLEARN_VERSION": "1"})
+    assert (settings.body_limit, settings.body_timeout, settings.max_concurrent_requests) == (1000, 3, 8)
+    assert (settings.api_token, settings.strict_sklearn_version) == (token, True)
+
+
 def test_values_come_from_the_environment(tmp_path: Path) -> None:
     environ = {"MODELS_DIR": str(tmp_path), "DEFAULT_MODEL": "svc", "MAX_RECORDS": "5"}
     assert Settings.from_env(environ) == Settings(tmp_path, "svc", 5)
@@ -32,6 +48,12 @@ def test_values_come_from_the_environment(tmp_path: Path) -> None:
         pytest.param("DEFAULT_MODEL", "../outside", id="default-model-a-path"),
         pytest.param("DEFAULT_MODEL", "", id="default-model-empty"),
         pytest.param("MODELS_DIR", " ", id="models-dir-blank"),
+        pytest.param("MAX_BODY_BYTES", "4MB", id="max-body-bytes-not-a-number"),
+        pytest.param("BODY_TIMEOUT", "0", id="body-timeout-zero"),
+        pytest.param("MAX_CONCURRENT_REQUESTS", "none", id="max-concurrent-not-a-number"),
+        pytest.param("API_TOKEN", "changeme", id="api-token-too-short"),
+        pytest.param("API_TOKEN", "a long token with spaces", id="api-token-with-spaces"),
+        pytest.param("STRICT_SKLEARN_VERSION", "maybe", id="strict-sklearn-not-a-flag"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -> None:

@@ -18,6 +18,21 @@ def test_defaults() -> None:
     assert 1 <= default_workers() <= 4
 
 
+def test_timeouts_default_and_come_from_the_environment() -> None:
+    server = ServerSettings.from_env({})
+    assert (server.keep_alive_timeout, server.headers_timeout, server.graceful_timeout) == (5, 10, 8)
+    environ = {"KEEP_ALIVE_TIMEOUT": "2", "HEADERS_TIMEOUT": "3", "GRACEFUL_TIMEOUT": "4"}
+    options = ServerSettings.from_env(environ).uvicorn_options()
+    assert (options["timeout_keep_alive"], options["timeout_graceful_shutdown"]) == (2, 4)
+    assert ServerSettings.from_env(environ).headers_timeout == 3
+
+
+@pytest.mark.parametrize("variable", ["KEEP_ALIVE_TIMEOUT", "HEADERS_TIMEOUT", "GRACEFUL_TIMEOUT"])
+def test_a_bad_timeout_is_refused_by_name(variable: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{variable}="):
+        ServerSettings.from_env({variable: "soon"})
+
+
 def test_values_come_from_the_environment() -> None:
     server = ServerSettings.from_env({"HOST": "0.0.0.0", "PORT": "8123", "WEB_CONCURRENCY": "3", "ACCESS_LOG": "1"})
     assert server == ServerSettings("0.0.0.0", 8123, 3, True)

@@ -111,6 +111,7 @@ def test_model_info_describes_a_bundle(client: TestClient, name: str) -> None:
     assert info.probabilities and info.fast_path
     assert info.metrics is not None and set(info.metrics) == {"cv_score", "test_accuracy"}
     assert info.size_bytes > 0 and info.trained_at and info.sklearn_version
+    assert info.sklearn_version_mismatch is None  # trained by this very scikit-learn
 
 
 def test_model_info_says_svc_has_no_probabilities(client: TestClient) -> None:

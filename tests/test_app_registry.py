@@ -11,6 +11,7 @@ from pathlib import Path
 
 import joblib
 import pytest
+import sklearn
 from conftest import RECORD
 from starlette.testclient import TestClient
 
@@ -250,3 +251,56 @@ def test_a_dangling_symlink_is_404(client: TestClient, models_dir: Path) -> None
 
 def test_make_client_fixture_sees_settings(make_client: Callable[..., TestClient], models_dir: Path) -> None:
     assert make_client(models_dir).get("/health").status_code == 200
+
+
+# Model files from another scikit-learn
+
+# Another version of the same length: the pickle stays valid when its bytes are swapped in.
+OTHER_SKLEARN = "0" + sklearn.__version__[1:]
+
+
+def bundle_naming_version(source: Path, target: Path, version: str) -> None:
+    bundle = joblib.load(source)
+    bundle["metadata"]["sklearn_version"] = version
+    joblib.dump(bundle, target)
+
+
+def estimator_pickled_by(source: Path, target: Path, version: str) -> None:
+    """A bare estimator whose pickled state says another scikit-learn wrote it (unpickling then warns)."""
+    joblib.dump(joblib.load(source)["model"], target)
+    content = target.read_bytes()
+    assert content.count(sklearn.__version__.encode()) > 0
+    target.write_bytes(content.replace(sklearn.__version__.encode(), version.encode()))
+
+
+def test_a_bundle_from_another_sklearn_is_served_and_flagged(
+    client: TestClient, models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle_naming_version(models_dir / "random_forest.pkl", models_dir / "old.pkl", "1.5.0")
+    info = client.get("/models/old").json()
+    assert info["sklearn_version_mismatch"] == {"trained_with": "1.5.0", "serving_with": sklearn.__version__}
+    assert predict(client, "old")[0] == 200
+    assert "old.pkl was pickled by scikit-learn 1.5.0" in caplog.text
+
+
+def test_an_estimator_whose_pickle_says_another_sklearn_is_flagged(client: TestClient, models_dir: Path) -> None:
+    estimator_pickled_by(models_dir / "logistic_regression.pkl", models_dir / "bare.pkl", OTHER_SKLEARN)
+    info = client.get("/models/bare").json()
+    assert (info["format"], info["sklearn_version"]) == ("estimator", None)  # no metadata: the pickle told
+    assert info["sklearn_version_mismatch"] == {"trained_with": OTHER_SKLEARN, "serving_with": sklearn.__version__}
+    assert predict(client, "bare")[0] == 200
+
+
+@pytest.mark.parametrize("write", [bundle_naming_version, estimator_pickled_by], ids=["metadata", "pickle"])
+def test_strict_sklearn_version_refuses_another_version(
+    make_client: Callable[..., TestClient], models_dir: Path, write: Callable[[Path, Path, str], None]
+) -> None:
+    write(models_dir / "svc.pkl", models_dir / "old.pkl", OTHER_SKLEARN)
+    client = make_client(strict_sklearn_version=True)
+    response = client.get("/models/old")
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    assert f"pickled by scikit-learn {OTHER_SKLEARN} and this server runs {sklearn.__version__}" in detail
+    assert "STRICT_SKLEARN_VERSION=1" in detail
+    assert predict(client, "old")[0] == 500
+    assert predict(client, "svc")[0] == 200  # the same version is served

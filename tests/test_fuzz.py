@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
 from conftest import RECORD
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,8 @@ from starlette.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 
+TOKEN = "fuzz-token-0123456789"
+BODY_ROUTES = ["/predict", "/predict/compare", "/predict/svc"]
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -51,6 +54,14 @@ def sandbox(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="module")
 def client(sandbox: Path) -> Iterator[TestClient]:
     with TestClient(create_app(Settings(sandbox / "models", "random_forest", 10_000))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def guarded(sandbox: Path) -> Iterator[TestClient]:
+    """Small limits and a token: the middleware answers most of what this one is sent."""
+    settings = Settings(sandbox / "models", "random_forest", 50, max_body_bytes=2_000, api_token=TOKEN)
+    with TestClient(create_app(settings)) as client:
         yield client
 
 
@@ -179,3 +190,59 @@ def test_any_model_names_for_compare_are_safe(client: TestClient, names: list[st
 @given(payload=json_values)
 def test_compare_survives_any_json(client: TestClient, payload: Any) -> None:
     check(post(client, "/predict/compare", payload))
+
+
+@FUZZ
+@given(path=st.sampled_from(BODY_ROUTES), payload=json_values)
+def test_every_body_route_survives_any_json(client: TestClient, path: str, payload: Any) -> None:
+    check(post(client, path, payload))
+
+
+@FUZZ
+@given(name=model_names, batch=st.lists(records, min_size=0, max_size=3))
+def test_any_model_name_in_the_predict_path_is_safe(client: TestClient, name: str, batch: list[dict[str, Any]]) -> None:
+    check(post(client, f"/predict/{quote(name, safe='')}", {"records": batch}))
+
+
+def chunked(pieces: list[bytes]) -> Iterator[bytes]:
+    yield from pieces  # a generator body: sent without a Content-Length
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(BODY_ROUTES),
+    pieces=st.lists(st.binary(min_size=0, max_size=800) | st.just(b'{"records": [' + b" " * 900), max_size=6),
+    declare=st.booleans(),
+)
+def test_bodies_near_and_over_the_limit_never_fail_the_server(
+    guarded: TestClient, path: str, pieces: list[bytes], declare: bool
+) -> None:
+    body = b"".join(pieces)
+    headers = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+    content: bytes | Iterator[bytes] = body if declare else chunked(pieces)
+    response = guarded.post(path, content=content, headers=headers)
+    check(response)
+    if len(body) > 2_000:
+        assert response.status_code == 413, response.text
+
+
+@FUZZ
+@given(
+    path=st.sampled_from([*BODY_ROUTES, "/models", "/models/svc", "/", "/health", "/docs", "/nowhere"]),
+    authorization=st.none()
+    | st.text(max_size=60)
+    | st.sampled_from(
+        [f"Bearer {TOKEN}", f"bearer {TOKEN}", "Bearer", "Bearer  ", f"Bearer {TOKEN} extra", f"Basic {TOKEN}"]
+    ),
+)
+def test_any_authorization_header_is_answered_without_a_server_error(
+    guarded: TestClient, path: str, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"authorization": authorization}
+    try:
+        response = guarded.post(path, json={"records": [RECORD]}, headers=headers)
+    except (UnicodeEncodeError, httpx.LocalProtocolError):
+        return  # not a header value a client can send: the request never leaves
+    assert response.status_code < 500, response.text
+    if response.status_code == 401:
+        assert response.json()["detail"] and response.headers["www-authenticate"].startswith("Bearer")

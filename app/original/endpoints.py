@@ -116,11 +116,17 @@ def model_info(model: LoadedModel) -> dict[str, Any]:
         "features": list(model.predictor.input_columns),
         "trained_at": metadata.get("trained_at"),
         "sklearn_version": metadata.get("sklearn_version"),
+        "sklearn_version_mismatch": _mismatch(model),
         "size_bytes": model.stamp.size,
         "modified_at": datetime.fromtimestamp(model.stamp.mtime_ns / 1e9, UTC).isoformat(),
         "probabilities": model.predictor.has_probabilities,
         "fast_path": model.predictor.fast_path,
     }
+
+
+def _mismatch(model: LoadedModel) -> dict[str, str] | None:
+    mismatch = model.sklearn_version_mismatch
+    return None if mismatch is None else {"trained_with": mismatch.trained_with, "serving_with": mismatch.serving_with}
 
 
 async def welcome(request: Request) -> Response:

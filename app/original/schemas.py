@@ -89,6 +89,13 @@ class CompareResponse(BaseModel):
     skipped: dict[str, str] = Field(default_factory=dict)
 
 
+class SklearnVersionMismatch(BaseModel):
+    """The model file was pickled by another scikit-learn than the one serving it: predictions may differ."""
+
+    trained_with: str = Field(examples=["1.5.0"])
+    serving_with: str = Field(examples=["1.9.1"])
+
+
 class ModelInfo(BaseModel):
     """What a model file holds, from its metadata when it has some, and from the file itself."""
 
@@ -101,6 +108,9 @@ class ModelInfo(BaseModel):
     features: list[str]
     trained_at: str | None
     sklearn_version: str | None
+    sklearn_version_mismatch: SklearnVersionMismatch | None = Field(
+        description="Set when the file was pickled by another scikit-learn (STRICT_SKLEARN_VERSION=1 refuses it)."
+    )
     size_bytes: int
     modified_at: str
     probabilities: bool
