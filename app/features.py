@@ -22,6 +22,15 @@ CATEGORIES: dict[str, tuple[str, ...]] = {"island": ISLANDS, "sex": SEXES}
 CATEGORICAL = ("island", "sex")
 NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 FEATURES = ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex")
+# The original service's request example: the first penguin of the data set.
+EXAMPLE_RECORD: dict[str, Any] = {
+    "island": "Torgersen",
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181,
+    "body_mass_g": 3750,
+    "sex": "Male",
+}
 # The largest float32: tree models compute in float32, where anything larger is infinite.
 FLOAT32_MAX = 3.4028234663852886e38
 

@@ -13,24 +13,25 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from app import original
+from app import original, v2
 from app.config import Settings
 from app.dataplane import DataPlane
-from app.http import Endpoint, ErrorResponse, FastJSONResponse, routes
+from app.http import Endpoint, ErrorResponse, FastJSONResponse, error_response_for, routes
 from app.openapi import SWAGGER_UI_DIR, docs_page, downgrade_to_3_0, openapi_document
 from app.original.errors import EXCEPTION_HANDLERS
 from app.original.errors import error_response as original_error
 
 logger = logging.getLogger("app")
-ENDPOINTS: list[Endpoint] = [*original.ENDPOINTS]
-SCHEMAS = [*original.SCHEMAS]
-# Which error shape an answer made outside the routes (a limit, a token check) takes, by path prefix.
-ERROR_DIALECTS: list[tuple[str, ErrorResponse]] = [("", original_error)]
+ENDPOINTS: list[Endpoint] = [*original.ENDPOINTS, *v2.ENDPOINTS]
+SCHEMAS = [*original.SCHEMAS, *v2.SCHEMAS]
+# Which error shape an answer made outside the routes (a limit, a token check, an unknown path) takes, by prefix.
+ERROR_DIALECTS: list[tuple[str, ErrorResponse]] = [("/v2", v2.error_response), ("", original_error)]
 
 
 class State(TypedDict):
@@ -70,9 +71,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     assets = Mount("/docs/static", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
     return Starlette(
         routes=[*routes([*ENDPOINTS, *documentation]), assets],
-        exception_handlers=dict(EXCEPTION_HANDLERS),
+        exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_exception},
         lifespan=lifespan,
     )
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    """An unknown path or method, in the error shape of the dialect the path belongs to."""
+    assert isinstance(exc, HTTPException)
+    respond = error_response_for(request.url.path, ERROR_DIALECTS)
+    return respond(exc.status_code, exc.detail, exc.headers)
 
 
 def _configure_logging() -> None:
