@@ -9,14 +9,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pydantic_core
 from pydantic import ValidationError
 
 from app.errors import TooManyRecords
-from app.features import CATEGORICAL, FEATURES, Batch
+from app.features import CATEGORICAL, FEATURES, NUMERIC, Batch
 from app.predictors import Prediction
 from app.registry import LoadedModel
 from app.v2.errors import BadRequest
@@ -86,7 +86,7 @@ def _requested_outputs(request: InferenceRequest) -> dict[str, bool] | None:
     if request.outputs is None:
         return None
     outputs: dict[str, bool] = {
-        output.name: (output.parameters or {}).get("binary_data") is True for output in request.outputs
+        output["name"]: (output.get("parameters") or {}).get("binary_data") is True for output in request.outputs
     }
     if len(outputs) != len(request.outputs):
         raise BadRequest("An output is asked for twice in `outputs`.")
@@ -104,26 +104,29 @@ class _Columns:
         self.numeric: dict[str, np.ndarray] = {}
 
     def add(self, tensor: RequestInput) -> None:
-        name = tensor.name
-        if name not in FEATURES:
-            raise BadRequest(f"Unknown input {name[:64]!r}; the inputs are {', '.join(FEATURES)}.")
+        name = tensor["name"]
         if name in self.categorical or name in self.numeric:
             raise BadRequest(f"Input {name!r} is given twice.")
-        count = self._records(tensor)
-        raw = self._binary(tensor)
+        count = self._records(name, tensor["shape"])
+        data = tensor.get("data")
+        parameters = tensor.get("parameters")
+        raw = None if parameters is None or "binary_data_size" not in parameters else self._binary(tensor, data)
         if name in CATEGORICAL:
-            if tensor.datatype != "BYTES":
-                raise BadRequest(f"Input {name!r} holds words: its datatype must be BYTES, not {tensor.datatype}.")
-            self.categorical[name] = _words(name, count, tensor.data) if raw is None else split_bytes(name, raw, count)
-        else:
-            if tensor.datatype not in NUMERIC_DATATYPES:
+            if tensor["datatype"] != "BYTES":
+                raise BadRequest(f"Input {name!r} holds words: its datatype must be BYTES, not {tensor['datatype']}.")
+            words = cast("list[str] | list[list[str]] | None", data)
+            self.categorical[name] = _words(name, count, words) if raw is None else split_bytes(name, raw, count)
+        elif name in NUMERIC:
+            if tensor["datatype"] == "BYTES":
                 raise BadRequest(
-                    f"Input {name!r} holds measurements: its datatype must be one of {', '.join(NUMERIC_DATATYPES)}, "
-                    f"not {tensor.datatype}."
+                    f"Input {name!r} holds measurements: its datatype must be one of {', '.join(NUMERIC_DATATYPES)}."
                 )
+            numbers = cast("list[float] | list[list[float]] | None", data)
             self.numeric[name] = (
-                _numbers(name, count, tensor.data) if raw is None else _binary_numbers(name, count, tensor, raw)
+                _numbers(name, count, numbers) if raw is None else _binary_numbers(name, count, tensor["datatype"], raw)
             )
+        else:
+            raise BadRequest(f"Unknown input {name[:64]!r}; the inputs are {', '.join(FEATURES)}.")
 
     def check_consumed(self) -> None:
         if self.offset != len(self.binary):
@@ -131,66 +134,56 @@ class _Columns:
                 f"The body holds {len(self.binary) - self.offset} bytes of binary data after the last input's."
             )
 
-    def _records(self, tensor: RequestInput) -> int:
-        shape = tensor.shape
+    def _records(self, name: str, shape: list[int]) -> int:
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-            raise BadRequest(f"Input {tensor.name!r} has shape {shape}; a column is [N] or [N, 1].")
+            raise BadRequest(f"Input {name[:64]!r} has shape {shape}; a column is [N] or [N, 1].")
         if shape[0] > self.max_records:
             raise TooManyRecords(
                 f"Got {shape[0]} records; at most MAX_RECORDS={self.max_records} are accepted per request."
             )
         return shape[0]
 
-    def _binary(self, tensor: RequestInput) -> memoryview | None:
-        size = (tensor.parameters or {}).get("binary_data_size")
-        if size is None:
-            if tensor.data is None:
-                raise BadRequest(f"Input {tensor.name!r} has neither `data` nor a `binary_data_size` parameter.")
-            return None
-        if tensor.data is not None:
-            raise BadRequest(f"Input {tensor.name!r} has both `data` and a `binary_data_size` parameter.")
-        if type(size) is not int or not 0 <= size <= len(self.binary) - self.offset:
+    def _binary(self, tensor: RequestInput, data: Any) -> memoryview:
+        size = (tensor.get("parameters") or {})["binary_data_size"]
+        name = tensor["name"][:64]
+        if data is not None:
+            raise BadRequest(f"Input {name!r} has both `data` and a `binary_data_size` parameter.")
+        remaining = len(self.binary) - self.offset
+        if type(size) is not int or not 0 <= size <= remaining:
             raise BadRequest(
-                f"Input {tensor.name!r} has binary_data_size {str(size)[:20]}, but "
-                f"{len(self.binary) - self.offset} bytes of binary data remain."
+                f"Input {name!r} has binary_data_size {str(size)[:20]}, but {remaining} bytes of binary data remain."
             )
         chunk = self.binary[self.offset : self.offset + size]
         self.offset += size
         return chunk
 
 
-def _numbers(name: str, count: int, data: Any) -> np.ndarray:
+def _numbers(name: str, count: int, data: list[float] | list[list[float]] | None) -> np.ndarray:
+    if data is None:
+        raise BadRequest(f"Input {name!r} has neither `data` nor a `binary_data_size` parameter.")
     try:
-        values = np.asarray(data)
-    except (ValueError, TypeError, OverflowError):
-        raise BadRequest(f"Input {name!r} is ragged or holds something other than numbers.") from None
-    if values.dtype.kind not in "iuf":
-        raise BadRequest(f"Input {name!r} must hold numbers only.")
+        values = np.asarray(data, dtype=np.float64)
+    except ValueError:
+        raise BadRequest(f"Input {name!r} is ragged: its nested lists differ in length.") from None
     _check_count(name, count, values.size)
-    return values.reshape(-1).astype(np.float64, copy=False)
+    return values.reshape(-1)
 
 
-def _binary_numbers(name: str, count: int, tensor: RequestInput, raw: memoryview) -> np.ndarray:
-    dtype = np.dtype(BINARY_DTYPES[tensor.datatype])
+def _binary_numbers(name: str, count: int, datatype: str, raw: memoryview) -> np.ndarray:
+    dtype = np.dtype(BINARY_DTYPES[datatype])
     if len(raw) != count * dtype.itemsize:
         raise BadRequest(
-            f"Input {name!r} has {len(raw)} bytes of binary data; {count} {tensor.datatype} values take "
+            f"Input {name!r} has {len(raw)} bytes of binary data; {count} {datatype} values take "
             f"{count * dtype.itemsize}."
         )
     return np.frombuffer(raw, dtype=dtype).astype(np.float64)
 
 
-def _words(name: str, count: int, data: Any) -> list[str]:
-    if not isinstance(data, list):
-        raise BadRequest(f"Input {name!r} must hold a list of strings.")
-    # [N, 1] sent nested: [["Biscoe"], ["Dream"]].
-    values = list(itertools.chain.from_iterable(data)) if data and all(type(row) is list for row in data) else data
-    try:
-        distinct = set(values)
-    except TypeError:
-        raise BadRequest(f"Input {name!r} must hold strings, one per record.") from None
-    if not all(type(value) is str for value in distinct):
-        raise BadRequest(f"Input {name!r} must hold strings, one per record.")
+def _words(name: str, count: int, data: list[str] | list[list[str]] | None) -> Sequence[str]:
+    if data is None:
+        raise BadRequest(f"Input {name!r} has neither `data` nor a `binary_data_size` parameter.")
+    # [N, 1] sent nested: [["Biscoe"], ["Dream"]]; the schema allows only lists of strings inside.
+    values = list(itertools.chain.from_iterable(data)) if data and type(data[0]) is list else cast("list[str]", data)
     _check_count(name, count, len(values))
     return values
 

@@ -209,12 +209,15 @@ def _model_endpoints(prefix: str, parameters: list[dict[str, Any]], versioned: s
         Endpoint("GET", f"{prefix}/ready", answers_errors(model_ready),
                  _ready_operation(f"Whether the model{versioned} loads and can predict", ModelReady,
                                   parameters=parameters)),
-        Endpoint("POST", f"{prefix}/infer", answers_errors(infer),
-                 _infer_operation(f"Predictions from the model{versioned}", parameters)),
     ]  # fmt: skip
 
 
+# Inference first: routes are tried in this order, and it is the path that carries the load.
 ENDPOINTS = [
+    Endpoint("POST", "/v2/models/{name}/infer", answers_errors(infer),
+             _infer_operation("Predictions from the model", MODEL_PARAMETERS)),
+    Endpoint("POST", "/v2/models/{name}/versions/{version}/infer", answers_errors(infer),
+             _infer_operation("Predictions from the model, at the given version", VERSION_PARAMETERS)),
     Endpoint("GET", "/v2", answers_errors(server_metadata), operation(TAG, "Server metadata", ServerMetadata)),
     Endpoint("GET", "/v2/health/live", answers_errors(live), operation(TAG, "The server is live", ServerLive)),
     Endpoint("GET", "/v2/health/ready", answers_errors(ready),

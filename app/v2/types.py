@@ -5,17 +5,22 @@ Names follow the specification (MLServer's types.py uses the same ones), so a V2
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from app.features import EXAMPLE_RECORD
 
 NUMERIC_DATATYPES = ("FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
-Datatype = Literal[
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"
+NumericDatatype = Literal[
+    "FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"
 ]  # fmt: skip
 OutputName = Literal["predict", "predict_proba"]
+# strict: true or "39.1" is not a number; JSON integers still are.
+Number = Annotated[float, Field(strict=True)]
+# Flat data is the common case: tried first, and taken when it fits.
+LEFT_TO_RIGHT = Field(union_mode="left_to_right")
 # $parameters: free-form; this server reads binary_data_size, binary_data, binary_data_output.
 Parameters = dict[str, Any]
 EXAMPLE_REQUEST: dict[str, Any] = {
@@ -32,21 +37,34 @@ EXAMPLE_REQUEST: dict[str, Any] = {
 }
 
 
-class RequestInput(BaseModel):
-    """One feature as a column: `shape` [N] or [N, 1]; `data` flat or nested, or binary after the JSON."""
-
+class _Tensor(TypedDict):
     name: str
     shape: list[Annotated[int, Field(ge=0)]]
-    datatype: Datatype
-    parameters: Parameters | None = None
-    data: Any = None
+    parameters: NotRequired[Parameters | None]
 
 
-class RequestOutput(BaseModel):
+class NumericInput(_Tensor):
+    """A measurement column: numbers, [N] or [N, 1], flat or nested; or `binary_data_size` bytes after the JSON."""
+
+    datatype: NumericDatatype
+    data: NotRequired[Annotated[list[Number] | list[list[Number]] | None, LEFT_TO_RIGHT]]
+
+
+class BytesInput(_Tensor):
+    """A word column (island, sex): strings, [N] or [N, 1], flat or nested; or binary BYTES elements."""
+
+    datatype: Literal["BYTES"]
+    data: NotRequired[Annotated[list[str] | list[list[str]] | None, LEFT_TO_RIGHT]]
+
+
+RequestInput = Annotated[NumericInput | BytesInput, Field(discriminator="datatype")]
+
+
+class RequestOutput(TypedDict):
     """An output to return; `parameters.binary_data: true` asks for it as binary data."""
 
     name: OutputName
-    parameters: Parameters | None = None
+    parameters: NotRequired[Parameters | None]
 
 
 class InferenceRequest(BaseModel):
@@ -86,7 +104,7 @@ class ServerMetadata(BaseModel):
 
 class MetadataTensor(BaseModel):
     name: str
-    datatype: Datatype
+    datatype: Literal["BYTES", "FP64"]
     shape: list[int]
     parameters: Parameters | None = None
 
