@@ -11,7 +11,8 @@ from jobs import ROOT
 
 MODEL_STACK = ["scikit-learn", "numpy", "scipy", "joblib", "pandas"]
 IMAGES = ["compose/jupyter/requirements.uv.txt", "compose/api/requirements.uv.txt"]
-PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s#]+)")
+# name, optional [extras], exact version
+PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[A-Za-z0-9,._-]+\])?==([^\s#]+)")
 
 
 def pins(path: Path) -> dict[str, str]:

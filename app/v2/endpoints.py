@@ -196,9 +196,12 @@ def _infer_operation(summary: str, parameters: list[dict[str, Any]]) -> dict[str
     return spec
 
 
-def _ready_operation(summary: str, answer: type[BaseModel], **extra: Any) -> dict[str, Any]:
-    spec = operation(TAG, summary, answer, **extra)
-    spec["responses"][str(NOT_READY)] = json_content(ref(answer), "Not ready.")
+def _ready_operation(
+    summary: str, answer: type[BaseModel], errors: dict[int, ErrorDoc] | None = None, **extra: Any
+) -> dict[str, Any]:
+    spec = operation(TAG, summary, answer, errors, **extra)
+    not_ready = ref(answer) if errors is None else {"anyOf": [ref(answer), ref(V2Error)]}
+    spec["responses"][str(NOT_READY)] = json_content(not_ready, "Not ready; or a model name that is not a plain name.")
     return spec
 
 
@@ -208,7 +211,7 @@ def _model_endpoints(prefix: str, parameters: list[dict[str, Any]], versioned: s
                  operation(TAG, f"Model metadata{versioned}", ModelMetadata, MODEL_ERRORS, parameters=parameters)),
         Endpoint("GET", f"{prefix}/ready", answers_errors(model_ready),
                  _ready_operation(f"Whether the model{versioned} loads and can predict", ModelReady,
-                                  parameters=parameters)),
+                                  {404: ERRORS[404], 503: ERRORS[503]}, parameters=parameters)),
     ]  # fmt: skip
 
 

@@ -136,7 +136,7 @@ class ModelReady(BaseModel):
 class RepositoryIndexRequest(BaseModel):
     """POST /v2/repository/index body (optional): `ready: true` lists only the loaded models."""
 
-    ready: bool | None = None
+    ready: Annotated[bool, Field(strict=True)] | None = None
 
 
 class RepositoryModel(BaseModel):
