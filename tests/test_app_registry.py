@@ -250,3 +250,15 @@ def test_a_dangling_symlink_is_404(client: TestClient, models_dir: Path) -> None
 
 def test_make_client_fixture_sees_settings(make_client: Callable[..., TestClient], models_dir: Path) -> None:
     assert make_client(models_dir).get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["a" * 128, "a" * 125, "svc"])
+def test_a_file_name_given_back_is_the_same_file_name(tmp_path: Path, name: str) -> None:
+    registry = Registry(tmp_path)
+    file_name = registry.file_name(name)
+    assert registry.file_name(file_name) == file_name == name + ".pkl"
+
+
+def test_compare_with_a_long_valid_name_is_404_not_400(client: TestClient) -> None:
+    response = client.post("/predict/compare", params={"models": "a" * 127}, json={"records": [RECORD]})
+    assert response.status_code == 404, response.text
