@@ -19,6 +19,7 @@ Sex = Literal["Male", "Female"]
 ISLANDS: tuple[str, ...] = get_args(Island)
 SEXES: tuple[str, ...] = get_args(Sex)
 CATEGORIES: dict[str, tuple[str, ...]] = {"island": ISLANDS, "sex": SEXES}
+CATEGORY_SETS = {name: frozenset(values) for name, values in CATEGORIES.items()}
 CATEGORICAL = ("island", "sex")
 NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 FEATURES = ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex")
@@ -58,7 +59,9 @@ class Batch:
         return cls({"island": [r["island"] for r in records], "sex": [r["sex"] for r in records]}, numeric)
 
     @classmethod
-    def from_columns(cls, categorical: Mapping[str, Sequence[str]], numeric: Mapping[str, np.ndarray]) -> Batch:
+    def from_columns(
+        cls, categorical: Mapping[str, Sequence[str]], numeric: Mapping[str, np.ndarray | Sequence[float]]
+    ) -> Batch:
         """Columns from any protocol, checked here: one value per record, known categories, sane measurements."""
         lengths = {name: len(values) for name, values in (*categorical.items(), *numeric.items())}
         if lengths.keys() != FEATURE_SET:
@@ -90,21 +93,22 @@ class Batch:
 
 
 def _checked_category(name: str, values: Sequence[str]) -> list[str]:
-    allowed = CATEGORIES[name]
+    allowed = CATEGORY_SETS[name]
     unknown = set(values).difference(allowed)
     if unknown and name == "sex":
         values = [canonical_sex(value) for value in values]
         unknown = set(values).difference(allowed)
     if unknown:
         shown = ", ".join(repr(value) for value in sorted(map(str, unknown))[:3])
-        raise InvalidInput(f"Column {name!r} holds {shown}; expected one of {', '.join(allowed)}.")
-    return list(values)
+        raise InvalidInput(f"Column {name!r} holds {shown}; expected one of {', '.join(CATEGORIES[name])}.")
+    return values if type(values) is list else list(values)
 
 
 def _checked_measurements(measurements: np.ndarray) -> np.ndarray:
     """The (n, 4) matrix, checked at once; the first bad value, column by column, is named."""
-    bad = ~((measurements > 0) & (measurements < FLOAT32_MAX))  # also catches NaN and infinities
-    if bad.any():
+    good = (measurements > 0) & (measurements < FLOAT32_MAX)  # NaN and infinities are not
+    if not good.all():
+        bad = ~good
         column = int(bad.any(axis=0).argmax())
         record = int(bad[:, column].argmax())
         raise InvalidInput(
