@@ -19,16 +19,25 @@ from app.errors import ModelLoadFailed, ModelNotFound, ServingError
 from app.features import CATEGORICAL, FEATURES
 from app.http import (
     INLINE_BODY_BYTES,
+    INLINE_BUDGET_SECONDS,
     Endpoint,
     FastJSONResponse,
     data_plane,
     get_model,
-    predict,
     run_inline_or_threaded,
 )
 from app.openapi import ErrorDoc, json_content, operation, path_parameter, ref, request_body
 from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN, SUFFIX, LoadedModel
-from app.v2.codec import BINARY_CONTENT_TYPE, HEADER_LENGTH, PREDICT, PREDICT_PROBA, decode, encode, output_names
+from app.v2.codec import (
+    BINARY_CONTENT_TYPE,
+    HEADER_LENGTH,
+    PREDICT,
+    PREDICT_PROBA,
+    Decoded,
+    decode,
+    encode,
+    output_names,
+)
 from app.v2.errors import BadRequest, answers_errors
 from app.v2.types import (
     EXAMPLE_REQUEST,
@@ -83,17 +92,34 @@ async def infer(request: Request) -> Response:
     plane = data_plane(request)
     model = await _model(request)
     body = await request.body()
-    inline = len(body) <= INLINE_BODY_BYTES
-    decoded = await run_inline_or_threaded(
-        inline, decode, body, request.headers.get(HEADER_LENGTH), plane.settings.max_records
-    )
-    outputs = output_names(model, decoded)
-    prediction = await predict(plane, model, decoded.batch)
-    request_id = decoded.id or getattr(request.state, "request_id", None) or uuid4().hex
-    content, header_length = await run_inline_or_threaded(inline, encode, model, prediction, outputs, request_id)
-    if header_length:
-        return Response(content, media_type=BINARY_CONTENT_TYPE, headers={HEADER_LENGTH: str(header_length)})
+    header = request.headers.get(HEADER_LENGTH)
+    request_id = getattr(request.state, "request_id", None)
+    if len(body) > INLINE_BODY_BYTES:
+        # A big request pays for one thread hop, not one per step.
+        content, length = await run_in_threadpool(_answer, plane, model, body, header, request_id)
+    else:
+        decoded = decode(body, header, plane.settings.max_records)
+        inline = model.estimated_seconds(len(decoded.batch)) <= INLINE_BUDGET_SECONDS
+        content, length = await run_inline_or_threaded(inline, _predict_and_encode, plane, model, decoded, request_id)
+    if length:
+        return Response(content, media_type=BINARY_CONTENT_TYPE, headers={HEADER_LENGTH: str(length)})
     return Response(content, media_type="application/json")
+
+
+def _answer(
+    plane: DataPlane, model: LoadedModel, body: bytes, header: str | None, request_id: str | None
+) -> tuple[bytes, int]:
+    return _predict_and_encode(plane, model, decode(body, header, plane.settings.max_records), request_id)
+
+
+def _predict_and_encode(
+    plane: DataPlane, model: LoadedModel, decoded: Decoded, request_id: str | None
+) -> tuple[bytes, int]:
+    """The answer's bytes and, when binary tensors follow the JSON, its length; the id: the client's, the request's
+    (a middleware's), or a new one."""
+    outputs = output_names(model, decoded)
+    prediction = plane.predict(model, decoded.batch)
+    return encode(model, prediction, outputs, decoded.id or request_id or uuid4().hex)
 
 
 async def repository_index(request: Request) -> Response:
