@@ -204,17 +204,14 @@ def split_bytes(name: str, raw: memoryview, count: int) -> list[str]:
     starts = _short_element_starts(data, count)
     if starts is None:
         return _walk_elements(name, bytes(raw), count)
-    lengths = data[starts].astype(np.intp)
-    width = int(lengths.max()) if count else 0
-    # Each element's bytes in one fixed-width row, zero-padded: a numpy bytes array, no object per element.
-    columns = np.arange(width)
-    positions = np.minimum(starts[:, None] + PREFIX + columns, len(data) - 1)
-    rows = np.where(columns < lengths[:, None], data[positions], 0).astype(np.uint8)
-    fixed = rows.view(f"S{max(width, 1)}").reshape(-1)
-    distinct, inverse = np.unique(fixed, return_inverse=True)
-    words = np.array([_text(name, value) for value in distinct.tolist()], dtype=object)
-    result: list[str] = words[inverse].tolist()
-    return result
+    # No element holds a zero byte: turn each length prefix into one zero, drop the prefixes' other three bytes,
+    # and the words come out of one decode and one split, both in C.
+    joined = data.copy()
+    joined[starts] = 0
+    keep = np.ones(len(data), dtype=bool)
+    for offset in range(1, PREFIX):
+        keep[starts + offset] = False
+    return _text(name, joined[keep][1:].tobytes()).split("\0")
 
 
 def _short_element_starts(data: np.ndarray, count: int) -> np.ndarray | None:
