@@ -106,9 +106,9 @@ def _checked_category(name: str, values: Sequence[str]) -> list[str]:
 
 def _checked_measurements(measurements: np.ndarray) -> np.ndarray:
     """The (n, 4) matrix, checked at once; the first bad value, column by column, is named."""
-    good = (measurements > 0) & (measurements < FLOAT32_MAX)  # NaN and infinities are not
-    if not good.all():
-        bad = ~good
+    # Two reductions, no temporaries: a NaN carries through min and max and fails both comparisons.
+    if not (measurements.min() > 0 and measurements.max() < FLOAT32_MAX):
+        bad = ~((measurements > 0) & (measurements < FLOAT32_MAX))
         column = int(bad.any(axis=0).argmax())
         record = int(bad[:, column].argmax())
         raise InvalidInput(
