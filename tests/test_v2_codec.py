@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.v2.codec import split_bytes
+from app.v2.codec import decode, split_bytes
 from app.v2.errors import BadRequest
 
 
@@ -40,3 +40,9 @@ def test_split_bytes_refuses_truncated_data(words: list[str], cut: int) -> None:
 def test_split_bytes_refuses_a_wrong_count(words: list[str], extra: int) -> None:
     with pytest.raises(BadRequest):
         split_bytes("island", elements(words), len(words) + extra)
+
+
+@pytest.mark.parametrize("header_length", ["\u00b2", "1\u00b9", "-1", "", "0x10", "\u0663"])
+def test_a_header_length_that_is_not_ascii_digits_is_refused(header_length: str) -> None:
+    with pytest.raises(BadRequest, match="Inference-Header-Content-Length"):
+        decode(b'{"inputs": []}', header_length, 10)

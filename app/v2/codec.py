@@ -66,7 +66,9 @@ def decode(body: bytes, header_length: str | None, max_records: int) -> Decoded:
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
     if header_length is None:
         return body, memoryview(b"")
-    length = int(header_length) if header_length.strip().isdigit() else -1
+    text = header_length.strip()
+    # isdigit alone would pass "²", which int() refuses: only ASCII digits are a length.
+    length = int(text) if text.isascii() and text.isdigit() else -1
     if not 0 < length <= len(body):
         raise BadRequest(
             f"Inference-Header-Content-Length {header_length[:20]!r} is not a length within the body's "
