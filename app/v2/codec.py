@@ -1,7 +1,8 @@
 """V2 tensors to the core's Batch and back: JSON data and Triton's binary tensor data, column by column in numpy.
 
-A request is parsed once, in pydantic-core, into Python lists (JSON) or numpy views of its bytes (binary); no
-object is made per record except the strings of the categorical columns, which the core's Batch holds.
+A request is parsed once: its JSON by pydantic-core (Rust), its binary tensors as numpy views of the body. The
+measurements go straight into the Batch's float matrix; the only objects made per record are the JSON parser's
+and the categorical strings the Batch holds. Answers are written column by column the same way.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from app.http import (
     get_model,
     run_inline_or_threaded,
 )
-from app.openapi import ErrorDoc, json_content, operation, path_parameter, ref, request_body
+from app.openapi import API_VERSION, ErrorDoc, json_content, operation, path_parameter, ref, request_body
 from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN, SUFFIX, LoadedModel
 from app.v2.codec import (
     BINARY_CONTENT_TYPE,
@@ -56,7 +56,6 @@ from app.v2.types import (
 
 TAG = "Open Inference Protocol (V2)"
 SERVER_NAME = "penguins-api"
-SERVER_VERSION = "1.0.0"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 PLATFORM = "sklearn"
 # A false health or readiness answer: the specification asks for a 4xx status.
@@ -64,7 +63,7 @@ NOT_READY = 400
 
 
 async def server_metadata(request: Request) -> Response:
-    return FastJSONResponse({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS})
+    return FastJSONResponse({"name": SERVER_NAME, "version": API_VERSION, "extensions": EXTENSIONS})
 
 
 async def live(request: Request) -> Response:
@@ -115,8 +114,10 @@ def _answer(
 def _predict_and_encode(
     plane: DataPlane, model: LoadedModel, decoded: Decoded, request_id: str | None
 ) -> tuple[bytes, int]:
-    """The answer's bytes and, when binary tensors follow the JSON, its length; the id: the client's, the request's
-    (a middleware's), or a new one."""
+    """The answer's bytes, and its JSON part's length when binary tensors follow (else 0).
+
+    Its id is the client's, else the request's own (given by a middleware), else a new one.
+    """
     outputs = output_names(model, decoded)
     prediction = plane.predict(model, decoded.batch)
     return encode(model, prediction, outputs, decoded.id or request_id or uuid4().hex)
