@@ -20,6 +20,8 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from app.features import CATEGORICAL, ISLANDS, NUMERIC, SEXES, Batch
 from app.modelfile import NotAModel
 
+# Up to this many records a plain loop beats numpy's fixed cost per call.
+FEW_RECORDS = 16
 # Writes one block of encoded columns into the output matrix, which starts as zeros.
 Op = Callable[[Batch, np.ndarray], None]
 
@@ -28,11 +30,18 @@ def one_hot(column: str, categories: Sequence[Any], start: int) -> Op:
     index = {category: start + i for i, category in enumerate(categories)}
 
     def write(batch: Batch, out: np.ndarray) -> None:
-        # An unknown value sets no column: OneHotEncoder(handle_unknown="ignore") does the same.
-        for row, value in enumerate(batch.categorical[column]):
-            position = index.get(value)
-            if position is not None:
-                out[row, position] = 1.0
+        values = batch.categorical[column]
+        if len(values) <= FEW_RECORDS:
+            for row, value in enumerate(values):
+                position = index.get(value)
+                if position is not None:
+                    out[row, position] = 1.0
+            return
+        # One C-level pass over the values (map calls index.get(value, -1)), then one numpy assignment.
+        positions = np.fromiter(map(index.get, values, itertools.repeat(-1)), dtype=np.intp, count=len(values))
+        # An unknown value (-1) sets no column: OneHotEncoder(handle_unknown="ignore") does the same.
+        rows = np.flatnonzero(positions >= 0)
+        out[rows, positions[rows]] = 1.0
 
     return write
 

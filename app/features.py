@@ -19,9 +19,20 @@ Sex = Literal["Male", "Female"]
 ISLANDS: tuple[str, ...] = get_args(Island)
 SEXES: tuple[str, ...] = get_args(Sex)
 CATEGORIES: dict[str, tuple[str, ...]] = {"island": ISLANDS, "sex": SEXES}
+CATEGORY_SETS = {name: frozenset(values) for name, values in CATEGORIES.items()}
 CATEGORICAL = ("island", "sex")
 NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 FEATURES = ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex")
+FEATURE_SET = frozenset(FEATURES)
+# The original service's request example: the first penguin of the data set.
+EXAMPLE_RECORD: dict[str, Any] = {
+    "island": "Torgersen",
+    "bill_length_mm": 39.1,
+    "bill_depth_mm": 18.7,
+    "flipper_length_mm": 181,
+    "body_mass_g": 3750,
+    "sex": "Male",
+}
 # The largest float32: tree models compute in float32, where anything larger is infinite.
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -48,18 +59,27 @@ class Batch:
         return cls({"island": [r["island"] for r in records], "sex": [r["sex"] for r in records]}, numeric)
 
     @classmethod
-    def from_columns(cls, categorical: Mapping[str, Sequence[str]], numeric: Mapping[str, np.ndarray]) -> Batch:
+    def from_columns(
+        cls, categorical: Mapping[str, Sequence[str]], numeric: Mapping[str, np.ndarray | Sequence[float]]
+    ) -> Batch:
         """Columns from any protocol, checked here: one value per record, known categories, sane measurements."""
         lengths = {name: len(values) for name, values in (*categorical.items(), *numeric.items())}
-        if set(lengths) != set(FEATURES):
-            missing = sorted(set(FEATURES) - set(lengths))
+        if lengths.keys() != FEATURE_SET:
+            missing = sorted(FEATURE_SET - lengths.keys())
             raise InvalidInput(f"Every feature is needed as a column; missing: {', '.join(missing)}.")
-        if len(set(lengths.values())) != 1:
+        count = lengths["island"]
+        if any(length != count for length in lengths.values()):
             raise InvalidInput(f"Every column must have one value per record; got lengths {lengths}.")
-        if not next(iter(lengths.values())):
+        if not count:
             raise InvalidInput("The columns hold no record; send at least one.")
         columns = {name: _checked_category(name, categorical[name]) for name in CATEGORICAL}
-        return cls(columns, np.column_stack([_checked_measurement(name, numeric[name]) for name in NUMERIC]))
+        measurements = np.empty((count, len(NUMERIC)))
+        try:
+            for position, name in enumerate(NUMERIC):
+                measurements[:, position] = numeric[name]
+        except ValueError:
+            raise InvalidInput("Every measurement column must be one number per record.") from None
+        return cls(columns, _checked_measurements(measurements))
 
     def __len__(self) -> int:
         return len(self.numeric)
@@ -73,25 +93,26 @@ class Batch:
 
 
 def _checked_category(name: str, values: Sequence[str]) -> list[str]:
-    allowed = CATEGORIES[name]
+    allowed = CATEGORY_SETS[name]
     unknown = set(values).difference(allowed)
     if unknown and name == "sex":
         values = [canonical_sex(value) for value in values]
         unknown = set(values).difference(allowed)
     if unknown:
         shown = ", ".join(repr(value) for value in sorted(map(str, unknown))[:3])
-        raise InvalidInput(f"Column {name!r} holds {shown}; expected one of {', '.join(allowed)}.")
-    return list(values)
+        raise InvalidInput(f"Column {name!r} holds {shown}; expected one of {', '.join(CATEGORIES[name])}.")
+    return values if type(values) is list else list(values)
 
 
-def _checked_measurement(name: str, values: np.ndarray) -> np.ndarray:
-    column = np.asarray(values, dtype=np.float64)
-    if column.ndim != 1:
-        raise InvalidInput(f"Column {name!r} must be one value per record.")
-    bad = ~((column > 0) & (column < FLOAT32_MAX))  # also catches NaN and infinities
-    if bad.any():
+def _checked_measurements(measurements: np.ndarray) -> np.ndarray:
+    """The (n, 4) matrix, checked at once; the first bad value, column by column, is named."""
+    # Two reductions, no temporaries: a NaN carries through min and max and fails both comparisons.
+    if not (measurements.min() > 0 and measurements.max() < FLOAT32_MAX):
+        bad = ~((measurements > 0) & (measurements < FLOAT32_MAX))
+        column = int(bad.any(axis=0).argmax())
+        record = int(bad[:, column].argmax())
         raise InvalidInput(
-            f"Column {name!r} holds {column[bad][0]!r} at record {int(bad.argmax())}; "
+            f"Column {NUMERIC[column]!r} holds {float(measurements[record, column])!r} at record {record}; "
             f"a measurement is a finite number above 0 and below {FLOAT32_MAX:.4g}."
         )
-    return column
+    return measurements

@@ -13,27 +13,28 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from app import original
+from app import original, v2
 from app.auth import BearerToken
 from app.config import Settings
 from app.dataplane import DataPlane
-from app.http import Endpoint, ErrorResponse, FastJSONResponse, routes
+from app.http import Endpoint, ErrorResponse, FastJSONResponse, error_response_for, routes
 from app.limits import BodyLimit, ConcurrencyLimit
 from app.openapi import SWAGGER_UI_DIR, docs_page, downgrade_to_3_0, openapi_document, with_bearer_scheme
 from app.original.errors import EXCEPTION_HANDLERS
 from app.original.errors import error_response as original_error
 
 logger = logging.getLogger("app")
-ENDPOINTS: list[Endpoint] = [*original.ENDPOINTS]
-SCHEMAS = [*original.SCHEMAS]
-# Which error shape an answer made outside the routes (a limit, a token check) takes, by path prefix.
-ERROR_DIALECTS: list[tuple[str, ErrorResponse]] = [("", original_error)]
+ENDPOINTS: list[Endpoint] = [*original.ENDPOINTS, *v2.ENDPOINTS]
+SCHEMAS = [*original.SCHEMAS, *v2.SCHEMAS]
+# Which error shape an answer made outside the routes (a limit, a token check, an unknown path) takes, by prefix.
+ERROR_DIALECTS: list[tuple[str, ErrorResponse]] = [("/v2", v2.error_response), ("", original_error)]
 # Open without API_TOKEN and never refused as busy: what an orchestrator asks to see a worker alive.
 HEALTH_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
 # The documentation holds no data, and /docs must load in a browser before its Authorize button can be used.
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     assets = Mount("/docs/static", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
     return Starlette(
         routes=[*routes([*ENDPOINTS, *documentation]), assets],
-        exception_handlers=dict(EXCEPTION_HANDLERS),
+        exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_exception},
         # Outermost first: a request without the token costs no concurrency slot and no body read.
         middleware=[
             Middleware(BearerToken, dialects=ERROR_DIALECTS, public=is_public),
@@ -99,6 +100,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _has_token(request: Request) -> bool:
     settings: Settings = request.state.settings
     return settings.api_token is not None
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    """An unknown path or method, in the error shape of the dialect the path belongs to."""
+    assert isinstance(exc, HTTPException)
+    respond = error_response_for(request.url.path, ERROR_DIALECTS)
+    return respond(exc.status_code, exc.detail, exc.headers)
 
 
 def _configure_logging() -> None:

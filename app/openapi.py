@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from app.http import Endpoint
 
 SWAGGER_UI_DIR = str(swagger_ui_path)
+# The API's version, as the document and V2's server metadata state it.
+API_VERSION = "1.0.0"
 # An error answer: the body's schema, and when it happens.
 ErrorDoc = tuple[type[BaseModel], str]
 BEARER = "bearerAuth"
@@ -71,7 +73,7 @@ def openapi_document(endpoints: Sequence[Endpoint], schemas: Sequence[type[BaseM
         "openapi": "3.1.0",
         "info": {
             "title": "Penguin species inference API",
-            "version": "1.0.0",
+            "version": API_VERSION,
             "description": "Serves every model file in MODELS_DIR, reloaded when the file changes.",
         },
         "paths": paths,

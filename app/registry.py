@@ -122,13 +122,17 @@ class Registry:
         return names
 
     def file_name(self, name: str) -> str:
-        """A client-given name as a file name in the folder; anything that is not a plain name is refused."""
-        if not is_model_name(name):
+        """A client-given name as a file name in the folder; anything that is not a plain name is refused.
+
+        The rule applies to the name without .pkl, so a file name given back (as select does) passes again.
+        """
+        stem = name.removesuffix(SUFFIX)
+        if not is_model_name(stem):
             raise InvalidModelName(
                 f"Model name {name[:MODEL_NAME_MAX_LENGTH]!r} is not a plain file name: use letters, digits, "
                 f"'.', '_' or '-', starting with a letter or digit, at most {MODEL_NAME_MAX_LENGTH} characters."
             )
-        return name if name.endswith(SUFFIX) else name + SUFFIX
+        return stem + SUFFIX
 
     def cached(self, name: str) -> LoadedModel | None:
         """The loaded model when it is current (one stat), else None: cheap enough for the event loop."""
@@ -169,7 +173,7 @@ class Registry:
         return self._entries.get(file_name)
 
     def _is_listed(self, entry: os.DirEntry[str]) -> bool:
-        if not entry.name.endswith(SUFFIX) or not is_model_name(entry.name):
+        if not entry.name.endswith(SUFFIX) or not is_model_name(entry.name.removesuffix(SUFFIX)):
             return False
         if entry.is_symlink() and not self._inside(self.folder / entry.name):
             return False

@@ -5,6 +5,9 @@ loads it with wrk, and measures in the same run the floors it cannot beat:
 - HTTP floor: a minimal Starlette endpoint that parses the same JSON body, same uvicorn settings;
 - model floor: the loaded model's final estimator on the already-encoded rows, in process;
 - in-process path: the whole app for one request (ASGI call), minus the HTTP server.
+The Open Inference Protocol (V2) is measured beside /predict: JSON and Triton's binary tensors, and, when
+an `mlserver` executable is given (--mlserver; MLServer 1.7.1 with mlserver-sklearn), MLServer serving the
+same model and the same body.
 Prints one table and writes it as JSON (--out).
 """
 
@@ -18,6 +21,7 @@ import platform
 import shutil
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -49,7 +53,9 @@ BATCH_SIZES = [1_000, 10_000]
 WRK_REPORT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = io.open(os.getenv("BENCH_BODY"), "rb"):read()
+wrk.body = io.open(os.getenv("BENCH_BODY"), "rb"):read("*a")
+local header_length = os.getenv("BENCH_HEADER_LENGTH")
+if header_length then wrk.headers["Inference-Header-Content-Length"] = header_length end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('\\n{"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "errors": %d}\\n',
@@ -133,17 +139,18 @@ def floor_command(workers: int) -> tuple[list[str], dict[str, str]]:
 # --- wrk ---------------------------------------------------------------------------------------
 
 
-def wrk(url: str, body: bytes, connections: int, seconds: float) -> dict[str, float]:
-    """One wrk run posting body; returns requests/s, p50 and p99 in ms."""
+def wrk(url: str, body: bytes, connections: int, seconds: float, header_length: int = 0) -> dict[str, float]:
+    """One wrk run posting body (binary tensors after header_length bytes of JSON); returns requests/s, p50, p99."""
     with tempfile.TemporaryDirectory() as folder:
         script, payload = Path(folder) / "report.lua", Path(folder) / "body.json"
         script.write_text(WRK_REPORT)
         payload.write_bytes(body)
         threads = min(connections, 2)
         command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url]
-        output = subprocess.run(
-            command, capture_output=True, text=True, check=True, env={**os.environ, "BENCH_BODY": str(payload)}
-        )
+        env = {**os.environ, "BENCH_BODY": str(payload)}
+        if header_length:
+            env["BENCH_HEADER_LENGTH"] = str(header_length)
+        output = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     report = json.loads(output.stdout.strip().splitlines()[-1])
     if report["errors"]:
         raise SystemExit(f"wrk saw {report['errors']} failed requests against {url}")
@@ -152,6 +159,31 @@ def wrk(url: str, body: bytes, connections: int, seconds: float) -> dict[str, fl
 
 def body(records: int = 1) -> bytes:
     return json.dumps({"records": [RECORD] * records}).encode()
+
+
+def v2_body(records: int = 1) -> bytes:
+    """The columns as MLServer's pandas codec sends them: [N, 1] each, content types on."""
+    inputs = [
+        {"name": name, "shape": [records, 1], "datatype": "BYTES" if isinstance(value, str) else "FP64",
+         **({"parameters": {"content_type": "str"}} if isinstance(value, str) else {}), "data": [value] * records}
+        for name, value in RECORD.items()
+    ]  # fmt: skip
+    return json.dumps({"parameters": {"content_type": "pd"}, "inputs": inputs}).encode()
+
+
+def v2_binary_body(records: int) -> tuple[bytes, int]:
+    """Triton's binary tensors, as tritonclient sends them: JSON header, then each column's raw bytes."""
+    inputs, chunks = [], []
+    for name, value in RECORD.items():
+        if isinstance(value, str):
+            chunk, datatype = (struct.pack("<I", len(value)) + value.encode()) * records, "BYTES"
+        else:
+            chunk, datatype = struct.pack("<d", value) * records, "FP64"
+        inputs.append({"name": name, "shape": [records], "datatype": datatype,
+                       "parameters": {"binary_data_size": len(chunk)}})  # fmt: skip
+        chunks.append(chunk)
+    header = json.dumps({"inputs": inputs, "parameters": {"binary_data_output": True}}).encode()
+    return header + b"".join(chunks), len(header)
 
 
 # --- in-process measurements -----------------------------------------------------------------
@@ -236,6 +268,9 @@ def machine() -> dict[str, Any]:
 # Targets from the README's Performance section.
 MIN_REQUESTS_PER_SECOND = {"logistic_regression": 3000, "random_forest": 200}
 MIN_RECORDS_PER_SECOND = {("logistic_regression", 10_000): 150_000}
+V2_MODEL, V2_RECORDS = "logistic_regression", 10_000
+V2_OVER_PREDICT_MS = 0.05
+MIN_V2_RECORDS_PER_SECOND = {"JSON": 600_000, "binary": 1_000_000}
 
 
 def single_record_rows(url: str, name: str, model_ms: float, http: dict[str, float], seconds: float) -> list[Row]:
@@ -269,7 +304,90 @@ def compare_row(url: str, single_p50: float, seconds: float) -> Row:
                f"{p50 / single_p50:.2f} x sum of singles", "<= 1.2 x", p50 <= 1.2 * single_p50)  # fmt: skip
 
 
-def measure(models_dir: Path, workers: int, seconds: float) -> list[Row]:
+def v2_rows(url: str, models_dir: Path, predict_p50_ms: float, seconds: float) -> list[Row]:
+    """One record against /predict's p50 of the same run; 10,000 records as JSON and as binary tensors."""
+    infer = f"{url}/v2/models/{V2_MODEL}/infer"
+    one = wrk(infer, v2_body(), 1, seconds)["p50_ms"]
+    over = one - predict_p50_ms
+    rows = [
+        Row(
+            f"V2 JSON {V2_MODEL}, 1 connection, p50",
+            one,
+            "ms",
+            predict_p50_ms,
+            f"{over:+.3f} ms vs /predict",
+            f"<= /predict + {V2_OVER_PREDICT_MS} ms",
+            over <= V2_OVER_PREDICT_MS,
+        )
+    ]
+    floor = V2_RECORDS / (model_floor(models_dir / f"{V2_MODEL}.pkl", V2_RECORDS, seconds / 2) / 1e3)
+    binary, header_length = v2_binary_body(V2_RECORDS)
+    for kind, payload, length in (("JSON", v2_body(V2_RECORDS), 0), ("binary", binary, header_length)):
+        figure = wrk(infer, payload, 1, seconds, length)["rps"] * V2_RECORDS
+        wanted = MIN_V2_RECORDS_PER_SECOND[kind]
+        rows.append(
+            Row(
+                f"V2 {kind} {V2_MODEL}, {V2_RECORDS:,} records",
+                figure,
+                "records/s",
+                floor,
+                f"{figure / floor:.2f} x model floor",
+                f">= {wanted:,} records/s",
+                figure >= wanted,
+            )
+        )
+    return rows
+
+
+@contextmanager
+def mlserver_served(executable: str, models_dir: Path) -> Iterator[str]:
+    """MLServer with mlserver-sklearn serving the same pipeline, in-process (parallel_workers 0)."""
+    with tempfile.TemporaryDirectory() as folder:
+        root, model = Path(folder), Path(folder) / V2_MODEL
+        model.mkdir()
+        joblib.dump(joblib.load(models_dir / f"{V2_MODEL}.pkl")["model"], model / "model.joblib")
+        settings = {"name": V2_MODEL, "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib"}}  # fmt: skip
+        (model / "model-settings.json").write_text(json.dumps(settings))
+        port = free_port()
+        server_settings = {"host": "127.0.0.1", "http_port": port, "grpc_port": free_port(),
+                           "metrics_port": free_port(), "parallel_workers": 0}  # fmt: skip
+        (root / "settings.json").write_text(json.dumps(server_settings))
+        server = subprocess.Popen([executable, "start", folder], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_ready(f"{url}/v2/models/{V2_MODEL}/ready", server)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def wait_until_ready(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"MLServer exited early: {server.stderr.read().decode()[-2000:] if server.stderr else ''}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"MLServer at {url} was not ready within 120 s")
+
+
+def mlserver_rows(executable: str | None, models_dir: Path, ours: float, seconds: float) -> list[Row]:
+    if executable is None:
+        print("MLServer comparison skipped: no mlserver executable (--mlserver PATH, or mlserver on PATH).")
+        return []
+    with mlserver_served(executable, models_dir) as url:
+        figure = wrk(f"{url}/v2/models/{V2_MODEL}/infer", v2_body(V2_RECORDS), 1, seconds)["rps"] * V2_RECORDS
+    return [Row(f"MLServer {V2_MODEL}, {V2_RECORDS:,} records", figure, "records/s", None,
+                f"ours: {ours / figure:.2f} x MLServer")]  # fmt: skip
+
+
+def measure(models_dir: Path, workers: int, seconds: float, mlserver: str | None = None) -> list[Row]:
     floors_ms = {name: model_floor(models_dir / f"{name}.pkl", 1, seconds) for name in MODEL_NAMES}
     with served(*floor_command(workers)) as url:
         http = wrk(url + "/predict", body(), 1, seconds)
@@ -284,6 +402,10 @@ def measure(models_dir: Path, workers: int, seconds: float) -> list[Row]:
         rows += [batch_row(url, models_dir, name, size, seconds) for name in BATCH_MODELS for size in BATCH_SIZES]
         singles = sum(row.figure for row in rows if row.case.endswith("1 connection, p50") and "/predict " in row.case)
         rows.append(compare_row(url, singles, seconds))
+        predict_p50 = next(row.figure for row in rows if row.case == f"/predict {V2_MODEL}, 1 connection, p50")
+        rows += v2_rows(url, models_dir, predict_p50, seconds)
+    ours = next(row.figure for row in rows if row.case == f"V2 JSON {V2_MODEL}, {V2_RECORDS:,} records")
+    rows += mlserver_rows(mlserver, models_dir, ours, seconds)
     for name in MODEL_NAMES:
         inside = in_process_path(models_dir, name, seconds)
         over = inside - floors_ms[name]
@@ -308,13 +430,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (default 1)")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each wrk run (default 3)")
     parser.add_argument("--out", help="JSON report (default <models-dir>/evaluation/bench.json)")
+    parser.add_argument(
+        "--mlserver",
+        default=shutil.which("mlserver"),
+        help="MLServer 1.7.1's executable, to measure it beside the API (default: mlserver on PATH)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian, Ubuntu) or `brew install wrk` (macOS).")
     models_dir = resolve_dir(args.models_dir, "MODELS_DIR", "models")
     ensure_models(models_dir)
     os.environ["MODELS_DIR"] = str(models_dir)
-    rows = measure(models_dir, args.workers, args.seconds)
+    rows = measure(models_dir, args.workers, args.seconds, args.mlserver)
     print(table(rows))
     out = Path(args.out) if args.out else models_dir / "evaluation" / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,15 +44,18 @@ def test_every_route_but_the_public_ones_needs_the_token(guarded: TestClient) ->
         response = guarded.request(method, path, json={"records": [RECORD]})
         assert response.status_code == 401, (method, path)
         assert response.headers["www-authenticate"] == "Bearer"
-        assert response.json() == {
-            "detail": "This API needs a token: send the header Authorization: Bearer <API_TOKEN>."
-        }
+        # Each dialect answers in its own error shape.
+        key = "error" if path.startswith("/v2") else "detail"
+        assert response.json() == {key: "This API needs a token: send the header Authorization: Bearer <API_TOKEN>."}
 
 
 def test_the_right_token_opens_every_route(guarded: TestClient) -> None:
     for method, path in guarded_requests(guarded):
         response = guarded.request(method, path, json={"records": [RECORD]}, headers=BEARER)
-        assert response.status_code == 200, (method, path, response.text)
+        # Past the token check the route itself answers: V2 refuses this original-API body (400) and the
+        # made-up version "svc" (404).
+        assert response.status_code in (200, 400, 404), (method, path, response.text)
+        assert "needs a token" not in response.text
 
 
 @pytest.mark.parametrize(

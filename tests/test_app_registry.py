@@ -304,3 +304,15 @@ def test_strict_sklearn_version_refuses_another_version(
     assert "STRICT_SKLEARN_VERSION=1" in detail
     assert predict(client, "old")[0] == 500
     assert predict(client, "svc")[0] == 200  # the same version is served
+
+
+@pytest.mark.parametrize("name", ["a" * 128, "a" * 125, "svc"])
+def test_a_file_name_given_back_is_the_same_file_name(tmp_path: Path, name: str) -> None:
+    registry = Registry(tmp_path)
+    file_name = registry.file_name(name)
+    assert registry.file_name(file_name) == file_name == name + ".pkl"
+
+
+def test_compare_with_a_long_valid_name_is_404_not_400(client: TestClient) -> None:
+    response = client.post("/predict/compare", params={"models": "a" * 127}, json={"records": [RECORD]})
+    assert response.status_code == 404, response.text

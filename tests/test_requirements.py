@@ -25,7 +25,8 @@ LOCKS = {
     **dict(zip(IMAGES, IMAGE_LOCKS, strict=True)),
     "requirements-dev.txt": DEV_LOCK,
 }
-PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s#]+)")
+# name, optional [extras], exact version
+PIN = re.compile(r"^([A-Za-z0-9._-]+)(?:\[[A-Za-z0-9,._-]+\])?==([^\s#]+)")
 LOCK_ENTRY = re.compile(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)\s*(?:;\s*(.+?))?\s*\\?$")
 HASH = re.compile(r"^\s+--hash=sha256:[0-9a-f]{64}")
 

@@ -7,20 +7,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
+from app.features import EXAMPLE_RECORD as EXAMPLE_RECORD  # the request example, importable from here too
 from app.features import FLOAT32_MAX, Island, Sex, canonical_sex
 from app.modelfile import ModelFormat
 from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
-
-# The original service's request example: the first penguin of the data set.
-EXAMPLE_RECORD: dict[str, Any] = {
-    "island": "Torgersen",
-    "bill_length_mm": 39.1,
-    "bill_depth_mm": 18.7,
-    "flipper_length_mm": 181,
-    "body_mass_g": 3750,
-    "sex": "Male",
-}
-
 
 # strict: "39.1" or true is a client mistake, not a number; JSON integers still count.
 Measurement = Annotated[float, Field(gt=0, lt=FLOAT32_MAX, allow_inf_nan=False, strict=True)]

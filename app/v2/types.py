@@ -1,0 +1,158 @@
+"""The Open Inference Protocol's JSON objects: requests parsed straight from bytes, answers as the document shows.
+
+Names follow the specification (MLServer's types.py uses the same ones), so a V2 client's reader finds them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NotRequired
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+
+from app.features import EXAMPLE_RECORD
+
+NUMERIC_DATATYPES = ("FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
+NumericDatatype = Literal[
+    "FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"
+]  # fmt: skip
+OutputName = Literal["predict", "predict_proba"]
+# strict: true or "39.1" is not a number; JSON integers still are.
+Number = Annotated[float, Field(strict=True)]
+# Flat data is the common case: tried first, and taken when it fits.
+LEFT_TO_RIGHT = Field(union_mode="left_to_right")
+# $parameters: free-form; this server reads binary_data_size, binary_data, binary_data_output.
+Parameters = dict[str, Any]
+EXAMPLE_REQUEST: dict[str, Any] = {
+    "id": "42",
+    "inputs": [
+        {
+            "name": name,
+            "shape": [1],
+            "datatype": "BYTES" if isinstance(value, str) else "FP64",
+            "data": [value],
+        }
+        for name, value in EXAMPLE_RECORD.items()
+    ],
+}
+
+
+class _Tensor(TypedDict):
+    name: str
+    shape: list[Annotated[int, Field(ge=0)]]
+    parameters: NotRequired[Parameters | None]
+
+
+class NumericInput(_Tensor):
+    """A measurement column: numbers, [N] or [N, 1], flat or nested; or `binary_data_size` bytes after the JSON."""
+
+    datatype: NumericDatatype
+    data: NotRequired[Annotated[list[Number] | list[list[Number]] | None, LEFT_TO_RIGHT]]
+
+
+class BytesInput(_Tensor):
+    """A word column (island, sex): strings, [N] or [N, 1], flat or nested; or binary BYTES elements."""
+
+    datatype: Literal["BYTES"]
+    data: NotRequired[Annotated[list[str] | list[list[str]] | None, LEFT_TO_RIGHT]]
+
+
+RequestInput = Annotated[NumericInput | BytesInput, Field(discriminator="datatype")]
+
+
+class RequestOutput(TypedDict):
+    """An output to return; `parameters.binary_data: true` asks for it as binary data."""
+
+    name: OutputName
+    parameters: NotRequired[Parameters | None]
+
+
+class InferenceRequest(BaseModel):
+    """POST .../infer body: one input tensor per feature; `outputs` picks the outputs (default: all)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REQUEST]})
+
+    id: str | None = None
+    parameters: Parameters | None = None
+    inputs: list[RequestInput]
+    outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: OutputName
+    shape: list[int]
+    datatype: Literal["BYTES", "FP64"]
+    parameters: Parameters | None = None
+    data: list[Any] | None = Field(default=None, description="Absent when the output is sent as binary data.")
+
+
+class InferenceResponse(BaseModel):
+    """The predictions; `predict_proba` is row-major [N, classes], its class order in `parameters.classes`."""
+
+    model_name: str
+    model_version: str
+    id: str
+    parameters: Parameters | None = None
+    outputs: list[ResponseOutput]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class MetadataTensor(BaseModel):
+    name: str
+    datatype: Literal["BYTES", "FP64"]
+    shape: list[int]
+    parameters: Parameters | None = None
+
+
+class ModelMetadata(BaseModel):
+    """What a model takes and gives; `versions` holds the loaded file's version, `parameters.classes` its labels."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[MetadataTensor]
+    outputs: list[MetadataTensor]
+    parameters: Parameters | None = None
+
+
+class ServerLive(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class RepositoryIndexRequest(BaseModel):
+    """POST /v2/repository/index body (optional): `ready: true` lists only the loaded models."""
+
+    ready: Annotated[bool, Field(strict=True)] | None = None
+
+
+class RepositoryModel(BaseModel):
+    """A model file: READY when loaded, else UNAVAILABLE with the reason."""
+
+    name: str
+    version: str | None = None
+    state: Literal["READY", "UNAVAILABLE"]
+    reason: str
+
+
+class RepositoryIndex(RootModel[list[RepositoryModel]]):
+    """Every model file in MODELS_DIR."""
+
+
+class V2Error(BaseModel):
+    """Every V2 error: one sentence naming the problem."""
+
+    error: str
