@@ -6,11 +6,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, cast
 
 from app.registry import MODEL_NAME_MAX_LENGTH, is_model_name
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("", "0", "false", "no", "off")
+LOG_FORMATS = ("text", "json")
+LogFormat = Literal["text", "json"]
 
 
 class ConfigError(ValueError):
@@ -29,8 +32,6 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = field(default_factory=default_workers)
-    # Off unless asked for, as in gunicorn: the README's performance section says what a line per request costs.
-    access_log: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
@@ -39,7 +40,6 @@ class ServerSettings:
             host=environ.get("HOST", "127.0.0.1"),
             port=_whole(environ, "PORT", "8000", 1, 65535),
             workers=_whole(environ, "WEB_CONCURRENCY", workers, 1) if workers else default_workers(),
-            access_log=_flag(environ, "ACCESS_LOG", False),
         )
 
 
@@ -50,6 +50,10 @@ class Settings:
     models_dir: Path
     default_model: str = "random_forest"
     max_records: int = 10_000
+    metrics: bool = True
+    log_format: LogFormat = "text"
+    # Off unless asked for, as in gunicorn: the README's performance section says what a line per request costs.
+    access_log: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -57,7 +61,17 @@ class Settings:
             models_dir=_models_dir(environ.get("MODELS_DIR", "models")),
             default_model=_default_model(environ.get("DEFAULT_MODEL", "random_forest")),
             max_records=_whole(environ, "MAX_RECORDS", "10000", 1),
+            metrics=_flag(environ, "METRICS", True),
+            log_format=log_format(environ),
+            access_log=_flag(environ, "ACCESS_LOG", False),
         )
+
+
+def log_format(environ: Mapping[str, str] = os.environ) -> LogFormat:
+    value = environ.get("LOG_FORMAT", "text").strip().lower() or "text"
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={value!r} is not one of {', '.join(LOG_FORMATS)}.")
+    return cast(LogFormat, value)
 
 
 def _models_dir(value: str) -> Path:

@@ -7,26 +7,26 @@ protocol-neutral core (app/dataplane.py) that the lifespan creates.
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from app import original
+from app import logs, metrics, original
 from app.config import Settings
 from app.dataplane import DataPlane
 from app.http import Endpoint, ErrorResponse, FastJSONResponse, routes
+from app.observer import Observer, Observers
 from app.openapi import SWAGGER_UI_DIR, docs_page, downgrade_to_3_0, openapi_document
 from app.original.errors import EXCEPTION_HANDLERS
 from app.original.errors import error_response as original_error
 
-logger = logging.getLogger("app")
 ENDPOINTS: list[Endpoint] = [*original.ENDPOINTS]
 SCHEMAS = [*original.SCHEMAS]
 # Which error shape an answer made outside the routes (a limit, a token check) takes, by path prefix.
@@ -35,6 +35,8 @@ ERROR_DIALECTS: list[tuple[str, ErrorResponse]] = [("", original_error)]
 
 class State(TypedDict):
     data_plane: DataPlane
+    metrics: metrics.Metrics | None  # None: METRICS=0
+    access_log: bool
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -44,14 +46,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        _configure_logging()
         current = settings or Settings.from_env()
-        logger.info("serving models from %s", current.models_dir)
-        plane = DataPlane(current)
+        logs.configure(current.log_format)
+        logs.logger.info("serving models from %s", current.models_dir)
+        series = metrics.Metrics() if current.metrics else None
+        observers: list[Observer] = [logs.RequestNotes(), *([series] if series else [])]
+        plane = DataPlane(current, Observers(observers))
         # What is loaded by now lives as long as the process. Frozen, the garbage collector stops
         # re-scanning it while a big answer is built.
         gc.freeze()
-        yield {"data_plane": plane}
+        try:
+            yield {"data_plane": plane, "metrics": series, "access_log": current.access_log}
+        finally:
+            if series:
+                series.process_exiting()
 
     async def openapi_json(request: Request) -> Response:
         return FastJSONResponse(document)
@@ -68,20 +76,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Endpoint("GET", "/docs/openapi-3.0.json", openapi_json_3_0),
     ]
     assets = Mount("/docs/static", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
+    table: list[BaseRoute] = [*routes([*ENDPOINTS, *documentation, *metrics.ENDPOINTS]), assets]
     return Starlette(
-        routes=[*routes([*ENDPOINTS, *documentation]), assets],
+        routes=table,
+        middleware=[
+            # Outermost: every answer carries the request's ID, even one made by a middleware below.
+            Middleware(logs.RequestIdMiddleware, routes=table, dialects=ERROR_DIALECTS),
+            Middleware(metrics.MetricsMiddleware, routes=table),
+        ],
         exception_handlers=dict(EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )
-
-
-def _configure_logging() -> None:
-    # Under uvicorn nothing handles the app's own records; under pytest the root logger does.
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
 
 
 app = create_app()
