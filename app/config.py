@@ -6,14 +6,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
+from app.logs import LOG_FORMATS, LogFormat
 from app.registry import MODEL_NAME_MAX_LENGTH, is_model_name
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("", "0", "false", "no", "off")
-LOG_FORMATS = ("text", "json")
-LogFormat = Literal["text", "json"]
 
 
 class ConfigError(ValueError):

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from app import logs, metrics, original
+from app import logs, metrics, original, request_id
 from app.config import Settings
 from app.dataplane import DataPlane
 from app.http import Endpoint, ErrorResponse, FastJSONResponse, routes
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=table,
         middleware=[
             # Outermost: every answer carries the request's ID, even one made by a middleware below.
-            Middleware(logs.RequestIdMiddleware, routes=table, dialects=ERROR_DIALECTS),
+            Middleware(request_id.RequestIdMiddleware, routes=table, dialects=ERROR_DIALECTS),
             Middleware(metrics.MetricsMiddleware, routes=table),
         ],
         exception_handlers=dict(EXCEPTION_HANDLERS),

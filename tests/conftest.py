@@ -44,9 +44,9 @@ def make_client(models_dir: Path) -> Iterator[Callable[..., TestClient]]:
     with ExitStack() as stack:
 
         def make(
-            folder: Path | None = None, default_model: str = "random_forest", max_records: int = 10_000
+            folder: Path | None = None, default_model: str = "random_forest", max_records: int = 10_000, **options: Any
         ) -> TestClient:
-            settings = Settings(folder or models_dir, default_model, max_records)
+            settings = Settings(folder or models_dir, default_model, max_records, **options)
             # Entering the client runs the lifespan, as `with TestClient(app) as client:` does.
             return stack.enter_context(TestClient(create_app(settings)))
 

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,23 @@ class LiveServer:
     def open_files(self) -> int:
         return len(os.listdir(f"/proc/{self.process.pid}/fd"))
 
+    def worker_pids(self) -> list[int]:
+        """uvicorn's worker processes (none when it serves in the one process)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        # multiprocessing's spawned children; its resource tracker is a child too, but not a worker.
+        return sorted(int(pid) for pid in children if _command(int(pid)).endswith("--multiprocessing-fork"))
+
+    def worker_environ(self, pid: int) -> dict[str, str]:
+        entries = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+        return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except FileNotFoundError:
+        return ""
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -54,11 +71,20 @@ def wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path) 
 
 
 @contextmanager
-def start_server(models_dir: Path, log: Path, obey_permissions: bool = False, workers: int = 1) -> Iterator[LiveServer]:
-    """Serve models_dir until the block ends. obey_permissions: a root server cannot read a mode-000 folder."""
+def start_server(
+    models_dir: Path,
+    log: Path,
+    obey_permissions: bool = False,
+    workers: int = 1,
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[LiveServer]:
+    """Serve models_dir until the block ends. obey_permissions: a root server cannot read a mode-000 folder.
+
+    settings: more environment variables for the server (LOG_FORMAT, METRICS, ...).
+    """
     port = free_port()
     env = {**os.environ, "MODELS_DIR": str(models_dir), "HOST": "127.0.0.1", "PORT": str(port)}
-    env |= {"WEB_CONCURRENCY": str(workers), "PYTHONWARNINGS": "error"}
+    env |= {"WEB_CONCURRENCY": str(workers), "PYTHONWARNINGS": "error", **(settings or {})}
     command = [sys.executable, "-m", "app"]
     if obey_permissions and os.geteuid() == 0:
         assert shutil.which("setpriv"), "setpriv (util-linux) is needed to test permissions as root"

@@ -16,11 +16,23 @@ def test_defaults() -> None:
     assert settings.models_dir == Path("models").absolute()
     assert settings.default_model == "random_forest"
     assert settings.max_records == 10_000
+    assert (settings.metrics, settings.log_format, settings.access_log) == (True, "text", False)
 
 
 def test_values_come_from_the_environment(tmp_path: Path) -> None:
     environ = {"MODELS_DIR": str(tmp_path), "DEFAULT_MODEL": "svc", "MAX_RECORDS": "5"}
-    assert Settings.from_env(environ) == Settings(tmp_path, "svc", 5)
+    environ |= {"METRICS": "0", "LOG_FORMAT": "JSON", "ACCESS_LOG": "1"}
+    assert Settings.from_env(environ) == Settings(tmp_path, "svc", 5, False, "json", True)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("off", False), ("1", True), ("Yes", True)])
+def test_access_log_is_off_unless_asked_for(value: str, expected: bool) -> None:
+    assert Settings.from_env({"ACCESS_LOG": value}).access_log is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", True), ("1", True), ("0", False), ("false", False)])
+def test_metrics_are_on_unless_turned_off(value: str, expected: bool) -> None:
+    assert Settings.from_env({"METRICS": value}).metrics is expected
 
 
 @pytest.mark.parametrize(
@@ -32,6 +44,9 @@ def test_values_come_from_the_environment(tmp_path: Path) -> None:
         pytest.param("DEFAULT_MODEL", "../outside", id="default-model-a-path"),
         pytest.param("DEFAULT_MODEL", "", id="default-model-empty"),
         pytest.param("MODELS_DIR", " ", id="models-dir-blank"),
+        pytest.param("ACCESS_LOG", "verbose", id="access-log-not-a-flag"),
+        pytest.param("METRICS", "maybe", id="metrics-not-a-flag"),
+        pytest.param("LOG_FORMAT", "xml", id="log-format-unknown"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
