@@ -12,12 +12,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import RECORD
-from live import LiveServer, start_server
+from live import LiveServer, free_port, start_server
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -249,3 +250,74 @@ def test_metrics_off_answers_404(make_client: Callable[..., TestClient]) -> None
     response = make_client(metrics=False).get("/metrics")
     assert response.status_code == 404
     assert response.json() == {"detail": "Metrics are off (METRICS=0)."}
+
+
+# A real Prometheus server (Debian's package, as CI installs it) scraping a live server with two workers.
+
+
+@contextmanager
+def prometheus_scraping(target: str, folder: Path) -> Iterator[str]:
+    """Prometheus on a free loopback port, scraping target every second, until the block ends; yields its URL."""
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus (Debian package prometheus) is needed: .ci/run installs it"
+    config = folder / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        f"scrape_configs:\n  - job_name: api\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+    port = free_port()
+    command = [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+    with (folder / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{url}/-/ready"), 60, f"Prometheus did not get ready: {folder / 'prometheus.log'}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, message: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.2)
+
+
+def promql(prometheus: str, query: str) -> float | None:
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
+    assert answer["status"] == "success", answer
+    results = answer["data"]["result"]
+    return float(results[0]["value"][1]) if results else None
+
+
+def test_a_real_prometheus_scrapes_two_workers_and_counts_the_requests(models_dir: Path, tmp_path: Path) -> None:
+    with (
+        start_server(models_dir, tmp_path / "server.log", workers=2) as server,
+        prometheus_scraping(server.url.removeprefix("http://"), tmp_path) as prometheus,
+    ):
+
+        def target_up() -> bool:
+            targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+            return [target["health"] for target in targets] == ["up"]
+
+        wait_for(target_up, 30, "Prometheus never saw the API's target up")
+        sent = 25
+        assert post_each(server.url, ["/predict/svc"] * sent) == [200] * sent
+        queries = {
+            'sum(penguins_http_requests_total{route="/predict/{model_name}", status="200"})': sent,
+            'sum(penguins_inference_requests_total{model="svc", outcome="success"})': sent,
+            'sum(penguins_predicted_records_total{model="svc"})': sent,
+        }
+        for query, expected in queries.items():
+            wait_for(lambda query=query, expected=expected: promql(prometheus, query) == expected, 30, query)
+        assert promql(prometheus, 'up{job="api"}') == 1
