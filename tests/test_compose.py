@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ class Project:
     gid: int
     api_url: str
     jupyter_url: str
+    prometheus_url: str
 
     def make(self, *targets: str) -> str:
         done = subprocess.run(
@@ -104,13 +106,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     root = tmp_path_factory.mktemp("compose-e2e")
     copy_working_tree(root)
     uid, gid = (os.getuid(), os.getgid()) if os.getuid() != 0 else (STAND_IN_UID, STAND_IN_UID)
-    api_port, jupyter_port = free_port(), free_port()
+    api_port, jupyter_port, prometheus_port = free_port(), free_port(), free_port()
     name = f"penguins-test-{os.getpid()}"
     env = {key: value for key, value in os.environ.items() if key not in {"LOCAL", "JUPYTER_TOKEN", "BIND_ADDRESS"}}
     env |= {
         "COMPOSE_PROJECT_NAME": name,
         "API_PORT": str(api_port),
         "JUPYTER_PORT": str(jupyter_port),
+        "PROMETHEUS_PORT": str(prometheus_port),
         "HOST_UID": str(uid),
         "HOST_GID": str(gid),
         # Two workers even on one CPU: hot reload must reach every worker.
@@ -118,7 +121,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     }
     env.pop("MAKEFLAGS", None)
     env.pop("MAKELEVEL", None)
-    created = Project(root, env, name, uid, gid, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{jupyter_port}")
+    urls = [f"http://127.0.0.1:{port}" for port in (api_port, jupyter_port, prometheus_port)]
+    created = Project(root, env, name, uid, gid, *urls)
     yield created
     subprocess.run(["make", "down"], cwd=root, env=env, capture_output=True, timeout=300)
 
@@ -275,6 +279,27 @@ def test_ports_are_bound_to_localhost_only(stack_up: Project) -> None:
 
     assert len(bindings) == 2
     assert all(line.split(" -> ")[1].startswith("127.0.0.1:") for line in bindings), bindings
+
+
+@pytest.fixture(scope="module")
+def monitored(stack_up: Project) -> Project:
+    stack_up.make("up", "MONITORING=1")
+    return stack_up
+
+
+def test_prometheus_scrapes_the_api_with_the_monitoring_profile(monitored: Project) -> None:
+    assert monitored.containers("prometheus")
+    deadline = time.monotonic() + 60
+    while True:
+        answer = httpx.get(f"{monitored.prometheus_url}/api/v1/targets", timeout=30).json()
+        health = {target["labels"]["job"]: target["health"] for target in answer["data"]["activeTargets"]}
+        if health == {"penguins-api": "up"} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+
+    assert health == {"penguins-api": "up"}
+    query = httpx.get(f"{monitored.prometheus_url}/api/v1/query", params={"query": "penguins_model_files"}, timeout=30)
+    assert query.json()["data"]["result"][0]["value"][1] == "3"
 
 
 def test_down_leaves_nothing_running(stack_up: Project) -> None:
