@@ -4,7 +4,8 @@ Starts the API with uvicorn as the API image does (`python -m app`), on a free l
 loads it with wrk, and measures in the same run the floors it cannot beat:
 - HTTP floor: a minimal Starlette endpoint that parses the same JSON body, same uvicorn settings;
 - model floor: the loaded model's final estimator on the already-encoded rows, in process;
-- in-process path: the whole app for one request (ASGI call), minus the HTTP server.
+- in-process path: the whole app for one request (ASGI call), minus the HTTP server;
+- the metrics' cost: the same requests with metrics on and off (METRICS=0).
 Prints one table and writes it as JSON (--out).
 """
 
@@ -121,8 +122,8 @@ def wait_until_up(url: str, server: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"the server at {url} did not answer within 60 s")
 
 
-def api_command(workers: int) -> tuple[list[str], dict[str, str]]:
-    return [sys.executable, "-m", "app"], {"WEB_CONCURRENCY": str(workers)}
+def api_command(workers: int, metrics: bool = True) -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-m", "app"], {"WEB_CONCURRENCY": str(workers), "METRICS": "1" if metrics else "0"}
 
 
 def floor_command(workers: int) -> tuple[list[str], dict[str, str]]:
@@ -237,6 +238,7 @@ def machine() -> dict[str, Any]:
 # Targets from the README's Performance section.
 MIN_REQUESTS_PER_SECOND = {"logistic_regression": 3000, "random_forest": 200}
 MIN_RECORDS_PER_SECOND = {("logistic_regression", 10_000): 150_000}
+MIN_METRICS_ON_SHARE = 0.9
 
 
 def single_record_rows(url: str, name: str, model_ms: float, http: dict[str, float], seconds: float) -> list[Row]:
@@ -270,6 +272,18 @@ def compare_row(url: str, single_p50: float, seconds: float) -> Row:
                f"{p50 / single_p50:.2f} x sum of singles", "<= 1.2 x", p50 <= 1.2 * single_p50)  # fmt: skip
 
 
+def metrics_cost_row(workers: int, seconds: float) -> Row:
+    """The cheapest model at 8 connections, where the metrics' own work weighs most."""
+    rps = {}
+    for metrics in (True, False):
+        with served(*api_command(workers, metrics)) as url:
+            rps[metrics] = wrk(f"{url}/predict?model=logistic_regression", body(), 8, seconds)["rps"]
+    share = rps[True] / rps[False]
+    target = f">= {MIN_METRICS_ON_SHARE:.2f} x"
+    return Row("logistic_regression, 8 connections, metrics on", rps[True], "req/s", rps[False],
+               f"{share:.2f} x metrics off", target, share >= MIN_METRICS_ON_SHARE)  # fmt: skip
+
+
 def measure(models_dir: Path, workers: int, seconds: float) -> list[Row]:
     floors_ms = {name: model_floor(models_dir / f"{name}.pkl", 1, seconds) for name in MODEL_NAMES}
     with served(*floor_command(workers)) as url:
@@ -285,6 +299,7 @@ def measure(models_dir: Path, workers: int, seconds: float) -> list[Row]:
         rows += [batch_row(url, models_dir, name, size, seconds) for name in BATCH_MODELS for size in BATCH_SIZES]
         singles = sum(row.figure for row in rows if row.case.endswith("1 connection, p50") and "/predict " in row.case)
         rows.append(compare_row(url, singles, seconds))
+    rows.append(metrics_cost_row(workers, seconds))
     for name in MODEL_NAMES:
         inside = in_process_path(models_dir, name, seconds)
         over = inside - floors_ms[name]
