@@ -35,6 +35,7 @@ class RequestContext:
     """The request in progress, as its log lines tell it."""
 
     request_id: str
+    status: int = 0  # 0 until the answer starts
     models: list[str] = field(default_factory=list)
     records: int = 0
 

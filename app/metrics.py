@@ -26,10 +26,11 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import ServingError
 from app.http import Endpoint, data_plane, route_template
+from app.logs import current_request
 from app.multiprocess import MULTIPROC_DIR
 from app.observer import Observer
 
@@ -183,7 +184,10 @@ def _alive(pid: int) -> bool:
 
 
 class MetricsMiddleware:
-    """Pure ASGI: counts and times every HTTP request by method, route template and status."""
+    """Pure ASGI: counts and times every HTTP request by method, route template and status.
+
+    Inside RequestIdMiddleware, whose answer-side hook notes the status: one hook per request, not two.
+    """
 
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
@@ -194,20 +198,15 @@ class MetricsMiddleware:
         if metrics is None:
             await self.app(scope, receive, send)
             return
-        status = 500  # an error that escapes the app is answered with a 500 outside this middleware
-
-        async def send_counted(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         started = time.perf_counter()
         metrics.in_progress.inc()
         try:
-            await self.app(scope, receive, send_counted)
+            await self.app(scope, receive, send)
         finally:
             metrics.in_progress.dec()
+            context = current_request.get()
+            # No status yet: the error escaping here is answered with a 500 further out.
+            status = context.status if context is not None and context.status else 500
             route = route_template(scope, self.routes)
             metrics.observe_request(scope["method"], route, status, time.perf_counter() - started)
 

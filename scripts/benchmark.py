@@ -274,10 +274,13 @@ def compare_row(url: str, single_p50: float, seconds: float) -> Row:
 
 def metrics_cost_row(workers: int, seconds: float) -> Row:
     """The cheapest model at 8 connections, where the metrics' own work weighs most."""
-    rps = {}
-    for metrics in (True, False):
-        with served(*api_command(workers, metrics)) as url:
-            rps[metrics] = wrk(f"{url}/predict?model=logistic_regression", body(), 8, seconds)["rps"]
+    rps = {True: 0.0, False: 0.0}
+    with served(*api_command(workers, True)) as on, served(*api_command(workers, False)) as off:
+        # Taking turns, best of two each: a neighbour's burst on a shared machine hits both sides alike.
+        for _ in range(2):
+            for metrics, url in ((True, on), (False, off)):
+                figure = wrk(f"{url}/predict?model=logistic_regression", body(), 8, seconds)["rps"]
+                rps[metrics] = max(rps[metrics], figure)
     share = rps[True] / rps[False]
     target = f">= {MIN_METRICS_ON_SHARE:.2f} x"
     return Row("logistic_regression, 8 connections, metrics on", rps[True], "req/s", rps[False],
