@@ -125,6 +125,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     created = Project(root, env, name, uid, gid, *urls)
     yield created
     subprocess.run(["make", "down"], cwd=root, env=env, capture_output=True, timeout=300)
+    # `make down` keeps named volumes (Prometheus's samples); the test's own go with it.
+    volumes = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={name}").split()
+    if volumes:
+        docker("volume", "rm", *volumes)
 
 
 @pytest.fixture(scope="module")
