@@ -19,6 +19,11 @@ SCRIPTS := scripts/train.py scripts/evaluate.py
 COMPOSE_PROJECT_NAME ?= penguins
 DOCKER_COMPOSE ?= docker compose
 COMPOSE = $(DOCKER_COMPOSE) -f compose/docker-compose.yml --env-file .env
+# MONITORING=1 adds Prometheus (the compose profile `monitoring`) to `make up`.
+MONITORING ?=
+UP_PROFILES := $(if $(MONITORING),--profile monitoring)
+# Stopping, listing and logs reach every service, whichever profiles started them.
+COMPOSE_ALL = $(COMPOSE) --profile monitoring
 WAIT_SECONDS ?= 180
 HOST_UID ?= $(shell id -u)
 HOST_GID ?= $(shell id -g)
@@ -140,25 +145,26 @@ build: dotenv ## build both images (jupyter, api)
 	$(COMPOSE) build
 
 .PHONY: up
-up: build ## build, train if models/ has no model, pair the notebooks if notebooks/ has none, start, wait, print the URLs
+up: build ## build, train if models/ has none, pair the notebooks if notebooks/ has none, start (MONITORING=1: and Prometheus), wait
 	@ls models/*.pkl >/dev/null 2>&1 || { echo "models/ has no model yet: training them first"; $(COMPOSE) run --rm -T jupyter python scripts/train.py; }
 	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "notebooks/ has no notebook yet: creating them from scripts/"; $(COMPOSE) run --rm -T jupyter python -m jupytext --sync $(SCRIPTS); }
-	$(COMPOSE) up -d
-	@$(call wait_healthy,jupyter api)
+	$(COMPOSE) $(UP_PROFILES) up -d
+	@$(call wait_healthy,jupyter api $(if $(MONITORING),prometheus))
 	@echo "JupyterLab: http://$$($(COMPOSE) port jupyter 8888)/lab?token=$$($(COMPOSE) exec -T jupyter printenv JUPYTER_TOKEN)"
 	@echo "API:        http://$$($(COMPOSE) port api 8000)/docs"
+	@$(if $(MONITORING),echo "Prometheus: http://$$($(COMPOSE_ALL) port prometheus 9090)/")
 
 .PHONY: down
 down: dotenv ## stop and remove the containers (models/ and notebooks/ stay)
-	$(COMPOSE) down --remove-orphans
+	$(COMPOSE_ALL) down --remove-orphans
 
 .PHONY: logs
 logs: dotenv ## follow the containers' logs
-	$(COMPOSE) logs -f --tail=100
+	$(COMPOSE_ALL) logs -f --tail=100
 
 .PHONY: ps
 ps: dotenv ## list the containers and their health
-	$(COMPOSE) ps
+	$(COMPOSE_ALL) ps
 
 .PHONY: clean
 clean: ## remove generated files: models/, notebooks/*.ipynb, caches (never data/ or scripts/)
@@ -219,16 +225,16 @@ jupyter-image: dotenv
 # healthy; docker-compose 1.29 has no `up --wait`. Fails with the logs' tail.
 define wait_healthy
 for service in $(1); do \
-  id=$$($(COMPOSE) ps -q $$service); \
+  id=$$($(COMPOSE_ALL) ps -q $$service); \
   printf 'waiting for %s ' $$service; \
   for _ in $$(seq $(WAIT_SECONDS)); do \
     state=$$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' $$id 2>/dev/null); \
     case "$$state" in \
       "running healthy") echo ok; continue 2;; \
       "running starting") printf .; sleep 1;; \
-      *) echo "$$state"; $(COMPOSE) logs --tail=40 $$service; exit 1;; \
+      *) echo "$$state"; $(COMPOSE_ALL) logs --tail=40 $$service; exit 1;; \
     esac; \
   done; \
-  echo "not healthy after $(WAIT_SECONDS)s"; $(COMPOSE) logs --tail=40 $$service; exit 1; \
+  echo "not healthy after $(WAIT_SECONDS)s"; $(COMPOSE_ALL) logs --tail=40 $$service; exit 1; \
 done
 endef

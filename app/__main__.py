@@ -1,6 +1,6 @@
 """`python -m app`: the API under uvicorn, as the API image starts it; the settings say how (app/config.py).
 
-Each worker process loads models on its own.
+Each worker process loads models on its own; with several, their metrics meet in a shared folder.
 """
 
 from __future__ import annotations
@@ -9,16 +9,21 @@ import sys
 
 import uvicorn
 
-from app.config import ConfigError, ServerSettings
+from app.config import ConfigError, ServerSettings, Settings
+from app.logs import log_config
+from app.multiprocess import shared_metrics_dir
 from app.protocol import HeadLimitedProtocol
 
 
 def serve(app: str = "app.main:app") -> None:
     try:
-        server = ServerSettings.from_env()
+        server, settings = ServerSettings.from_env(), Settings.from_env()
     except ConfigError as error:
         sys.exit(str(error))
-    uvicorn.run(app, http=HeadLimitedProtocol, **server.uvicorn_options())
+    with shared_metrics_dir(settings.metrics and server.workers > 1):
+        # The app writes the access log itself (ACCESS_LOG), with the request's ID.
+        options = server.uvicorn_options() | {"access_log": False, "log_config": log_config(settings.log_format)}
+        uvicorn.run(app, http=HeadLimitedProtocol, **options)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from app.logs import LOG_FORMATS, LogFormat
 from app.registry import MODEL_NAME_MAX_LENGTH, is_model_name
 
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -35,8 +36,6 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = field(default_factory=default_workers)
-    # Off unless asked for, as in gunicorn: the README's performance section says what a line per request costs.
-    access_log: bool = False
     keep_alive_timeout: int = 5  # seconds an idle connection stays open between requests
     headers_timeout: int = 10  # seconds a client has to send a request's head (request line and headers)
     # Below Docker's 10 s between SIGTERM and SIGKILL, so requests in flight finish before a `docker stop` kills.
@@ -49,7 +48,6 @@ class ServerSettings:
             host=environ.get("HOST", "127.0.0.1"),
             port=_whole(environ, "PORT", "8000", 1, 65535),
             workers=_whole(environ, "WEB_CONCURRENCY", workers, 1) if workers else default_workers(),
-            access_log=_flag(environ, "ACCESS_LOG", False),
             keep_alive_timeout=_whole(environ, "KEEP_ALIVE_TIMEOUT", "5", 1),
             headers_timeout=_whole(environ, "HEADERS_TIMEOUT", "10", 1),
             graceful_timeout=_whole(environ, "GRACEFUL_TIMEOUT", "8", 1),
@@ -61,7 +59,6 @@ class ServerSettings:
             "host": self.host,
             "port": self.port,
             "workers": self.workers,
-            "access_log": self.access_log,
             "timeout_keep_alive": self.keep_alive_timeout,
             "timeout_graceful_shutdown": self.graceful_timeout,
             # A new worker imports scikit-learn before it can answer the supervisor's ping; on a busy machine
@@ -87,6 +84,11 @@ class Settings:
     def body_limit(self) -> int:
         return self.max_body_bytes or BODY_BYTES_PER_RECORD * self.max_records
 
+    metrics: bool = True
+    log_format: LogFormat = "text"
+    # Off unless asked for, as in gunicorn: the README's performance section says what a line per request costs.
+    access_log: bool = False
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
         return cls(
@@ -98,7 +100,17 @@ class Settings:
             max_concurrent_requests=_whole(environ, "MAX_CONCURRENT_REQUESTS", "64", 1),
             api_token=_token(environ.get("API_TOKEN", "")),
             strict_sklearn_version=_flag(environ, "STRICT_SKLEARN_VERSION", False),
+            metrics=_flag(environ, "METRICS", True),
+            log_format=log_format(environ),
+            access_log=_flag(environ, "ACCESS_LOG", False),
         )
+
+
+def log_format(environ: Mapping[str, str] = os.environ) -> LogFormat:
+    value = environ.get("LOG_FORMAT", "text").strip().lower() or "text"
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={value!r} is not one of {', '.join(LOG_FORMATS)}.")
+    return cast(LogFormat, value)
 
 
 def _models_dir(value: str) -> Path:

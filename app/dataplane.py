@@ -7,11 +7,13 @@ thread or not.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from app.config import Settings
 from app.errors import ModelLoadFailed, ModelNotFound, ModelPredictFailed, ServingError, TooManyRecords
 from app.features import Batch
+from app.observer import Observer
 from app.predictors import Prediction
 from app.registry import LoadedModel, Registry
 
@@ -25,9 +27,10 @@ class Selection:
 
 
 class DataPlane:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, observer: Observer | None = None) -> None:
         self.settings = settings
-        self.registry = Registry(settings.models_dir, settings.strict_sklearn_version)
+        self.observer = observer or Observer()
+        self.registry = Registry(settings.models_dir, settings.strict_sklearn_version, self.observer)
 
     def available(self) -> list[str]:
         """The model files in the folder now (blocking: one directory scan)."""
@@ -52,12 +55,16 @@ class DataPlane:
 
     def predict(self, model: LoadedModel, batch: Batch) -> Prediction:
         self.check_size(len(batch))
+        started = time.perf_counter()
         try:
-            return model.predictor.predict(batch)
+            prediction = model.predictor.predict(batch)
         except Exception as error:
+            self.observer.predict_failed(model.stem)
             raise ModelPredictFailed(
                 f"Model {model.name} failed to predict: {type(error).__name__}: {error}"
             ) from error
+        self.observer.predicted(model.stem, len(batch), time.perf_counter() - started)
+        return prediction
 
     def select_cached(self, names: list[str] | None) -> Selection | None:
         """The selection when every model in it is loaded already, else None (then call select on a thread).

@@ -14,7 +14,8 @@ import pydantic_core
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, compile_path
+from starlette.routing import BaseRoute, Match, Route, compile_path
+from starlette.types import Scope
 
 from app.dataplane import DataPlane
 from app.errors import (
@@ -50,6 +51,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 # A dialect's error answer: status, one sentence, extra headers.
 ErrorResponse = Callable[[int, str, "Mapping[str, str] | None"], Response]
 T = TypeVar("T")
+# The route label of a request no route knows: one value however many paths are tried.
+UNMATCHED = "<unmatched>"
 
 
 class FastJSONResponse(JSONResponse):
@@ -96,6 +99,18 @@ def _route(path: str, group: list[Endpoint]) -> Route:
 def error_response_for(path: str, dialects: Sequence[tuple[str, ErrorResponse]]) -> ErrorResponse:
     """The error shape of the dialect whose path prefix matches first; the last prefix should be ""."""
     return next(respond for prefix, respond in dialects if path.startswith(prefix))
+
+
+def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:
+    """The template of the route that took the request ("/models/{name}"), never the raw path.
+
+    The router leaves the route in the scope; an answer made before routing (a limit, a token) is matched here.
+    """
+    route = scope.get("route")
+    if route is None:
+        route = next((candidate for candidate in routes if candidate.matches(scope)[0] != Match.NONE), None)
+    template = getattr(route, "path_format", None)
+    return template if isinstance(template, str) else UNMATCHED
 
 
 def status_code(error: ServingError) -> int:

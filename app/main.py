@@ -7,7 +7,6 @@ protocol-neutral core (app/dataplane.py) that the lifespan creates.
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -17,20 +16,20 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from app import original, v2
+from app import logs, metrics, original, request_id, v2
 from app.auth import BearerToken
 from app.config import Settings
 from app.dataplane import DataPlane
 from app.http import Endpoint, ErrorResponse, FastJSONResponse, error_response_for, routes
 from app.limits import BodyLimit, ConcurrencyLimit
+from app.observer import Observer, Observers
 from app.openapi import SWAGGER_UI_DIR, docs_page, downgrade_to_3_0, openapi_document, with_bearer_scheme
 from app.original.errors import EXCEPTION_HANDLERS
 from app.original.errors import error_response as original_error
 
-logger = logging.getLogger("app")
 ENDPOINTS: list[Endpoint] = [*original.ENDPOINTS, *v2.ENDPOINTS]
 SCHEMAS = [*original.SCHEMAS, *v2.SCHEMAS]
 # Which error shape an answer made outside the routes (a limit, a token check, an unknown path) takes, by prefix.
@@ -44,6 +43,8 @@ DOCS_PREFIXES = ("/docs", "/openapi.json")
 class State(TypedDict):
     settings: Settings
     data_plane: DataPlane
+    metrics: metrics.Metrics | None  # None: METRICS=0
+    access_log: bool
 
 
 def is_public(path: str) -> bool:
@@ -60,14 +61,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        _configure_logging()
         current = settings or Settings.from_env()
-        logger.info("serving models from %s", current.models_dir)
-        plane = DataPlane(current)
+        logs.configure(current.log_format)
+        logs.logger.info("serving models from %s", current.models_dir)
+        series = metrics.Metrics() if current.metrics else None
+        observers: list[Observer] = [logs.RequestNotes(), *([series] if series else [])]
+        plane = DataPlane(current, Observers(observers))
         # What is loaded by now lives as long as the process. Frozen, the garbage collector stops
         # re-scanning it while a big answer is built.
         gc.freeze()
-        yield {"settings": current, "data_plane": plane}
+        try:
+            yield {"settings": current, "data_plane": plane, "metrics": series, "access_log": current.access_log}
+        finally:
+            if series:
+                series.process_exiting()
 
     async def openapi_json(request: Request) -> Response:
         return FastJSONResponse(documents[_has_token(request)])
@@ -84,11 +91,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Endpoint("GET", "/docs/openapi-3.0.json", openapi_json_3_0),
     ]
     assets = Mount("/docs/static", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
+    table: list[BaseRoute] = [*routes([*ENDPOINTS, *documentation, *metrics.ENDPOINTS]), assets]
     return Starlette(
-        routes=[*routes([*ENDPOINTS, *documentation]), assets],
+        routes=table,
         exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_exception},
-        # Outermost first: a request without the token costs no concurrency slot and no body read.
         middleware=[
+            # Outermost: every answer carries the request's ID, even one made by a middleware below.
+            Middleware(request_id.RequestIdMiddleware, routes=table, dialects=ERROR_DIALECTS),
+            Middleware(metrics.MetricsMiddleware, routes=table),
+            # Then: a request without the token costs no concurrency slot and no body read.
             Middleware(BearerToken, dialects=ERROR_DIALECTS, public=is_public),
             Middleware(BodyLimit, dialects=ERROR_DIALECTS),
             Middleware(ConcurrencyLimit, dialects=ERROR_DIALECTS, exempt=HEALTH_PATHS),
@@ -107,15 +118,6 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     respond = error_response_for(request.url.path, ERROR_DIALECTS)
     return respond(exc.status_code, exc.detail, exc.headers)
-
-
-def _configure_logging() -> None:
-    # Under uvicorn nothing handles the app's own records; under pytest the root logger does.
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
 
 
 app = create_app()

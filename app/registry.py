@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from app.errors import (
     ModelsFolderUnavailable,
 )
 from app.modelfile import NotAModel, Unpacked, estimator_name, unpack
+from app.observer import Observer
 from app.predictors import Predictor, build_predictor, measure
 
 SUFFIX = ".pkl"
@@ -103,9 +105,10 @@ class BrokenModel:
 
 
 class Registry:
-    def __init__(self, folder: Path, strict_sklearn_version: bool = False) -> None:
+    def __init__(self, folder: Path, strict_sklearn_version: bool = False, observer: Observer | None = None) -> None:
         self.folder = folder
         self.strict_sklearn_version = strict_sklearn_version
+        self.observer = observer or Observer()
         self._entries: dict[str, LoadedModel | BrokenModel] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -119,6 +122,7 @@ class Registry:
             raise ModelsFolderUnavailable(f"Models folder {self.folder} is not readable: {_reason(error)}.") from None
         for gone in self._entries.keys() - set(names):
             self._evict(gone)
+        self.observer.model_files(len(names))
         return names
 
     def file_name(self, name: str) -> str:
@@ -212,7 +216,11 @@ class Registry:
         )
 
     def _evict(self, file_name: str) -> None:
-        self._entries.pop(file_name, None)
+        if self._entries.pop(file_name, None) is not None:
+            self._count_loaded()
+
+    def _count_loaded(self) -> None:
+        self.observer.models_loaded(sum(isinstance(entry, LoadedModel) for entry in list(self._entries.values())))
 
     def _lock(self, file_name: str) -> threading.Lock:
         with self._locks_guard:
@@ -221,22 +229,26 @@ class Registry:
     def _load(self, file_name: str) -> LoadedModel:
         self._refuse_escape(file_name)  # again, at open time: the file may have become a link since
         real = os.path.realpath(self.folder / file_name)
+        started = time.perf_counter()
         try:
             # O_NOFOLLOW: the path is already resolved, so a link appearing now is refused, not followed.
             descriptor = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             raise self._not_found(file_name) from None
         except OSError as error:
-            raise ModelLoadFailed(f"Model file {file_name} cannot be opened: {_reason(error)}.") from None
+            reason = f"cannot be opened: {_reason(error)}"
+            self._failed(file_name, reason, started)
+            raise ModelLoadFailed(f"Model file {file_name} {reason}.") from None
         with os.fdopen(descriptor, "rb") as file:
             # The stamp of the bytes actually read: a replace during the load is seen on the next request.
             stamp = Stamp.of(os.fstat(file.fileno()))
             try:
                 loaded = self._build(file_name, stamp, file.read())
             except Exception as error:
-                detail = f"Model file {file_name} cannot be loaded: {_load_reason(error)}."
-                self._entries[file_name] = BrokenModel(stamp, detail)
-                raise ModelLoadFailed(detail) from error
+                reason = f"cannot be loaded: {_load_reason(error)}"
+                self._entries[file_name] = BrokenModel(stamp, f"Model file {file_name} {reason}.")
+                self._failed(file_name, reason, started)
+                raise ModelLoadFailed(f"Model file {file_name} {reason}.") from error
         self._entries[file_name] = loaded
         mismatch = loaded.sklearn_version_mismatch
         if mismatch is not None:
@@ -246,6 +258,8 @@ class Registry:
                 mismatch.trained_with,
                 mismatch.serving_with,
             )
+        self.observer.loaded(loaded.stem, time.perf_counter() - started)
+        self._count_loaded()
         estimator = estimator_name(loaded.unpacked)
         logger.info(
             "loaded %s (%s, version %s, fast path: %s)",
@@ -255,6 +269,11 @@ class Registry:
             loaded.predictor.fast_path,
         )
         return loaded
+
+    def _failed(self, file_name: str, reason: str, started: float) -> None:
+        self.observer.load_failed(file_name.removesuffix(SUFFIX), time.perf_counter() - started)
+        # The request that triggered the load is named by the log's request context (app/logs.py).
+        logger.error("model file %s %s", file_name, reason, extra={"file": file_name, "reason": reason})
 
     def _unpickle(self, content: bytes) -> tuple[Any, str | None]:
         """The file's object, and the scikit-learn version its estimators were pickled by when not this one."""

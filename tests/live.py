@@ -34,6 +34,23 @@ class LiveServer:
     def open_files(self) -> int:
         return len(os.listdir(f"/proc/{self.process.pid}/fd"))
 
+    def worker_pids(self) -> list[int]:
+        """uvicorn's worker processes (none when it serves in the one process)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        # multiprocessing's spawned children; its resource tracker is a child too, but not a worker.
+        return sorted(int(pid) for pid in children if _command(int(pid)).endswith("--multiprocessing-fork"))
+
+    def worker_environ(self, pid: int) -> dict[str, str]:
+        entries = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+        return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except FileNotFoundError:
+        return ""
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -63,7 +80,7 @@ def start_server(
 ) -> Iterator[LiveServer]:
     """Serve models_dir until the block ends. obey_permissions: a root server cannot read a mode-000 folder.
 
-    settings: further environment variables of the server (MAX_BODY_BYTES=..., API_TOKEN=...).
+    settings: further environment variables of the server (MAX_BODY_BYTES, API_TOKEN, LOG_FORMAT, METRICS, ...).
     """
     port = free_port()
     env = {**os.environ, "MODELS_DIR": str(models_dir), "HOST": "127.0.0.1", "PORT": str(port)}

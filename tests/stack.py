@@ -38,6 +38,7 @@ class Project:
     gid: int
     api_url: str
     jupyter_url: str
+    prometheus_url: str
 
     def make(self, *targets: str) -> str:
         done = subprocess.run(
@@ -118,18 +119,24 @@ def temporary_project(root: Path, workers: int = 1) -> Iterator[Project]:
         pytest.skip("no Docker daemon answers (`docker info` failed): start Docker to run the container tests")
     copy_working_tree(root)
     uid, gid = (os.getuid(), os.getgid()) if os.getuid() != 0 else (STAND_IN_UID, STAND_IN_UID)
-    api_port, jupyter_port = free_port(), free_port()
+    api_port, jupyter_port, prometheus_port = free_port(), free_port(), free_port()
     name = f"penguins-test-{os.getpid()}-{root.name}".lower()
     env = {key: value for key, value in os.environ.items() if key not in USER_SETTINGS}
     env |= {
         "COMPOSE_PROJECT_NAME": name,
         "API_PORT": str(api_port),
         "JUPYTER_PORT": str(jupyter_port),
+        "PROMETHEUS_PORT": str(prometheus_port),
         "HOST_UID": str(uid),
         "HOST_GID": str(gid),
         "WEB_CONCURRENCY": str(workers),
     }
     try:
-        yield Project(root, env, name, uid, gid, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{jupyter_port}")
+        urls = [f"http://127.0.0.1:{port}" for port in (api_port, jupyter_port, prometheus_port)]
+        yield Project(root, env, name, uid, gid, *urls)
     finally:
         subprocess.run(["make", "down"], cwd=root, env=env, capture_output=True, timeout=300)
+        # `make down` keeps named volumes (Prometheus's samples); the test's own go with it.
+        volumes = docker("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={name}").split()
+        if volumes:
+            docker("volume", "rm", *volumes)

@@ -16,6 +16,7 @@ def test_defaults() -> None:
     assert settings.models_dir == Path("models").absolute()
     assert settings.default_model == "random_forest"
     assert settings.max_records == 10_000
+    assert (settings.metrics, settings.log_format, settings.access_log) == (True, "text", False)
 
 
 def test_limits_default_to_room_for_max_records() -> None:
@@ -36,7 +37,18 @@ def test_hardening_values_come_from_the_environment() -> None:
 
 def test_values_come_from_the_environment(tmp_path: Path) -> None:
     environ = {"MODELS_DIR": str(tmp_path), "DEFAULT_MODEL": "svc", "MAX_RECORDS": "5"}
-    assert Settings.from_env(environ) == Settings(tmp_path, "svc", 5)
+    environ |= {"METRICS": "0", "LOG_FORMAT": "JSON", "ACCESS_LOG": "1"}
+    assert Settings.from_env(environ) == Settings(tmp_path, "svc", 5, metrics=False, log_format="json", access_log=True)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("off", False), ("1", True), ("Yes", True)])
+def test_access_log_is_off_unless_asked_for(value: str, expected: bool) -> None:
+    assert Settings.from_env({"ACCESS_LOG": value}).access_log is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", True), ("1", True), ("0", False), ("false", False)])
+def test_metrics_are_on_unless_turned_off(value: str, expected: bool) -> None:
+    assert Settings.from_env({"METRICS": value}).metrics is expected
 
 
 @pytest.mark.parametrize(
@@ -54,6 +66,9 @@ def test_values_come_from_the_environment(tmp_path: Path) -> None:
         pytest.param("API_TOKEN", "changeme", id="api-token-too-short"),
         pytest.param("API_TOKEN", "a long token with spaces", id="api-token-with-spaces"),
         pytest.param("STRICT_SKLEARN_VERSION", "maybe", id="strict-sklearn-not-a-flag"),
+        pytest.param("ACCESS_LOG", "verbose", id="access-log-not-a-flag"),
+        pytest.param("METRICS", "maybe", id="metrics-not-a-flag"),
+        pytest.param("LOG_FORMAT", "xml", id="log-format-unknown"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -> None:

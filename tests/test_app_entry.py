@@ -9,12 +9,7 @@ from app.config import ConfigError, ServerSettings, default_workers
 
 def test_defaults() -> None:
     server = ServerSettings.from_env({})
-    assert (server.host, server.port, server.workers, server.access_log) == (
-        "127.0.0.1",
-        8000,
-        default_workers(),
-        False,
-    )
+    assert (server.host, server.port, server.workers) == ("127.0.0.1", 8000, default_workers())
     assert 1 <= default_workers() <= 4
 
 
@@ -34,8 +29,8 @@ def test_a_bad_timeout_is_refused_by_name(variable: str) -> None:
 
 
 def test_values_come_from_the_environment() -> None:
-    server = ServerSettings.from_env({"HOST": "0.0.0.0", "PORT": "8123", "WEB_CONCURRENCY": "3", "ACCESS_LOG": "1"})
-    assert server == ServerSettings("0.0.0.0", 8123, 3, True)
+    server = ServerSettings.from_env({"HOST": "0.0.0.0", "PORT": "8123", "WEB_CONCURRENCY": "3"})
+    assert server == ServerSettings("0.0.0.0", 8123, 3)
 
 
 @pytest.mark.parametrize("value", ["eighty", "0", "65536", "-1"])
@@ -48,13 +43,3 @@ def test_a_bad_port_is_refused_by_name(value: str) -> None:
 def test_a_bad_worker_count_is_refused_by_name(value: str) -> None:
     with pytest.raises(ConfigError, match=r"^WEB_CONCURRENCY="):
         ServerSettings.from_env({"WEB_CONCURRENCY": value})
-
-
-@pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("off", False), ("1", True), ("Yes", True)])
-def test_access_log_is_off_unless_asked_for(value: str, expected: bool) -> None:
-    assert ServerSettings.from_env({"ACCESS_LOG": value}).access_log is expected
-
-
-def test_a_bad_access_log_value_is_refused_by_name() -> None:
-    with pytest.raises(ConfigError, match=r"^ACCESS_LOG="):
-        ServerSettings.from_env({"ACCESS_LOG": "verbose"})

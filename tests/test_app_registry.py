@@ -138,8 +138,10 @@ def test_the_traceback_of_a_broken_file_goes_to_the_log(
 ) -> None:
     (models_dir / "broken.pkl").write_bytes(b"garbage")
     predict(client, "broken")
-    record = next(record for record in caplog.records if "broken.pkl" in record.getMessage())
-    assert record.levelname == "ERROR" and record.exc_info is not None
+    # Two lines: the load's failure (file, reason), then the failed request's, with the traceback.
+    records = [record for record in caplog.records if "broken.pkl" in record.getMessage()]
+    assert [record.levelname for record in records] == ["ERROR", "ERROR"]
+    assert records[1].exc_info is not None
 
 
 def test_a_fixed_file_is_served_again(client: TestClient, models_dir: Path) -> None:

@@ -279,6 +279,27 @@ def test_ports_are_bound_to_localhost_only(stack_up: Project) -> None:
     assert all(line.split(" -> ")[1].startswith("127.0.0.1:") for line in bindings), bindings
 
 
+@pytest.fixture(scope="module")
+def monitored(stack_up: Project) -> Project:
+    stack_up.make("up", "MONITORING=1")
+    return stack_up
+
+
+def test_prometheus_scrapes_the_api_with_the_monitoring_profile(monitored: Project) -> None:
+    assert monitored.containers("prometheus")
+    deadline = time.monotonic() + 60
+    while True:
+        answer = httpx.get(f"{monitored.prometheus_url}/api/v1/targets", timeout=30).json()
+        health = {target["labels"]["job"]: target["health"] for target in answer["data"]["activeTargets"]}
+        if health == {"penguins-api": "up"} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+
+    assert health == {"penguins-api": "up"}
+    query = httpx.get(f"{monitored.prometheus_url}/api/v1/query", params={"query": "penguins_model_files"}, timeout=30)
+    assert query.json()["data"]["result"][0]["value"][1] == "3"
+
+
 def test_down_leaves_nothing_running(stack_up: Project) -> None:
     stack_up.make("down")
 

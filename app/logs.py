@@ -1,0 +1,119 @@
+"""Logging, set up in one place: readable text or one JSON object a line, the request's ID on each line.
+
+`python -m app` hands log_config() to uvicorn, which applies it in every worker (its own lines included);
+an app started another way (`uvicorn app.main:app`, tests) applies it at start unless logging is set up.
+While a request runs (app/request_id.py), every line logged carries its ID, a model load on a worker thread
+included: the context travels with the thread.
+Standard library only: a worker applies this before it answers uvicorn's first health check.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from app.observer import Observer
+
+LOG_FORMATS = ("text", "json")
+LogFormat = Literal["text", "json"]
+# What a log line may carry besides its message, in this order.
+FIELDS = (
+    "request_id", "method", "route", "path", "status", "duration_ms", "model", "records", "file", "reason", "client",
+)  # fmt: skip
+# Shown after the message in text lines: what the message itself does not say.
+TEXT_FIELDS = ("model", "records", "request_id")
+logger = logging.getLogger("app")
+
+
+@dataclass
+class RequestContext:
+    """The request in progress, as its log lines tell it."""
+
+    request_id: str
+    status: int = 0  # 0 until the answer starts
+    models: list[str] = field(default_factory=list)
+    records: int = 0
+
+
+current_request: ContextVar[RequestContext | None] = ContextVar("current_request", default=None)
+
+
+class RequestNotes(Observer):
+    """Notes on the request in progress which models answered and for how many records."""
+
+    def predicted(self, model: str, records: int, seconds: float) -> None:
+        context = current_request.get()
+        if context is not None:
+            if model not in context.models:
+                context.models.append(model)
+            context.records = max(context.records, records)
+
+
+class RequestFilter(logging.Filter):
+    """Adds the current request's ID to every record logged while it runs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = current_request.get()
+        if context is not None and not hasattr(record, "request_id"):
+            record.request_id = context.request_id
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, then the request's fields when there are any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update((key, value) for key in FIELDS if (value := getattr(record, key, None)) is not None)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """uvicorn's look: `INFO:     app: message model=svc request_id=...`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        name = "" if record.name.startswith("uvicorn") else f"{record.name}: "
+        extras = "".join(f" {key}={value}" for key in TEXT_FIELDS if (value := getattr(record, key, None)) is not None)
+        line = f"{record.levelname + ':':<10}{name}{record.getMessage()}{extras}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def log_config(log_format: LogFormat) -> dict[str, Any]:
+    """The logging.config.dictConfig for the app's and uvicorn's loggers."""
+    # By name, not by object: uvicorn hands this to each worker, which imports the module only to apply it.
+    formatter = "app.logs.JsonFormatter" if log_format == "json" else "app.logs.TextFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request": {"()": "app.logs.RequestFilter"}},
+        "formatters": {"app": {"()": formatter}},
+        "handlers": {
+            "app": {"class": "logging.StreamHandler", "formatter": "app", "filters": ["request"]},
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["app"], "level": "INFO", "propagate": False},
+            # The app writes its own access line (app/request_id.py), with the request's ID and route.
+            "uvicorn.access": {"handlers": [], "propagate": False},
+            "app": {"handlers": ["app"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+def configure(log_format: LogFormat) -> None:
+    # Under `python -m app` uvicorn has applied log_config() already; under pytest the root logger handles records.
+    if not logger.handlers and not logging.getLogger().handlers:
+        logging.config.dictConfig(log_config(log_format))

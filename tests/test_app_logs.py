@@ -1,0 +1,173 @@
+"""Request IDs on every answer, and log lines (text or JSON) that carry them: app/request_id.py, app/logs.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import RECORD
+from live import start_server
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from app.logs import JsonFormatter, RequestFilter, TextFormatter
+from app.original.errors import error_response
+from app.request_id import INTERNAL_ERROR, RequestIdMiddleware
+
+NEW_ID = re.compile(r"[0-9a-f]{32}")
+BODY = json.dumps({"records": [RECORD]}).encode()
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [pytest.param("abc", id="short"), pytest.param("x" * 128, id="128-chars"), pytest.param("a:b/c-1!~", id="signs")],
+)
+def test_a_sane_client_id_is_echoed(client: TestClient, sent: str) -> None:
+    response = client.get("/health", headers={"X-Request-ID": sent})
+    assert response.headers["x-request-id"] == sent
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"x" * 129, id="129-chars"),
+        pytest.param(b"has space", id="space"),
+        pytest.param(b"tab\there", id="control"),
+        pytest.param("caf\u00e9".encode(), id="not-ascii"),
+    ],
+)
+def test_an_insane_client_id_is_replaced_by_a_new_one(client: TestClient, sent: bytes) -> None:
+    response = client.get("/health", headers=[(b"x-request-id", sent)])
+    assert NEW_ID.fullmatch(response.headers["x-request-id"])
+
+
+def test_each_request_gets_its_own_id(client: TestClient) -> None:
+    ids = {client.get("/health").headers["x-request-id"] for _ in range(20)}
+    assert len(ids) == 20
+    assert all(NEW_ID.fullmatch(value) for value in ids)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        pytest.param("GET", "/no/such/path", b"", 404, id="unknown-path"),
+        pytest.param("POST", "/predict?model=..%2Fx", BODY, 400, id="bad-name"),
+        pytest.param("POST", "/predict?model=nothing", BODY, 404, id="unknown-model"),
+        pytest.param("DELETE", "/models", b"", 405, id="wrong-method"),
+        pytest.param("POST", "/predict", b"{", 422, id="invalid-body"),
+    ],
+)
+def test_an_error_answer_carries_the_id_too(
+    client: TestClient, method: str, path: str, body: bytes, status: int
+) -> None:
+    response = client.request(method, path, content=body, headers={"X-Request-ID": "err-1"})
+    assert response.status_code == status
+    assert response.headers["x-request-id"] == "err-1"
+
+
+def app_with(handler: Any) -> Starlette:
+    dialects = [("", error_response)]
+    return Starlette(
+        routes=[Route("/", handler)], middleware=[Middleware(RequestIdMiddleware, routes=[], dialects=dialects)]
+    )
+
+
+def test_a_handler_reads_the_id_from_request_state() -> None:
+    async def echo(request: Request) -> Response:
+        return PlainTextResponse(request.state.request_id)
+
+    with TestClient(app_with(echo)) as client:
+        response = client.get("/", headers={"X-Request-ID": "state-1"})
+        generated = client.get("/")
+    assert response.text == "state-1"
+    assert generated.text == generated.headers["x-request-id"]
+
+
+def test_an_unhandled_error_answers_500_with_the_id_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("boom")
+
+    caplog.handler.addFilter(RequestFilter())
+    with TestClient(app_with(broken), raise_server_exceptions=False) as client:
+        response = client.get("/", headers={"X-Request-ID": "crash-1"})
+    assert response.status_code == 500
+    assert response.json() == {"detail": INTERNAL_ERROR}
+    assert response.headers["x-request-id"] == "crash-1"
+    (logged,) = [entry for entry in caplog.records if entry.exc_info]
+    assert logged.exc_info is not None and str(logged.exc_info[1]) == "boom"
+    assert getattr(logged, "request_id", None) == "crash-1"
+
+
+def record(**extra: Any) -> logging.LogRecord:
+    entry = logging.LogRecord("app.access", logging.INFO, __file__, 1, "%s done", ("GET /models",), None)
+    entry.__dict__.update(extra)
+    return entry
+
+
+def test_a_json_line_has_the_fields_and_nothing_unset() -> None:
+    line = JsonFormatter().format(record(request_id="r-1", method="GET", route="/models", status=200, model=None))
+    entry = json.loads(line)
+    assert entry.pop("time").endswith("+00:00")
+    assert entry == {
+        "level": "INFO", "logger": "app.access", "message": "GET /models done",
+        "request_id": "r-1", "method": "GET", "route": "/models", "status": 200,
+    }  # fmt: skip
+
+
+def test_a_text_line_reads_like_uvicorns_and_names_the_request() -> None:
+    line = TextFormatter().format(record(request_id="r-1", model="svc", records=2))
+    assert line == "INFO:     app.access: GET /models done model=svc records=2 request_id=r-1"
+
+
+def test_json_logs_of_a_live_server_parse_and_carry_the_request_id(models_dir: Path, tmp_path: Path) -> None:
+    (models_dir / "broken.pkl").write_bytes(b"not a pickle")
+    log = tmp_path / "server.log"
+    with start_server(models_dir, log, workers=2, settings={"LOG_FORMAT": "json", "ACCESS_LOG": "1"}) as server:
+        predicted = httpx.post(
+            f"{server.url}/predict?model=svc", json={"records": [RECORD] * 2}, headers={"X-Request-ID": "json-1"}
+        )
+        broken = httpx.post(
+            f"{server.url}/predict/broken", json={"records": [RECORD]}, headers={"X-Request-ID": "json-2"}
+        )
+    assert (predicted.status_code, broken.status_code) == (200, 500)
+    assert predicted.headers["x-request-id"] == "json-1"
+    lines = log.read_text().splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    # Python itself, not logging, warns of the socket uvicorn's parent process leaves open at exit.
+    assert all("ResourceWarning" in line or line.startswith("Exception ignored") for line in lines if line[:1] != "{")
+    assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
+    (access,) = [entry for entry in entries if entry["logger"] == "app.access" and entry.get("request_id") == "json-1"]
+    assert access["duration_ms"] > 0
+    assert {key: access[key] for key in ["method", "route", "status", "model", "records"]} == {
+        "method": "POST", "route": "/predict", "status": 200, "model": "svc", "records": 2,
+    }  # fmt: skip
+    load_failures = [entry for entry in entries if entry.get("file") == "broken.pkl"]
+    assert [(entry["level"], entry["request_id"]) for entry in load_failures] == [("ERROR", "json-2")]
+    assert load_failures[0]["reason"].startswith("cannot be loaded: it cannot be unpickled")
+
+
+def test_text_access_log_names_the_request(models_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with start_server(models_dir, log, settings={"ACCESS_LOG": "1"}) as server:
+        httpx.get(f"{server.url}/models/svc", headers={"X-Request-ID": "text-1"})
+    (line,) = [line for line in log.read_text().splitlines() if "app.access" in line and "request_id=text-1" in line]
+    assert line.startswith("INFO:     app.access: 127.0.0.1:")
+    assert '"GET /models/svc HTTP/1.1" 200' in line
+
+
+def test_no_access_log_unless_asked_for(models_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with start_server(models_dir, log) as server:
+        httpx.get(f"{server.url}/models", headers={"X-Request-ID": "quiet-1"})
+    assert "quiet-1" not in log.read_text()
+    assert "app.access" not in log.read_text()

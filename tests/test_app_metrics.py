@@ -1,0 +1,323 @@
+"""GET /metrics: series that move with the requests, exact totals summed over two real workers, bounded labels."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import string
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import RECORD
+from live import LiveServer, free_port, start_server
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def scrape(url: str) -> Samples:
+    response = httpx.get(f"{url}/metrics", timeout=30)
+    assert response.status_code == 200, response.text
+    return parse(response.text)
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def post_each(url: str, paths: list[str], records: int = 1, threads: int = 8) -> list[int]:
+    """One new connection a request, several at once, so that the kernel spreads them over the workers."""
+
+    def post(path: str) -> int:
+        return httpx.post(f"{url}{path}", json={"records": [RECORD] * records}, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(post, paths))
+
+
+@pytest.fixture(scope="module")
+def live_models_dir(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's server's models; tests that change models use their own copy (models_dir)."""
+    folder = tmp_path_factory.mktemp("metrics") / "models"
+    shutil.copytree(trained_models_dir, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(live_models_dir: Path) -> Iterator[LiveServer]:
+    with start_server(live_models_dir, live_models_dir.parent / "server.log", workers=2) as live:
+        yield live
+
+
+def metrics_dir(server: LiveServer) -> Path:
+    (pid, *_) = server.worker_pids()
+    return Path(server.worker_environ(pid)["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def test_counts_are_exact_summed_over_both_workers(server: LiveServer) -> None:
+    workers = server.worker_pids()
+    before = scrape(server.url)
+    sent = 0
+    # Until both workers have answered some: each keeps its own values, the scrape adds them up.
+    for _ in range(20):
+        assert post_each(server.url, ["/predict?model=logistic_regression"] * 16, records=3) == [200] * 16
+        sent += 16
+        written = {path.name for path in metrics_dir(server).iterdir()}
+        if {f"counter_{pid}.db" for pid in server.worker_pids()} <= written:
+            break
+    else:
+        pytest.fail("the requests never reached both workers")
+    after = scrape(server.url)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    route = {"method": "POST", "route": "/predict"}
+    assert moved("penguins_http_requests_total", **route, status="200") == sent
+    assert moved("penguins_http_request_duration_seconds_count", **route) == sent
+    assert moved("penguins_inference_requests_total", model="logistic_regression", outcome="success") == sent
+    assert moved("penguins_predicted_records_total", model="logistic_regression") == 3 * sent
+    assert moved("penguins_predict_duration_seconds_count", model="logistic_regression") == sent
+    assert moved("penguins_model_loads_total", model="logistic_regression", outcome="success") in (0, 1, 2)
+    assert value(after, "penguins_model_files") == 3
+    # Whichever worker answers the scrape, the totals are the same.
+    records = "penguins_predicted_records_total"
+    totals = {value(scrape(server.url), records, model="logistic_regression") for _ in range(8)}
+    assert totals == {value(after, records, model="logistic_regression")}
+    assert server.worker_pids() == workers  # none was restarted meanwhile
+
+
+def test_routes_are_labelled_by_template_and_dialect_errors_count(server: LiveServer) -> None:
+    before = scrape(server.url)
+    assert httpx.get(f"{server.url}/models/svc").status_code == 200
+    assert httpx.get(f"{server.url}/models/no_such_model").status_code == 404
+    assert httpx.post(f"{server.url}/predict/svc", content=b"{").status_code == 422
+    after = scrape(server.url)
+
+    def moved(**labels: str) -> float:
+        name = "penguins_http_requests_total"
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved(method="GET", route="/models/{name}", status="200") == 1
+    assert moved(method="GET", route="/models/{name}", status="404") == 1
+    assert moved(method="POST", route="/predict/{model_name}", status="422") == 1
+    assert not any("no_such_model" in str(key) for key in after)
+
+
+def test_promtool_accepts_the_exposition(server: LiveServer, tmp_path: Path) -> None:
+    assert shutil.which("promtool"), "promtool (Debian package prometheus) is needed: .ci/run installs it"
+    post_each(server.url, ["/predict?model=svc", "/predict/compare", "/predict?model=random_forest"])
+    for accept in ["text/plain", "application/openmetrics-text; version=1.0.0"]:
+        response = httpx.get(f"{server.url}/metrics", headers={"accept": accept})
+        assert response.status_code == 200
+        if accept == "text/plain":
+            assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+            checked = subprocess.run(["promtool", "check", "metrics"], input=response.content, capture_output=True)
+            assert checked.returncode == 0, checked.stdout + checked.stderr
+            assert checked.stdout + checked.stderr == b""  # no lint warnings either
+        else:
+            assert response.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+            assert response.text.endswith("# EOF\n")
+
+
+def random_name(rng: random.Random) -> str:
+    return "".join(rng.choices(string.ascii_lowercase + string.digits, k=12))
+
+
+def test_a_flood_of_unknown_names_and_paths_adds_no_series(server: LiveServer) -> None:
+    rng = random.Random(9)
+    kinds: list[Callable[[str], tuple[str, str]]] = [
+        lambda name: ("POST", f"/predict?model={name}"),
+        lambda name: ("POST", f"/predict/{name}"),
+        lambda name: ("GET", f"/models/{name}"),
+        lambda name: ("GET", f"/{name}/{name}"),
+        lambda name: ("GET", f"/models/{name}/..%2F{name}"),
+        lambda name: ("DELETE", f"/{name}"),
+        lambda name: ("PROPFIND", f"/predict?model={name}"),
+    ]
+    # Each kind once first: the route and status series it adds are the bounded ones.
+    requests = [kind(random_name(rng)) for kind in kinds]
+    flood = [kinds[index % len(kinds)](random_name(rng)) for index in range(10_000)]
+    assert len({path for _, path in flood}) == 10_000
+
+    def send(batch: list[tuple[str, str]]) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for method, path in batch:
+                client.request(method, path, json={"records": [RECORD]})
+
+    send(requests)
+    scrape(server.url)
+    before = set(scrape(server.url))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(send, [flood[start::4] for start in range(4)]))
+    after = scrape(server.url)
+
+    assert set(after) == before
+    assert value(after, "penguins_http_requests_total", method="other", route="/predict", status="405") >= 10_000 // 7
+
+
+def one_workers_gauge(folder: Path, pid: int, name: str) -> float:
+    """A gauge as one worker alone has it: its file read on its own."""
+    with tempfile.TemporaryDirectory() as alone:
+        shutil.copy(folder / f"gauge_livesum_{pid}.db", alone)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=alone)
+        return registry.get_sample_value(name) or 0.0
+
+
+def test_a_killed_workers_live_gauges_stop_counting(server: LiveServer) -> None:
+    victim = server.worker_pids()[0]
+    # A worker loads a model on its first request for it.
+    for _ in range(20):
+        post_each(server.url, ["/predict?model=svc"] * 16)
+        held = one_workers_gauge(metrics_dir(server), victim, "penguins_models_loaded")
+        if held >= 1:
+            break
+    else:
+        pytest.fail(f"worker {victim} never loaded a model")
+    before = scrape(server.url)
+
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while victim in server.worker_pids() or len(server.worker_pids()) < 2:
+        assert time.monotonic() < deadline, "uvicorn did not replace the killed worker"
+        time.sleep(0.1)
+    samples = scrape(server.url)
+
+    assert not list(metrics_dir(server).glob(f"gauge_live*_{victim}.db"))
+    # What the killed worker held is no longer counted (its replacement holds nothing yet); what it did still is.
+    assert value(samples, "penguins_models_loaded") == value(before, "penguins_models_loaded") - held
+    predicted = "penguins_predicted_records_total"
+    assert value(samples, predicted, model="svc") == value(before, predicted, model="svc")
+
+
+def test_the_metrics_folder_is_fresh_and_removed_at_exit(models_dir: Path, tmp_path: Path) -> None:
+    with start_server(models_dir, tmp_path / "server.log", workers=2) as live:
+        folder = metrics_dir(live)
+        scraped = scrape(live.url)
+        assert value(scraped, "penguins_http_requests_total", method="GET", route="/metrics", status="200") == 0
+        assert folder.is_dir()
+    assert not folder.exists()
+
+
+# In one process (TestClient, `uvicorn app.main:app`): the same series, kept in memory.
+
+
+def test_model_series_move_in_one_process(client: TestClient, models_dir: Path) -> None:
+    (models_dir / "broken.pkl").write_bytes(b"not a pickle")
+    assert client.post("/predict/compare", json={"records": [RECORD] * 2}).status_code == 200
+    assert client.post("/predict?model=broken", json={"records": [RECORD]}).status_code == 500
+    samples = parse(client.get("/metrics").text)
+
+    for model in ["logistic_regression", "random_forest", "svc"]:
+        assert value(samples, "penguins_inference_requests_total", model=model, outcome="success") == 1
+        assert value(samples, "penguins_predicted_records_total", model=model) == 2
+        assert value(samples, "penguins_model_loads_total", model=model, outcome="success") == 1
+    assert value(samples, "penguins_model_loads_total", model="broken", outcome="failure") == 1
+    assert value(samples, "penguins_model_load_duration_seconds_count", model="broken") == 1
+    assert value(samples, "penguins_models_loaded") == 3
+    assert value(samples, "penguins_model_files") == 4
+    assert value(samples, "penguins_http_requests_in_progress") == 1  # the scrape itself
+
+
+def test_model_files_are_counted_at_each_scrape(client: TestClient, models_dir: Path) -> None:
+    assert value(parse(client.get("/metrics").text), "penguins_model_files") == 3
+    (models_dir / "svc.pkl").unlink()
+    assert value(parse(client.get("/metrics").text), "penguins_model_files") == 2
+
+
+def test_metrics_off_answers_404(make_client: Callable[..., TestClient]) -> None:
+    response = make_client(metrics=False).get("/metrics")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Metrics are off (METRICS=0)."}
+
+
+# A real Prometheus server (Debian's package, as CI installs it) scraping a live server with two workers.
+
+
+@contextmanager
+def prometheus_scraping(target: str, folder: Path) -> Iterator[str]:
+    """Prometheus on a free loopback port, scraping target every second, until the block ends; yields its URL."""
+    binary = shutil.which("prometheus")
+    assert binary, "prometheus (Debian package prometheus) is needed: .ci/run installs it"
+    config = folder / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        f"scrape_configs:\n  - job_name: api\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+    port = free_port()
+    command = [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
+               f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+    with (folder / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{url}/-/ready"), 60, f"Prometheus did not get ready: {folder / 'prometheus.log'}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, message: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.2)
+
+
+def promql(prometheus: str, query: str) -> float | None:
+    answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
+    assert answer["status"] == "success", answer
+    results = answer["data"]["result"]
+    return float(results[0]["value"][1]) if results else None
+
+
+def test_a_real_prometheus_scrapes_two_workers_and_counts_the_requests(models_dir: Path, tmp_path: Path) -> None:
+    with (
+        start_server(models_dir, tmp_path / "server.log", workers=2) as server,
+        prometheus_scraping(server.url.removeprefix("http://"), tmp_path) as prometheus,
+    ):
+
+        def target_up() -> bool:
+            targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+            return [target["health"] for target in targets] == ["up"]
+
+        wait_for(target_up, 30, "Prometheus never saw the API's target up")
+        sent = 25
+        assert post_each(server.url, ["/predict/svc"] * sent) == [200] * sent
+        queries = {
+            'sum(penguins_http_requests_total{route="/predict/{model_name}", status="200"})': sent,
+            'sum(penguins_inference_requests_total{model="svc", outcome="success"})': sent,
+            'sum(penguins_predicted_records_total{model="svc"})': sent,
+        }
+        for query, expected in queries.items():
+            wait_for(lambda query=query, expected=expected: promql(prometheus, query) == expected, 30, query)
+        assert promql(prometheus, 'up{job="api"}') == 1
