@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import struct
 import subprocess
@@ -48,6 +47,7 @@ from penguins import FEATURES, MODEL_NAMES, resolve_dir
 
 from app.main import create_app
 from app.original.schemas import EXAMPLE_RECORD as RECORD
+from tests.helpers import free_port, wait_until_answering
 
 BATCH_MODELS = ["logistic_regression", "random_forest"]
 BATCH_SIZES = [1_000, 10_000]
@@ -91,40 +91,22 @@ floor_app = Starlette(routes=[Route("/predict", _floor_endpoint, methods=["POST"
 # --- servers ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def served(command: list[str], env: dict[str, str]) -> Iterator[str]:
     """Run a server on a free loopback port until the block ends; yields its base URL."""
     port = free_port()
     env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, server)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def wait_until_up(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(
-                f"the server exited early: {server.stderr.read().decode()[-2000:] if server.stderr else ''}"
-            )
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "server.log"
+        with log.open("wb") as output:
+            server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
         try:
-            httpx.get(url + "/health", timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"the server at {url} did not answer within 60 s")
+            wait_until_answering(url, server, log)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def api_command(workers: int, metrics: bool = True) -> tuple[list[str], dict[str, str]]:

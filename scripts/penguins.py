@@ -67,6 +67,7 @@ def load_penguins(data_dir: Path) -> pd.DataFrame:
 
 def split(frame: pd.DataFrame, seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
     """The stratified train/test split both scripts use: X_train, X_test, y_train, y_test."""
-    return train_test_split(
+    X_train, X_test, y_train, y_test = train_test_split(
         frame[FEATURES], frame[TARGET], test_size=TEST_SIZE, stratify=frame[TARGET], random_state=seed
     )
+    return X_train, X_test, y_train, y_test

@@ -9,18 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jobs import run_script
 from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from app.original.schemas import EXAMPLE_RECORD
-
-MODEL_NAMES = ["logistic_regression", "random_forest", "svc"]
-# The seed's request example, an Adelie: what clients send first.
-RECORD: dict[str, Any] = dict(EXAMPLE_RECORD)
-# Set on a test whose body failed, so its fixtures can keep evidence (the browser's screenshot).
-FAILED = pytest.StashKey[bool]()
+from tests.helpers import FAILED, run_script
 
 
 @pytest.hookimpl(wrapper=True)

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import RECORD
-from live import LiveServer, start_server
+
+from tests.helpers import RECORD, LiveServer, start_server
 
 UPLOAD_BYTES = 400 * 2**20
 UPLOADS = 8

@@ -6,11 +6,11 @@ import re
 from collections.abc import Callable
 
 import pytest
-from conftest import RECORD
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from app.main import is_public
+from tests.helpers import RECORD
 
 TOKEN = "s3cret-0123456789abcdef"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

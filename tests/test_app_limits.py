@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RECORD
 from starlette.responses import JSONResponse, Response
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
@@ -21,6 +20,7 @@ from app.config import Settings
 from app.limits import BodyLimit, ConcurrencyLimit
 from app.main import ERROR_DIALECTS
 from app.original import ENDPOINTS
+from tests.helpers import RECORD
 
 BODY_ROUTES = [endpoint.path.replace("{model_name:path}", "svc") for endpoint in ENDPOINTS if endpoint.method == "POST"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RECORD
-from live import start_server
+
+from tests.helpers import RECORD, start_server
 
 
 @pytest.fixture(scope="module")

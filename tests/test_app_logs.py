@@ -10,8 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import RECORD
-from live import start_server
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -22,6 +20,7 @@ from starlette.testclient import TestClient
 from app.logs import JsonFormatter, RequestFilter, TextFormatter
 from app.original.errors import error_response
 from app.request_id import INTERNAL_ERROR, RequestIdMiddleware
+from tests.helpers import RECORD, start_server
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")
 BODY = json.dumps({"records": [RECORD]}).encode()

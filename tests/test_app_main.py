@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MODEL_NAMES, RECORD
+from penguins import MODEL_NAMES
 from starlette.testclient import TestClient
 
 from app.original.schemas import CompareResponse, ModelInfo, ModelList, PredictResponse
+from tests.helpers import RECORD
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 GENTOO = {"island": "Biscoe", "bill_length_mm": 47.5, "bill_depth_mm": 15.0, "flipper_length_mm": 218,

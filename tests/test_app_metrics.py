@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -17,12 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RECORD
-from live import LiveServer, free_port, start_server
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
+
+from tests.helpers import RECORD, LiveServer, free_port, start_server
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -300,6 +301,10 @@ def promql(prometheus: str, query: str) -> float | None:
     return float(results[0]["value"][1]) if results else None
 
 
+def answers(prometheus: str, query: str, expected: float) -> bool:
+    return promql(prometheus, query) == expected
+
+
 def test_a_real_prometheus_scrapes_two_workers_and_counts_the_requests(models_dir: Path, tmp_path: Path) -> None:
     with (
         start_server(models_dir, tmp_path / "server.log", workers=2) as server,
@@ -319,5 +324,5 @@ def test_a_real_prometheus_scrapes_two_workers_and_counts_the_requests(models_di
             'sum(penguins_predicted_records_total{model="svc"})': sent,
         }
         for query, expected in queries.items():
-            wait_for(lambda query=query, expected=expected: promql(prometheus, query) == expected, 30, query)
+            wait_for(functools.partial(answers, prometheus, query, expected), 30, query)
         assert promql(prometheus, 'up{job="api"}') == 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import RECORD
 from starlette.testclient import TestClient
 
 from app.original.schemas import PredictRequest
+from tests.helpers import RECORD
 
 
 def test_openapi_is_3_1_with_every_endpoint(client: TestClient) -> None:

@@ -10,10 +10,8 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import RECORD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jobs import ROOT
 from pydantic import TypeAdapter
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
@@ -27,6 +25,7 @@ from app.features import FEATURES, Batch
 from app.modelfile import NotAModel, unpack
 from app.original.schemas import PenguinRecord
 from app.predictors import Predictor, build_predictor
+from tests.helpers import RECORD, ROOT
 
 RECORD_ADAPTER = TypeAdapter(PenguinRecord)
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]

@@ -8,15 +8,16 @@ import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import joblib
 import pytest
 import sklearn
-from conftest import RECORD
 from starlette.testclient import TestClient
 
 from app.errors import ModelOutsideFolder
 from app.registry import Registry
+from tests.helpers import RECORD
 
 
 def replace_atomically(source: Path, target: Path) -> None:
@@ -26,7 +27,7 @@ def replace_atomically(source: Path, target: Path) -> None:
     os.replace(temporary, target)
 
 
-def predict(client: TestClient, model: str) -> tuple[int, dict[str, object]]:
+def predict(client: TestClient, model: str) -> tuple[int, dict[str, Any]]:
     response = client.post("/predict", params={"model": model}, json={"records": [RECORD]})
     return response.status_code, response.json()
 

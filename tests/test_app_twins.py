@@ -10,7 +10,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from jobs import ROOT
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -19,6 +18,7 @@ from app.features import FEATURES
 from app.modelfile import unpack
 from app.predictors import build_predictor
 from app.twins import SMALL_BATCH, CompiledForest, CompiledSoftmax, compile_twin
+from tests.helpers import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,7 @@ def test_matches_on_measurements_far_outside_the_data(encoded_penguins: tuple[np
     features, species = encoded_penguins
     forest = RandomForestClassifier(n_estimators=15, random_state=1).fit(features, species)
     compiled = compile_twin(forest, features[:24])
+    assert compiled is not None
     odd = np.random.default_rng(0).uniform(-1e6, 1e6, size=(SMALL_BATCH, features.shape[1]))
     assert np.array_equal(compiled.predict_proba(odd), forest.predict_proba(odd))
 
@@ -66,6 +67,7 @@ def test_big_batches_go_to_the_forest_itself(encoded_penguins: tuple[np.ndarray,
     features, species = encoded_penguins
     forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(features, species)
     compiled = compile_twin(forest, features[:24])
+    assert compiled is not None
     assert np.array_equal(compiled.predict_proba(features), forest.predict_proba(features))
 
 

@@ -1,7 +1,7 @@
 """The workshop in a real browser: JupyterLab and /docs in headless Chromium, against the stack `make up` starts.
 
 Debian's chromium, driven by playwright (never a browser of its own); the stack runs from a
-temporary copy of the working tree (tests/stack.py). A failing test leaves a screenshot in a
+temporary copy of the working tree (tests/helpers.py, temporary_project). A failing test leaves a screenshot in a
 temporary folder and prints its path. Run by `make test-browser`; skipped when no Docker daemon answers.
 """
 
@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import FAILED
 from penguins import MODEL_NAMES
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from stack import Project, docker, temporary_project
+
+from tests.helpers import FAILED, Project, docker, temporary_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 

@@ -1,6 +1,6 @@
 """End to end: the real images and compose stack, driven through the Makefile as a user would.
 
-The stack runs from a temporary copy of the working tree (tests/stack.py), like a fresh clone.
+The stack runs from a temporary copy of the working tree (tests/helpers.py, temporary_project), like a fresh clone.
 Run by `make test-compose`; skipped when no Docker daemon answers.
 """
 
@@ -20,9 +20,10 @@ from uuid import uuid4
 import httpx
 import pytest
 import websocket
-from conftest import RECORD
 from penguins import MODEL_NAMES
-from stack import (
+
+from tests.helpers import (
+    RECORD,
     USER_SETTINGS,
     Project,
     copy_working_tree,

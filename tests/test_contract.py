@@ -7,10 +7,10 @@ from pathlib import Path
 import joblib
 import pandas as pd
 import penguins
-from jobs import ROOT
 
 from app import features
 from app.original.schemas import PenguinRecord
+from tests.helpers import ROOT
 
 
 def test_the_scripts_and_the_app_name_the_same_features_in_the_same_order() -> None:

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from jobs import run_script
 from penguins import MODEL_NAMES
+
+from tests.helpers import run_script
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

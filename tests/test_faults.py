@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RECORD
-from live import LiveServer, start_server
+
+from tests.helpers import RECORD, LiveServer, start_server
 
 pytestmark = pytest.mark.soak
 

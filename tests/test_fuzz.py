@@ -15,13 +15,13 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import RECORD
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
+from tests.helpers import RECORD
 
 TOKEN = "fuzz-token-0123456789"
 BODY_ROUTES = ["/predict", "/predict/compare", "/predict/svc"]

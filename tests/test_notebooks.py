@@ -10,8 +10,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from jobs import ROOT
 from nbclient import NotebookClient
+
+from tests.helpers import ROOT
 
 SCRIPTS = ["train.py", "evaluate.py", "penguins.py"]
 

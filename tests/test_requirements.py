@@ -12,8 +12,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
-from jobs import ROOT
 from packaging.markers import Marker
+
+from tests.helpers import ROOT
 
 MODEL_STACK = ["scikit-learn", "numpy", "scipy", "joblib", "pandas"]
 IMAGES = ["compose/jupyter/requirements.uv.txt", "compose/api/requirements.uv.txt"]

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live import start_server
+
+from tests.helpers import start_server
 
 # Enough examples per operation to find what the document and the app disagree on, in well under a minute.
 MAX_EXAMPLES = 25

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from jobs import run_script
-from live import LiveServer, start_server
+
+from tests.helpers import LiveServer, run_script, start_server
 
 pytestmark = pytest.mark.soak
 

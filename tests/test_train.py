@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 import shutil
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import joblib
 import pandas as pd
 import pytest
-from jobs import ROOT, run_script
 from penguins import FEATURES, MODEL_NAMES
+
+from tests.helpers import ROOT, run_script
 
 METADATA_KEYS = {
     "name", "estimator", "params", "cv_score", "test_accuracy", "features",
@@ -36,7 +37,8 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def load(models: Path, name: str) -> dict[str, Any]:
-    return joblib.load(models / f"{name}.pkl")
+    bundle: dict[str, Any] = joblib.load(models / f"{name}.pkl")
+    return bundle
 
 
 def test_writes_three_bundles_with_documented_keys(full_run: tuple[Path, str]) -> None:
@@ -57,7 +59,7 @@ def test_metadata_describes_the_model(full_run: tuple[Path, str]) -> None:
         assert metadata["classes"] == ["Adelie", "Chinstrap", "Gentoo"]
         assert metadata["data_sha256"] == DATA_SHA256
         assert metadata["seed"] == 42
-        assert datetime.fromisoformat(metadata["trained_at"]).utcoffset().total_seconds() == 0
+        assert datetime.fromisoformat(metadata["trained_at"]).utcoffset() == timedelta(0)
         assert type(load(models, name)["model"][-1]).__name__ == metadata["estimator"]
 
 

@@ -11,13 +11,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import MODEL_NAMES, RECORD
+from penguins import MODEL_NAMES
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.features import FEATURES
 from app.main import create_app
+from tests.helpers import RECORD
 
 NUMERIC = [name for name in FEATURES if name not in ("island", "sex")]
 RECORDS = [
@@ -389,7 +390,10 @@ def test_binary_outputs_when_asked_for_all(client: TestClient) -> None:
 
 
 def test_binary_output_asked_per_output(client: TestClient) -> None:
-    outputs = [{"name": "predict", "parameters": {"binary_data": True}}, {"name": "predict_proba"}]
+    outputs: list[dict[str, Any]] = [
+        {"name": "predict", "parameters": {"binary_data": True}},
+        {"name": "predict_proba"},
+    ]
     header, data = split_answer(post_binary(client, *binary_request(RECORDS, outputs)))
     predict, proba = header["outputs"]
     assert predict["parameters"]["binary_data_size"] == len(data)

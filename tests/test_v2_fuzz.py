@@ -72,11 +72,9 @@ def test_infer_survives_odd_binary_requests(
     client: TestClient, body: dict[str, Any], binary: bytes, header_length: int | bytes
 ) -> None:
     header = json.dumps(body, allow_nan=True).encode()
-    length = str(len(header) if header_length == 0 else header_length).encode()
-    if isinstance(header_length, bytes):
-        length = header_length
+    length = header_length if isinstance(header_length, bytes) else str(header_length or len(header)).encode()
     response = client.post(
-        "/v2/models/svc/infer", content=header + binary, headers={"Inference-Header-Content-Length": length}
+        "/v2/models/svc/infer", content=header + binary, headers={b"Inference-Header-Content-Length": length}
     )
     check(response)
 

@@ -12,12 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
-from conftest import MODEL_NAMES
-from jobs import ROOT
-from live import start_server
+from penguins import MODEL_NAMES
 from tritonclient.utils import InferenceServerException
 
 from app.features import CATEGORICAL, FEATURES
+from tests.helpers import ROOT, start_server
 
 SIZES = [1, 10_000]
 
