@@ -29,8 +29,6 @@ from app.errors import (
     ServingError,
     TooManyRecords,
 )
-from app.features import Batch
-from app.predictors import Prediction
 from app.registry import LoadedModel
 
 # A prediction whose measured cost fits this runs on the event loop: a thread hop would cost as much.
@@ -140,8 +138,3 @@ async def get_model(plane: DataPlane, name: str | None) -> LoadedModel:
     """The model, loaded on a worker thread when it is not cached yet."""
     cached = plane.cached(name)
     return cached if cached is not None else await run_in_threadpool(plane.load, name)
-
-
-async def predict(plane: DataPlane, model: LoadedModel, batch: Batch) -> Prediction:
-    inline = model.estimated_seconds(len(batch)) <= INLINE_BUDGET_SECONDS
-    return await run_inline_or_threaded(inline, plane.predict, model, batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from app.original.schemas import PredictRequest
@@ -76,3 +77,18 @@ def test_swagger_ui_script_is_served(client: TestClient) -> None:
     response = client.get("/docs/static/swagger-ui-bundle.js")
     assert response.status_code == 200
     assert "SwaggerUIBundle" in response.text[:100_000]
+
+
+def test_the_document_lists_exactly_the_served_api_routes(client: TestClient) -> None:
+    served = {
+        (method.lower(), route.path_format)
+        for route in client.app.routes  # type: ignore[attr-defined]
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    # The documentation's own routes and the metrics are served but are not the API.
+    undocumented = {("get", "/openapi.json"), ("get", "/docs"), ("get", "/docs/openapi-3.0.json"), ("get", "/metrics")}
+    paths = client.get("/openapi.json").json()["paths"]
+    documented = {(method, path) for path, operations in paths.items() for method in operations}
+    assert documented == served - undocumented
