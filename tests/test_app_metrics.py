@@ -23,7 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from tests.helpers import RECORD, LiveServer, free_port, start_server
+from tests.helpers import RECORD, ROOT, LiveServer, free_port, start_server
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -257,15 +257,18 @@ def test_metrics_off_answers_404(make_client: Callable[..., TestClient]) -> None
 
 
 @contextmanager
-def prometheus_scraping(target: str, folder: Path) -> Iterator[str]:
-    """Prometheus on a free loopback port, scraping target every second, until the block ends; yields its URL."""
+def prometheus_scraping(target: str, folder: Path, token: str = "") -> Iterator[str]:
+    """Prometheus on a free loopback port with the stack's own config, but scraping target every second."""
     binary = shutil.which("prometheus")
     assert binary, "prometheus (Debian package prometheus) is needed: .ci/run installs it"
+    (folder / "api_token").write_text(token)
+    shipped = (ROOT / "compose" / "prometheus" / "prometheus.yml").read_text()
+    replacements = {"api:8000": target, "/tmp/api_token": str(folder / "api_token"), "5s": "1s", "4s": "1s"}
+    for old, new in replacements.items():
+        assert old in shipped, old
+        shipped = shipped.replace(old, new)
     config = folder / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-        f"scrape_configs:\n  - job_name: api\n    static_configs:\n      - targets: ['{target}']\n"
-    )
+    config.write_text(shipped)
     port = free_port()
     command = [binary, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
                f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
@@ -325,4 +328,14 @@ def test_a_real_prometheus_scrapes_two_workers_and_counts_the_requests(models_di
         }
         for query, expected in queries.items():
             wait_for(functools.partial(answers, prometheus, query, expected), 30, query)
-        assert promql(prometheus, 'up{job="api"}') == 1
+        assert promql(prometheus, 'up{job="penguins-api"}') == 1
+
+
+def test_prometheus_sends_the_api_token_from_its_file(models_dir: Path, tmp_path: Path) -> None:
+    token = "a-long-random-token-0123456789"
+    with (
+        start_server(models_dir, tmp_path / "server.log", settings={"API_TOKEN": token}) as server,
+        prometheus_scraping(server.url.removeprefix("http://"), tmp_path, token) as prometheus,
+    ):
+        wait_for(functools.partial(answers, prometheus, 'up{job="penguins-api"}', 1), 30, "target never up")
+        assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 401  # without it: refused
