@@ -16,12 +16,20 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from swagger_ui_bundle import swagger_ui_path
 
+from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
+
 if TYPE_CHECKING:
     from app.http import Endpoint
 
 SWAGGER_UI_DIR = str(swagger_ui_path)
 # The API's version, as the document and V2's server metadata state it.
 API_VERSION = "1.0.0"
+# What the registry accepts as a model name (registry.MODEL_NAME_PATTERN), as both dialects document it.
+MODEL_NAME: dict[str, Any] = {
+    "type": "string",
+    "pattern": f"^{MODEL_NAME_PATTERN.pattern}$",
+    "maxLength": MODEL_NAME_MAX_LENGTH,
+}
 # An error answer: the body's schema, and when it happens.
 ErrorDoc = tuple[type[BaseModel], str]
 BEARER = "bearerAuth"

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers import FAILED, run_script
+from tests.helpers import FAILED, run_script, start_server
 
 
 @pytest.hookimpl(wrapper=True)
@@ -41,6 +41,23 @@ def models_dir(trained_models_dir: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "models"
     shutil.copytree(trained_models_dir, folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def module_models_dir(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One copy of the trained models for a module's live server; tests may add files, never change these."""
+    folder = tmp_path_factory.mktemp("module") / "models"
+    shutil.copytree(trained_models_dir, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def live_url(module_models_dir: Path) -> Iterator[str]:
+    """The API as `make serve LOCAL=1` and the image start it, once for the module; yields its base URL."""
+    log = module_models_dir.parent / "server.log"
+    with start_server(module_models_dir, log) as live:
+        yield live.url
+    assert "Traceback" not in log.read_text()  # a module sharing one server breaks no model
 
 
 @pytest.fixture

@@ -57,11 +57,9 @@ def post_each(url: str, paths: list[str], records: int = 1, threads: int = 8) ->
 
 
 @pytest.fixture(scope="module")
-def live_models_dir(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def live_models_dir(module_models_dir: Path) -> Path:
     """The module's server's models; tests that change models use their own copy (models_dir)."""
-    folder = tmp_path_factory.mktemp("metrics") / "models"
-    shutil.copytree(trained_models_dir, folder)
-    return folder
+    return module_models_dir
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,8 @@ import numpy as np
 import pytest
 from penguins import MODEL_NAMES
 from starlette.testclient import TestClient
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.config import Settings
 from app.features import FEATURES
-from app.main import create_app
 from tests.helpers import RECORD
 
 NUMERIC = [name for name in FEATURES if name not in ("island", "sex")]
@@ -176,18 +173,11 @@ def test_infer_generates_an_id_when_absent(client: TestClient) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", first) and first != second
 
 
-def test_infer_takes_the_request_id_of_the_request(models_dir: Path) -> None:
-    app = create_app(Settings(models_dir))
-
-    async def with_request_id(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope["state"] = {**scope.get("state", {}), "request_id": "from-the-middleware"}
-        await app(scope, receive, send)
-
-    wrapped: ASGIApp = with_request_id
-    with TestClient(wrapped) as client:
-        assert infer(client, v2_request()).json()["id"] == "from-the-middleware"
-        assert infer(client, v2_request(id="own")).json()["id"] == "own"
+def test_infer_takes_the_request_id_of_the_request(client: TestClient) -> None:
+    headers = {"X-Request-ID": "from-the-client"}
+    response = client.post("/v2/models/svc/infer", json=v2_request(), headers=headers)
+    assert response.json()["id"] == response.headers["x-request-id"] == "from-the-client"
+    assert client.post("/v2/models/svc/infer", json=v2_request(id="own"), headers=headers).json()["id"] == "own"
 
 
 def test_nested_n_by_1_equals_flat(client: TestClient) -> None:

@@ -30,11 +30,10 @@ from app.http import (
     run_inline_or_threaded,
 )
 from app.modelfile import estimator_name
-from app.openapi import ErrorDoc, operation, path_parameter, query_parameter, request_body
+from app.openapi import MODEL_NAME, ErrorDoc, operation, path_parameter, query_parameter, request_body
 from app.original.errors import RequestInvalid
 from app.original.schemas import (
     EXAMPLE_RECORD,
-    MODEL_NAME_SCHEMA,
     CompareRequest,
     CompareResponse,
     ErrorDetail,
@@ -206,7 +205,7 @@ ERRORS: dict[int, ErrorDoc] = {
 }
 MODEL_ERRORS = {status: ERRORS[status] for status in (400, 404, 500, 503)}
 FOLDER_ERRORS = {503: ERRORS[503]}
-NAME = {"type": "string", **MODEL_NAME_SCHEMA}
+NAME = MODEL_NAME
 COMMA_SEPARATED_NAMES = rf"^{MODEL_NAME_PATTERN.pattern}(,{MODEL_NAME_PATTERN.pattern})*$"
 PREDICT_EXAMPLE = {"records": [EXAMPLE_RECORD]}
 COMPARE_EXAMPLE = {"records": [EXAMPLE_RECORD], "models": ["svc", "random_forest"]}

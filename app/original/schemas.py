@@ -10,13 +10,13 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 from app.features import EXAMPLE_RECORD as EXAMPLE_RECORD  # the request example, importable from here too
 from app.features import FLOAT32_MAX, Island, Sex, canonical_sex
 from app.modelfile import ModelFormat
-from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
+from app.openapi import MODEL_NAME
 
 # strict: "39.1" or true is a client mistake, not a number; JSON integers still count.
 Measurement = Annotated[float, Field(gt=0, lt=FLOAT32_MAX, allow_inf_nan=False, strict=True)]
 AnyCaseSex = Annotated[Sex, BeforeValidator(canonical_sex)]
 # What the registry accepts as a name, declared in the document; a name outside it is answered 400, not 422.
-MODEL_NAME_SCHEMA: dict[str, Any] = {"pattern": f"^{MODEL_NAME_PATTERN.pattern}$", "maxLength": MODEL_NAME_MAX_LENGTH}
+MODEL_NAME_SCHEMA: dict[str, Any] = {key: value for key, value in MODEL_NAME.items() if key != "type"}
 ModelName = Annotated[
     str,
     Field(

@@ -26,8 +26,8 @@ from app.http import (
     get_model,
     run_inline_or_threaded,
 )
-from app.openapi import API_VERSION, ErrorDoc, json_content, operation, path_parameter, ref, request_body
-from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN, SUFFIX, LoadedModel
+from app.openapi import API_VERSION, MODEL_NAME, ErrorDoc, json_content, operation, path_parameter, ref, request_body
+from app.registry import SUFFIX, LoadedModel
 from app.v2.codec import (
     BINARY_CONTENT_TYPE,
     HEADER_LENGTH,
@@ -195,7 +195,7 @@ def _parse(model: type[BaseModel], body: bytes) -> Any:
 
 # --- the route table and its OpenAPI operations -------------------------------------------------
 
-NAME = {"type": "string", "pattern": f"^{MODEL_NAME_PATTERN.pattern}$", "maxLength": MODEL_NAME_MAX_LENGTH}
+NAME = MODEL_NAME
 MODEL_PARAMETERS = [path_parameter("name", NAME)]
 VERSION_PARAMETERS = [*MODEL_PARAMETERS, path_parameter("version", {"type": "string"})]
 ERRORS: dict[int, ErrorDoc] = {
