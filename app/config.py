@@ -86,7 +86,7 @@ class Settings:
 
     metrics: bool = True
     log_format: LogFormat = "text"
-    # Off unless asked for, as in gunicorn: the README's performance section says what a line per request costs.
+    # Off unless asked for, as in gunicorn: app/README.md's performance section says what a line per request costs.
     access_log: bool = False
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Measure the API against its physical floors: `make bench` (see README, Performance).
+"""Measure the API against its physical floors: `make bench` (see app/README.md, Performance).
 
 Starts the API with uvicorn as the API image does (`python -m app`), on a free loopback port,
 loads it with wrk, and measures in the same run the floors it cannot beat:
@@ -248,7 +248,7 @@ def machine() -> dict[str, Any]:
             "system": f"{platform.system()} {platform.release()}"}  # fmt: skip
 
 
-# Targets from the README's Performance section.
+# Targets from app/README.md's Performance section.
 MIN_REQUESTS_PER_SECOND = {"logistic_regression": 3000, "random_forest": 200}
 MIN_RECORDS_PER_SECOND = {("logistic_regression", 10_000): 150_000}
 V2_MODEL, V2_RECORDS = "logistic_regression", 10_000
