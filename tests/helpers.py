@@ -159,10 +159,14 @@ class Project:
     prometheus_url: str
 
     def make(self, *targets: str) -> str:
+        return self.make_with({}, *targets)
+
+    def make_with(self, settings: Mapping[str, str], *targets: str) -> str:
+        """make with more variables in its environment, as a user's shell would export them."""
         done = subprocess.run(
             ["make", "--no-print-directory", *targets],
             cwd=self.root,
-            env=self.env,
+            env=self.env | dict(settings),
             capture_output=True,
             text=True,
             timeout=1100,

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from penguins import MODEL_NAMES
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.helpers import FAILED, Project, docker, temporary_project
 
@@ -169,23 +169,66 @@ def test_jupyterlab_without_the_token_shows_the_login_page(page: Page, stack: Pr
     expect(page.locator("#jp-main-dock-panel")).to_have_count(0)
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "expected"),
-    [pytest.param("post", "/predict", '"predictions": [', id="predict")],
-)
-def test_docs_try_it_out_answers(page: Page, stack: Project, method: str, path: str, expected: str) -> None:
-    requests, errors = record_requests(page), record_console_errors(page)
-    page.goto(f"{stack.api_url}/docs")
+def docs_operation(page: Page, method: str, path: str) -> Locator:
+    """An operation of the /docs page, opened and switched to "Try it out"."""
     operation = page.locator(f".opblock-{method}", has=page.locator(f'.opblock-summary-path[data-path="{path}"]'))
-
     operation.locator(".opblock-summary").click()
     operation.get_by_role("button", name="Try it out").click()
-    operation.get_by_role("button", name="Execute").click()
+    return operation
 
+
+def executed(operation: Locator, status: str) -> Locator:
+    """Execute the operation; its live response, once it shows the status."""
+    operation.get_by_role("button", name="Execute").click()
     response = operation.locator(".live-responses-table .response")
-    expect(response.locator(".response-col_status")).to_have_text("200")
+    expect(response.locator(".response-col_status")).to_have_text(status)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "parameters", "expected"),
+    [
+        pytest.param("post", "/predict", {}, '"predictions": [', id="predict"),
+        pytest.param("post", "/v2/models/{name}/infer", {"name": "logistic_regression"}, '"outputs": [', id="v2-infer"),
+    ],
+)
+def test_docs_try_it_out_answers(
+    page: Page, stack: Project, method: str, path: str, parameters: dict[str, str], expected: str
+) -> None:
+    requests, errors = record_requests(page), record_console_errors(page)
+    page.goto(f"{stack.api_url}/docs")
+    operation = docs_operation(page, method, path)
+    for name, value in parameters.items():
+        operation.locator(f'input[placeholder="{name}"]').fill(value)
+
+    response = executed(operation, "200")
     expect(response.locator(".response-col_description")).to_contain_text(expected)
     assert errors == []
     leaving = [url for url in requests if urlsplit(url).scheme != "data" and urlsplit(url).hostname != "127.0.0.1"]
     assert leaving == []
-    assert any(urlsplit(url).path == path for url in requests), requests
+    called = path.format(**parameters)
+    assert any(urlsplit(url).path == called for url in requests), requests
+
+
+@pytest.fixture
+def guarded_api(stack: Project) -> Iterator[str]:
+    """The stack's API restarted with an API_TOKEN, the project's way (`make serve`); without it again after."""
+    token = "docs-authorize-" + "0123456789abcdef"
+    stack.make_with({"API_TOKEN": token}, "serve")
+    try:
+        yield token
+    finally:
+        stack.make("serve")
+
+
+def test_docs_authorize_button_opens_the_protected_routes(page: Page, stack: Project, guarded_api: str) -> None:
+    page.goto(f"{stack.api_url}/docs")
+    executed(docs_operation(page, "get", "/models"), "401")
+
+    page.locator(".auth-wrapper .authorize").click()
+    page.locator(".auth-container input").fill(guarded_api)
+    page.locator(".auth-btn-wrapper").get_by_role("button", name="Authorize").click()
+    page.locator(".auth-btn-wrapper").get_by_role("button", name="Close").click()
+
+    response = executed(page.locator(".opblock-get", has=page.locator('[data-path="/models"]')), "200")
+    expect(response.locator(".response-col_description")).to_contain_text("modelos_disponibles")
