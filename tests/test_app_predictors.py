@@ -160,7 +160,7 @@ def test_bare_pipeline_shape(client: TestClient, models_dir: Path, penguins: pd.
 
 
 def legacy_bundle(penguins: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
-    """As the seed's notebook saved it: a model fitted on pd.get_dummies(drop_first=True) columns."""
+    """As the original service's notebook saved it: a model fitted on pd.get_dummies(drop_first=True) columns."""
     dummies = pd.get_dummies(canonical(penguins), drop_first=True)
     label_encoder = LabelEncoder().fit(penguins["species"])
     model = RandomForestClassifier(n_estimators=10, random_state=0).fit(
