@@ -12,12 +12,12 @@ from app.logs import LOG_FORMATS, LogFormat
 from app.registry import MODEL_NAME_MAX_LENGTH, is_model_name
 
 TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("", "0", "false", "no", "off")
 # A pretty-printed record with full-precision floats takes about 280 bytes of JSON, a compact one 134:
 # MAX_RECORDS records fit with room in either form.
 BODY_BYTES_PER_RECORD = 400
 TOKEN_MIN_LENGTH = 16
 WORKER_HEALTHCHECK_SECONDS = 30
-FALSE_WORDS = ("", "0", "false", "no", "off")
 
 
 class ConfigError(ValueError):
@@ -79,15 +79,14 @@ class Settings:
     max_concurrent_requests: int = 64  # per worker; beyond it, 503 at once
     api_token: str | None = None
     strict_sklearn_version: bool = False
-
-    @property
-    def body_limit(self) -> int:
-        return self.max_body_bytes or BODY_BYTES_PER_RECORD * self.max_records
-
     metrics: bool = True
     log_format: LogFormat = "text"
     # Off unless asked for, as in gunicorn: app/README.md's performance section says what a line per request costs.
     access_log: bool = False
+
+    @property
+    def body_limit(self) -> int:
+        return self.max_body_bytes or BODY_BYTES_PER_RECORD * self.max_records
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
