@@ -49,9 +49,7 @@ class DataPlane:
 
     def check_size(self, records: int) -> None:
         if records > self.settings.max_records:
-            raise TooManyRecords(
-                f"Got {records} records; at most MAX_RECORDS={self.settings.max_records} are accepted per request."
-            )
+            raise TooManyRecords.of(records, self.settings.max_records)
 
     def predict(self, model: LoadedModel, batch: Batch) -> Prediction:
         self.check_size(len(batch))
@@ -72,15 +70,14 @@ class DataPlane:
         Every name is checked (400, 404) before anything is loaded or predicted.
         """
         requested = names is not None
-        file_names = list(dict.fromkeys(map(self.registry.file_name, names or self.available())))
-        models = [self._cached_or_missing(file_name, requested) for file_name in file_names]
+        models = [self._cached_or_missing(file_name, requested) for file_name in self._file_names(names)]
         loaded = [model for model in models if model is not None]
         return Selection(loaded, {}) if len(loaded) == len(models) else None
 
     def select(self, names: list[str] | None) -> Selection:
         """The named models, all of which must load; or, without names, every model that loads."""
         requested = names is not None
-        file_names = list(dict.fromkeys(map(self.registry.file_name, names or self.available())))
+        file_names = self._file_names(names)
         for file_name in file_names:
             self._cached_or_missing(file_name, requested)
         models: list[LoadedModel] = []
@@ -107,6 +104,10 @@ class DataPlane:
                 continue
             return True
         return False
+
+    def _file_names(self, names: list[str] | None) -> list[str]:
+        """The named models' files, each once; without names, every file in the folder."""
+        return list(dict.fromkeys(map(self.registry.file_name, names or self.available())))
 
     def _cached_or_missing(self, file_name: str, requested: bool) -> LoadedModel | None:
         try:

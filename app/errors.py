@@ -33,6 +33,10 @@ class InvalidInput(ServingError):
 class TooManyRecords(ServingError):
     """More records in one request than MAX_RECORDS."""
 
+    @classmethod
+    def of(cls, records: int, max_records: int) -> TooManyRecords:
+        return cls(f"Got {records} records; at most MAX_RECORDS={max_records} are accepted per request.")
+
 
 class ModelLoadFailed(ServingError):
     """The file exists but holds nothing that can be served."""

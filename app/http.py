@@ -6,6 +6,7 @@ OpenAPI document's paths are both made from that list.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -49,6 +50,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 # A dialect's error answer: status, one sentence, extra headers.
 ErrorResponse = Callable[[int, str, "Mapping[str, str] | None"], Response]
 T = TypeVar("T")
+logger = logging.getLogger("app")
+# A 500's whole answer, in either dialect: the cause goes to the log, never to the client.
+INTERNAL_ERROR = "Internal server error; the cause is in the server log."
 # The route label of a request no route knows: one value however many paths are tried.
 UNMATCHED = "<unmatched>"
 
@@ -76,22 +80,8 @@ class Endpoint:
 
 
 def routes(endpoints: Sequence[Endpoint]) -> list[Route]:
-    """One Starlette route per path, with every method the endpoints give it."""
-    by_path: dict[str, list[Endpoint]] = {}
-    for endpoint in endpoints:
-        by_path.setdefault(endpoint.path, []).append(endpoint)
-    return [_route(path, group) for path, group in by_path.items()]
-
-
-def _route(path: str, group: list[Endpoint]) -> Route:
-    handlers = {endpoint.method: endpoint.handler for endpoint in group}
-    if len(handlers) == 1:
-        return Route(path, group[0].handler, methods=list(handlers))
-
-    async def dispatch(request: Request) -> Response:
-        return await handlers[request.method if request.method != "HEAD" else "GET"](request)
-
-    return Route(path, dispatch, methods=list(handlers))
+    """One Starlette route per endpoint; two methods on one path are two routes, which the router tells apart."""
+    return [Route(endpoint.path, endpoint.handler, methods=[endpoint.method]) for endpoint in endpoints]
 
 
 def error_response_for(path: str, dialects: Sequence[tuple[str, ErrorResponse]]) -> ErrorResponse:
@@ -117,6 +107,17 @@ def status_code(error: ServingError) -> int:
         if kind in STATUS_CODES:
             return STATUS_CODES[kind]
     return 500
+
+
+def logged_status(request: Request, error: ServingError) -> int:
+    """The error's status, for a dialect to answer with; a server fault is logged first, traceback and all."""
+    status = status_code(error)
+    if status >= 500:
+        # The traceback (when there is one) goes to the log, never into the response.
+        logger.error(
+            "%s %s -> %d: %s", request.method, request.url.path, status, error.detail, exc_info=error.__cause__
+        )
+    return status
 
 
 def data_plane(request: Request) -> DataPlane:

@@ -172,10 +172,6 @@ class Registry:
         self._stamp(file_name)  # 404 for a file that is not there
         self._evict(file_name)
 
-    def state(self, file_name: str) -> LoadedModel | BrokenModel | None:
-        """What the cache holds for a file now: loaded, broken, or nothing yet; never loads."""
-        return self._entries.get(file_name)
-
     def _is_listed(self, entry: os.DirEntry[str]) -> bool:
         if not entry.name.endswith(SUFFIX) or not is_model_name(entry.name.removesuffix(SUFFIX)):
             return False

@@ -16,13 +16,12 @@ from urllib.parse import quote
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http import ErrorResponse, error_response_for, route_template
+from app.http import INTERNAL_ERROR, ErrorResponse, error_response_for, route_template
 from app.logs import RequestContext, current_request
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Visible ASCII only, so an echoed ID cannot split a header or a log line.
 SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
-INTERNAL_ERROR = "Internal server error; the cause is in the server log."
 logger = logging.getLogger("app")
 access_logger = logging.getLogger("app.access")
 

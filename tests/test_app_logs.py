@@ -17,9 +17,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from app.http import INTERNAL_ERROR
 from app.logs import JsonFormatter, RequestFilter, TextFormatter
 from app.original.errors import error_response
-from app.request_id import INTERNAL_ERROR, RequestIdMiddleware
+from app.request_id import RequestIdMiddleware
 from tests.helpers import RECORD, start_server
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")

@@ -69,10 +69,7 @@ class Parser(Generic[RequestT]):
         except ValidationError as error:
             for item in error.errors(include_url=False, include_input=False):
                 if item["type"] == "too_long" and item["loc"] == ("records",):
-                    raise TooManyRecords(
-                        f"Got {item['ctx']['actual_length']} records; at most MAX_RECORDS={self.max_records} "
-                        "are accepted per request."
-                    ) from None
+                    raise TooManyRecords.of(item["ctx"]["actual_length"], self.max_records) from None
             raise RequestInvalid.from_pydantic(error, "body") from None
 
 
@@ -205,11 +202,10 @@ ERRORS: dict[int, ErrorDoc] = {
 }
 MODEL_ERRORS = {status: ERRORS[status] for status in (400, 404, 500, 503)}
 FOLDER_ERRORS = {503: ERRORS[503]}
-NAME = MODEL_NAME
 COMMA_SEPARATED_NAMES = rf"^{MODEL_NAME_PATTERN.pattern}(,{MODEL_NAME_PATTERN.pattern})*$"
 PREDICT_EXAMPLE = {"records": [EXAMPLE_RECORD]}
 COMPARE_EXAMPLE = {"records": [EXAMPLE_RECORD], "models": ["svc", "random_forest"]}
-MODEL_QUERY = query_parameter("model", "Model file name, with or without `.pkl`; wins over the body.", NAME)
+MODEL_QUERY = query_parameter("model", "Model file name, with or without `.pkl`; wins over the body.", MODEL_NAME)
 MODELS_QUERY = query_parameter(
     "models",
     "Repeat it (`?models=svc&models=random_forest`) or separate names with commas; wins over the body.",
@@ -234,7 +230,9 @@ ENDPOINTS = [
         "GET",
         "/models/{name:path}",
         describe_model,
-        operation(TAG, "One model's metadata", ModelInfo, MODEL_ERRORS, parameters=[path_parameter("name", NAME)]),
+        operation(
+            TAG, "One model's metadata", ModelInfo, MODEL_ERRORS, parameters=[path_parameter("name", MODEL_NAME)]
+        ),
     ),
     Endpoint(
         "POST",
@@ -271,7 +269,7 @@ ENDPOINTS = [
             "Species and probabilities from the named model (as /predict?model=...)",
             PredictResponse,
             ERRORS,
-            parameters=[path_parameter("model_name", NAME)],
+            parameters=[path_parameter("model_name", MODEL_NAME)],
             requestBody=request_body(PredictRequest, PREDICT_EXAMPLE),
         ),
     ),

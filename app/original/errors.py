@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import ExceptionHandler
 
 from app.errors import ServingError
-from app.http import FastJSONResponse, status_code
+from app.http import INTERNAL_ERROR, FastJSONResponse, logged_status
 
 logger = logging.getLogger("app")
 
@@ -35,11 +35,6 @@ class RequestInvalid(Exception):
         return cls([{"loc": [where, *item["loc"]], "msg": item["msg"], "type": item["type"]} for item in raw])
 
 
-def log_server_fault(request: Request, status: int, detail: str, cause: BaseException | None) -> None:
-    # The traceback (when there is one) goes to the log, never into the response.
-    logger.error("%s %s -> %d: %s", request.method, request.url.path, status, detail, exc_info=cause)
-
-
 def error_response(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Response:
     """This dialect's error body, for answers made before any route runs (limits, tokens)."""
     return FastJSONResponse({"detail": detail}, status_code=status, headers=headers)
@@ -47,10 +42,7 @@ def error_response(status: int, detail: str, headers: Mapping[str, str] | None =
 
 async def serving_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServingError)
-    status = status_code(exc)
-    if status >= 500:
-        log_server_fault(request, status, exc.detail, exc.__cause__)
-    return FastJSONResponse({"detail": exc.detail}, status_code=status)
+    return FastJSONResponse({"detail": exc.detail}, status_code=logged_status(request, exc))
 
 
 async def request_invalid(request: Request, exc: Exception) -> Response:
@@ -65,7 +57,7 @@ async def http_exception(request: Request, exc: Exception) -> Response:
 
 async def unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return FastJSONResponse({"detail": "Internal server error; the cause is in the server log."}, status_code=500)
+    return FastJSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
 
 
 EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {

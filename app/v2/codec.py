@@ -141,9 +141,7 @@ class _Columns:
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
             raise BadRequest(f"Input {name[:64]!r} has shape {shape}; a column is [N] or [N, 1].")
         if shape[0] > self.max_records:
-            raise TooManyRecords(
-                f"Got {shape[0]} records; at most MAX_RECORDS={self.max_records} are accepted per request."
-            )
+            raise TooManyRecords.of(shape[0], self.max_records)
         return shape[0]
 
     def _binary(self, tensor: RequestInput, data: Any) -> memoryview:

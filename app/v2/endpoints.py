@@ -195,8 +195,7 @@ def _parse(model: type[BaseModel], body: bytes) -> Any:
 
 # --- the route table and its OpenAPI operations -------------------------------------------------
 
-NAME = MODEL_NAME
-MODEL_PARAMETERS = [path_parameter("name", NAME)]
+MODEL_PARAMETERS = [path_parameter("name", MODEL_NAME)]
 VERSION_PARAMETERS = [*MODEL_PARAMETERS, path_parameter("version", {"type": "string"})]
 ERRORS: dict[int, ErrorDoc] = {
     400: (V2Error, "Bad request: a model name that is not a plain file name, or an input that cannot be used."),

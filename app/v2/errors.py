@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Mapping
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import InvalidInput, ServingError
-from app.http import FastJSONResponse, Handler, status_code
-
-logger = logging.getLogger("app")
+from app.http import FastJSONResponse, Handler, logged_status
 
 
 class BadRequest(InvalidInput):
@@ -32,11 +29,6 @@ def answers_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except ServingError as error:
-            status = status_code(error)
-            if status >= 500:
-                # The traceback (when there is one) goes to the log, never into the response.
-                logger.error("%s %s -> %d: %s", request.method, request.url.path, status, error.detail,
-                             exc_info=error.__cause__)  # fmt: skip
-            return error_response(status, error.detail)
+            return error_response(logged_status(request, error), error.detail)
 
     return handle
