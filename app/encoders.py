@@ -17,11 +17,9 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from app.features import CATEGORICAL, ISLANDS, NUMERIC, SEXES, Batch
+from app.features import CATEGORICAL, FEW_RECORDS, ISLANDS, NUMERIC, SEXES, Batch
 from app.modelfile import NotAModel
 
-# Up to this many records a plain loop beats numpy's fixed cost per call.
-FEW_RECORDS = 16
 # Writes one block of encoded columns into the output matrix, which starts as zeros.
 Op = Callable[[Batch, np.ndarray], None]
 

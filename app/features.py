@@ -33,6 +33,8 @@ EXAMPLE_RECORD: dict[str, Any] = {
     "body_mass_g": 3750,
     "sex": "Male",
 }
+# Up to this many records a plain loop beats numpy's fixed cost per call.
+FEW_RECORDS = 16
 # The largest float32: tree models compute in float32, where anything larger is infinite.
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -63,23 +65,23 @@ class Batch:
         cls, categorical: Mapping[str, Sequence[str]], numeric: Mapping[str, np.ndarray | Sequence[float]]
     ) -> Batch:
         """Columns from any protocol, checked here: one value per record, known categories, sane measurements."""
-        lengths = {name: len(values) for name, values in (*categorical.items(), *numeric.items())}
-        if lengths.keys() != FEATURE_SET:
-            missing = sorted(FEATURE_SET - lengths.keys())
+        columns = {**categorical, **numeric}
+        if columns.keys() != FEATURE_SET:
+            missing = sorted(FEATURE_SET - columns.keys())
             raise InvalidInput(f"Every feature is needed as a column; missing: {', '.join(missing)}.")
-        count = lengths["island"]
-        if any(length != count for length in lengths.values()):
+        count = len(columns["island"])
+        if any(len(values) != count for values in columns.values()):
+            lengths = {name: len(values) for name, values in columns.items()}
             raise InvalidInput(f"Every column must have one value per record; got lengths {lengths}.")
         if not count:
             raise InvalidInput("The columns hold no record; send at least one.")
-        columns = {name: _checked_category(name, categorical[name]) for name in CATEGORICAL}
-        measurements = np.empty((count, len(NUMERIC)))
+        words = {name: _checked_category(name, categorical[name]) for name in CATEGORICAL}
         try:
-            for position, name in enumerate(NUMERIC):
-                measurements[:, position] = numeric[name]
-        except ValueError:
+            # One conversion for the four columns; transposed, each stays contiguous.
+            measurements = np.array([numeric[name] for name in NUMERIC], dtype=np.float64).T
+        except (TypeError, ValueError):
             raise InvalidInput("Every measurement column must be one number per record.") from None
-        return cls(columns, _checked_measurements(measurements))
+        return cls(words, _checked_measurements(measurements))
 
     def __len__(self) -> int:
         return len(self.numeric)
@@ -106,8 +108,13 @@ def _checked_category(name: str, values: Sequence[str]) -> list[str]:
 
 def _checked_measurements(measurements: np.ndarray) -> np.ndarray:
     """The (n, 4) matrix, checked at once; the first bad value, column by column, is named."""
-    # Two reductions, no temporaries: a NaN carries through min and max and fails both comparisons.
-    if not (measurements.min() > 0 and measurements.max() < FLOAT32_MAX):
+    if len(measurements) <= FEW_RECORDS:
+        # Starting two numpy reductions costs more than comparing a few values one by one.
+        good = all(0.0 < value < FLOAT32_MAX for value in measurements.ravel("K").tolist())
+    else:
+        # Two reductions, no temporaries: a NaN carries through min and max and fails both comparisons.
+        good = measurements.min() > 0 and measurements.max() < FLOAT32_MAX
+    if not good:
         bad = ~((measurements > 0) & (measurements < FLOAT32_MAX))
         column = int(bad.any(axis=0).argmax())
         record = int(bad[:, column].argmax())
