@@ -38,6 +38,8 @@ ERROR_DIALECTS: list[tuple[str, ErrorResponse]] = [("/v2", v2.error_response), (
 HEALTH_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
 # The documentation holds no data, and /docs must load in a browser before its Authorize button can be used.
 DOCS_PREFIXES = ("/docs", "/openapi.json")
+# The routes that carry the load, tried first; no other route matches their paths.
+BUSIEST_PATHS = ("/predict", "/v2/models/{name}/infer")
 
 
 class State(TypedDict):
@@ -91,7 +93,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Endpoint("GET", "/docs/openapi-3.0.json", openapi_json_3_0),
     ]
     assets = Mount("/docs/static", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
-    table: list[BaseRoute] = [*routes([*ENDPOINTS, *documentation, *metrics.ENDPOINTS]), assets]
+    endpoints = sorted([*ENDPOINTS, *documentation, *metrics.ENDPOINTS], key=lambda e: e.path not in BUSIEST_PATHS)
+    table: list[BaseRoute] = [*routes(endpoints), assets]
     return Starlette(
         routes=table,
         exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_exception},
