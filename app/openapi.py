@@ -12,8 +12,7 @@ import html
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic import TypeAdapter
 from swagger_ui_bundle import swagger_ui_path
 
 from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
@@ -30,12 +29,14 @@ MODEL_NAME: dict[str, Any] = {
     "pattern": f"^{MODEL_NAME_PATTERN.pattern}$",
     "maxLength": MODEL_NAME_MAX_LENGTH,
 }
+# A body's type, for its JSON schema: a pydantic model or a TypedDict.
+Schema = type[Any]
 # An error answer: the body's schema, and when it happens.
-ErrorDoc = tuple[type[BaseModel], str]
+ErrorDoc = tuple[Schema, str]
 BEARER = "bearerAuth"
 
 
-def ref(model: type[BaseModel]) -> dict[str, str]:
+def ref(model: Schema) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
@@ -47,7 +48,7 @@ def json_content(schema: dict[str, Any], description: str, example: Any = None) 
 
 
 def operation(
-    tag: str, summary: str, answer: type[BaseModel], errors: Mapping[int, ErrorDoc] | None = None, **extra: Any
+    tag: str, summary: str, answer: Schema, errors: Mapping[int, ErrorDoc] | None = None, **extra: Any
 ) -> dict[str, Any]:
     """An OpenAPI operation: the success body, and each error with its body and cause."""
     responses = {"200": json_content(ref(answer), "Success")}
@@ -56,7 +57,7 @@ def operation(
     return {"tags": [tag], "summary": summary, "responses": responses, **extra}
 
 
-def request_body(model: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:
+def request_body(model: Schema, example: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, **json_content(ref(model), model.__doc__ or "", example)}
 
 
@@ -68,10 +69,11 @@ def path_parameter(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-def openapi_document(endpoints: Sequence[Endpoint], schemas: Sequence[type[BaseModel]]) -> dict[str, Any]:
+def openapi_document(endpoints: Sequence[Endpoint], schemas: Sequence[Schema]) -> dict[str, Any]:
     """The document of exactly the endpoints served: each path and method comes from the route table."""
-    _, definitions = models_json_schema(
-        [(model, "validation") for model in schemas], ref_template="#/components/schemas/{model}"
+    _, definitions = TypeAdapter.json_schemas(
+        [(schema.__name__, "validation", TypeAdapter(schema)) for schema in schemas],
+        ref_template="#/components/schemas/{model}",
     )
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:

@@ -30,7 +30,7 @@ from app.http import (
     run_inline_or_threaded,
 )
 from app.modelfile import estimator_name
-from app.openapi import MODEL_NAME, ErrorDoc, operation, path_parameter, query_parameter, request_body
+from app.openapi import MODEL_NAME, ErrorDoc, Schema, operation, path_parameter, query_parameter, request_body
 from app.original.errors import RequestInvalid
 from app.original.schemas import (
     EXAMPLE_RECORD,
@@ -274,7 +274,7 @@ ENDPOINTS = [
         ),
     ),
 ]
-SCHEMAS: list[type[BaseModel]] = [
+SCHEMAS: list[Schema] = [
     PredictRequest,
     CompareRequest,
     PredictResponse,

@@ -7,21 +7,23 @@ and the categorical strings the Batch holds. Answers are written column by colum
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
-import pydantic_core
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import SchemaSerializer
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from app.errors import TooManyRecords
 from app.features import CATEGORICAL, FEATURES, NUMERIC, Batch
 from app.predictors import Prediction
 from app.registry import LoadedModel
 from app.v2.errors import BadRequest
-from app.v2.types import NUMERIC_DATATYPES, InferenceRequest, RequestInput
+from app.v2.types import NUMERIC_DATATYPES, InferenceRequest, RequestInput, RequestOutput
 
 # Triton's binary tensor data extension: the JSON header's length, when binary tensors follow it.
 HEADER_LENGTH = "inference-header-content-length"
@@ -32,10 +34,10 @@ BINARY_DTYPES = {
     "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
 }  # fmt: skip
 PREDICT, PREDICT_PROBA = "predict", "predict_proba"
+Outputs = TypeVar("Outputs")
+REQUEST = TypeAdapter(InferenceRequest)
 # A BYTES element's length prefix.
 PREFIX = 4
-# A serializer that knows its items are floats writes them faster than one that inspects each.
-FLOATS = TypeAdapter(list[float])
 
 
 @dataclass(frozen=True)
@@ -53,14 +55,14 @@ def decode(body: bytes, header_length: str | None, max_records: int) -> Decoded:
     header, binary = _split(body, header_length)
     request = _parse(header)
     columns = _Columns(binary, max_records)
-    for tensor in request.inputs:
+    for tensor in request["inputs"]:
         columns.add(tensor)
     columns.check_consumed()
     return Decoded(
         Batch.from_columns(columns.categorical, columns.numeric),
-        request.id,
-        _requested_outputs(request),
-        (request.parameters or {}).get("binary_data_output") is True,
+        request.get("id"),
+        _requested_outputs(request.get("outputs")),
+        (request.get("parameters") or {}).get("binary_data_output") is True,
     )
 
 
@@ -80,20 +82,20 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
 
 def _parse(header: bytes) -> InferenceRequest:
     try:
-        return InferenceRequest.model_validate_json(header)
+        return REQUEST.validate_json(header)
     except ValidationError as error:
         first = error.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"])
         raise BadRequest(f"The inference request is invalid: {where + ': ' if where else ''}{first['msg']}.") from None
 
 
-def _requested_outputs(request: InferenceRequest) -> dict[str, bool] | None:
-    if request.outputs is None:
+def _requested_outputs(requested: list[RequestOutput] | None) -> dict[str, bool] | None:
+    if requested is None:
         return None
     outputs: dict[str, bool] = {
-        output["name"]: (output.get("parameters") or {}).get("binary_data") is True for output in request.outputs
+        output["name"]: (output.get("parameters") or {}).get("binary_data") is True for output in requested
     }
-    if len(outputs) != len(request.outputs):
+    if len(outputs) != len(requested):
         raise BadRequest("An output is asked for twice in `outputs`.")
     return outputs
 
@@ -271,38 +273,71 @@ def output_names(model: LoadedModel, decoded: Decoded) -> dict[str, bool]:
 
 def encode(model: LoadedModel, prediction: Prediction, outputs: dict[str, bool], request_id: str) -> tuple[bytes, int]:
     """The answer's bytes, and the JSON header's length when binary tensors follow it (else 0)."""
-    tensors, chunks = [], []
+    tensors, kinds, chunks = [], [], []
     for name, binary in outputs.items():
         tensor, chunk = _predict_tensor(prediction, binary) if name == PREDICT else _proba_tensor(prediction, binary)
         tensors.append(tensor)
+        kinds.append(_BinaryTensor if chunk is not None else _LabelsTensor if name == PREDICT else _FloatsTensor)
         if chunk is not None:
             chunks.append(chunk)
-    answer = {"model_name": model.stem, "model_version": model.version, "id": request_id}
-    header = _with_field(pydantic_core.to_json(answer), "outputs", b"[" + b",".join(tensors) + b"]")
+    answer = {"model_name": model.stem, "model_version": model.version, "id": request_id, "outputs": tuple(tensors)}
+    header = _answer_serializer(tuple(kinds)).to_json(answer)
     return (b"".join([header, *chunks]), len(header)) if chunks else (header, 0)
 
 
-def _predict_tensor(prediction: Prediction, binary: bool) -> tuple[bytes, bytes | None]:
+def _predict_tensor(prediction: Prediction, binary: bool) -> tuple[dict[str, Any], bytes | None]:
     tensor: dict[str, Any] = {"name": PREDICT, "shape": [len(prediction.indices)], "datatype": "BYTES"}
     if not binary:
-        return _with_field(pydantic_core.to_json(tensor), "data", pydantic_core.to_json(prediction.labels())), None
+        return {**tensor, "data": prediction.labels()}, None
     elements = [len(word).to_bytes(PREFIX, "little") + word for word in (c.encode() for c in prediction.classes)]
     chunk = b"".join(map(elements.__getitem__, prediction.indices.tolist()))
-    return pydantic_core.to_json({**tensor, "parameters": {"binary_data_size": len(chunk)}}), chunk
+    return {**tensor, "parameters": {"binary_data_size": len(chunk)}}, chunk
 
 
-def _proba_tensor(prediction: Prediction, binary: bool) -> tuple[bytes, bytes | None]:
+def _proba_tensor(prediction: Prediction, binary: bool) -> tuple[dict[str, Any], bytes | None]:
     probabilities = prediction.probabilities
     assert probabilities is not None
-    classes = list(prediction.classes)
+    parameters = {"classes": list(prediction.classes)}
     tensor: dict[str, Any] = {"name": PREDICT_PROBA, "shape": list(probabilities.shape), "datatype": "FP64"}
     if not binary:
-        head = pydantic_core.to_json({**tensor, "parameters": {"classes": classes}})
-        return _with_field(head, "data", FLOATS.dump_json(probabilities.ravel().tolist())), None
+        return {**tensor, "parameters": parameters, "data": probabilities.ravel().tolist()}, None
     chunk = probabilities.astype("<f8", copy=False).tobytes()
-    return pydantic_core.to_json({**tensor, "parameters": {"classes": classes, "binary_data_size": len(chunk)}}), chunk
+    return {**tensor, "parameters": {**parameters, "binary_data_size": len(chunk)}}, chunk
 
 
-def _with_field(json_object: bytes, key: str, json_value: bytes) -> bytes:
-    """A JSON object with one more field, whose value is JSON already (serialized by its own, typed, serializer)."""
-    return b'%s,"%s":%s}' % (json_object[:-1], key.encode(), json_value)
+# An answer's outputs, each as its serializer sees it: told the type of a long list of words or floats,
+# it writes them far faster than when it has to inspect each item.
+
+
+class _BinaryTensor(TypedDict):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any]
+
+
+class _LabelsTensor(TypedDict):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[str]
+
+
+class _FloatsTensor(_BinaryTensor):
+    data: list[float]
+
+
+class _Answer(TypedDict, Generic[Outputs]):
+    model_name: str
+    model_version: str
+    id: str
+    outputs: Outputs
+
+
+@functools.cache
+def _answer_serializer(kinds: tuple[type, ...]) -> SchemaSerializer:
+    """The serializer of an answer whose outputs are of these kinds, in this order (a handful of combinations)."""
+    # A type made at run time, which a type checker cannot follow: hence Any.
+    answer: Any = _Answer
+    outputs: Any = tuple.__class_getitem__(kinds)
+    return TypeAdapter(answer[outputs]).serializer

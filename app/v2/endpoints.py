@@ -26,7 +26,17 @@ from app.http import (
     get_model,
     run_inline_or_threaded,
 )
-from app.openapi import API_VERSION, MODEL_NAME, ErrorDoc, json_content, operation, path_parameter, ref, request_body
+from app.openapi import (
+    API_VERSION,
+    MODEL_NAME,
+    ErrorDoc,
+    Schema,
+    json_content,
+    operation,
+    path_parameter,
+    ref,
+    request_body,
+)
 from app.registry import SUFFIX, LoadedModel
 from app.v2.codec import (
     BINARY_CONTENT_TYPE,
@@ -241,7 +251,7 @@ def _model_endpoints(prefix: str, parameters: list[dict[str, Any]], versioned: s
     ]  # fmt: skip
 
 
-# Inference first: routes are tried in this order, and it is the path that carries the load.
+# Inference first: it is the path that carries the load.
 ENDPOINTS = [
     Endpoint("POST", "/v2/models/{name}/infer", answers_errors(infer),
              _infer_operation("Predictions from the model", MODEL_PARAMETERS)),
@@ -263,7 +273,7 @@ ENDPOINTS = [
                        RepositoryModel, {400: ERRORS[400], 404: ERRORS[404], 503: ERRORS[503]},
                        parameters=MODEL_PARAMETERS)),
 ]  # fmt: skip
-SCHEMAS: list[type[BaseModel]] = [
+SCHEMAS: list[Schema] = [
     InferenceRequest,
     InferenceResponse,
     ServerMetadata,
