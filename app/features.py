@@ -96,12 +96,10 @@ class Batch:
 
 def _checked_category(name: str, values: Sequence[str]) -> list[str]:
     allowed = CATEGORY_SETS[name]
-    unknown = set(values).difference(allowed)
-    if unknown and name == "sex":
+    if not allowed.issuperset(values) and name == "sex":
         values = [canonical_sex(value) for value in values]
-        unknown = set(values).difference(allowed)
-    if unknown:
-        shown = ", ".join(repr(value) for value in sorted(map(str, unknown))[:3])
+    if not allowed.issuperset(values):
+        shown = ", ".join(repr(value) for value in sorted(map(str, set(values).difference(allowed)))[:3])
         raise InvalidInput(f"Column {name!r} holds {shown}; expected one of {', '.join(CATEGORIES[name])}.")
     return values if type(values) is list else list(values)
 
