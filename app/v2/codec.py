@@ -309,18 +309,18 @@ def _proba_tensor(prediction: Prediction, binary: bool) -> tuple[dict[str, Any],
 # it writes them far faster than when it has to inspect each item.
 
 
-class _BinaryTensor(TypedDict):
+class _Tensor(TypedDict):
     name: str
     shape: list[int]
     datatype: str
-    parameters: dict[str, Any]
 
 
-class _LabelsTensor(TypedDict):
-    name: str
-    shape: list[int]
-    datatype: str
+class _LabelsTensor(_Tensor):
     data: list[str]
+
+
+class _BinaryTensor(_Tensor):
+    parameters: dict[str, Any]
 
 
 class _FloatsTensor(_BinaryTensor):
