@@ -329,8 +329,9 @@ def alternating_p50_ms(url: str, requests: Sequence[tuple[str, bytes]], seconds:
 
 def v2_rows(url: str, models_dir: Path, seconds: float) -> list[Row]:
     """One record against /predict, taking turns; 10,000 records as JSON and as binary tensors."""
-    infer = f"{url}/v2/models/{V2_MODEL}/infer"
-    pair = [(f"/predict?model={V2_MODEL}", body()), (f"/v2/models/{V2_MODEL}/infer", v2_body())]
+    infer_path = f"/v2/models/{V2_MODEL}/infer"
+    infer = url + infer_path
+    pair = [(f"/predict?model={V2_MODEL}", body()), (infer_path, v2_body())]
     predict_p50, one = alternating_p50_ms(url, pair, 2 * seconds)
     over = one - predict_p50
     rows = [
