@@ -117,7 +117,7 @@ test: venv ## run the test suite (no Docker needed)
 	$(BIN)/python -m pytest -m "not compose and not soak and not browser"
 
 .PHONY: lint
-lint: venv ## ruff (lint and format) over the project, mypy --strict over app/
+lint: venv ## ruff (lint and format) over the project, mypy --strict over app/, tests/ and scripts/
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -177,7 +177,8 @@ def p50_ms(call: Callable[[], object], seconds: float) -> float:
     """Median wall time of call, repeated for about `seconds` after a warm-up."""
     for _ in range(20):
         call()
-    samples, deadline = [], time.perf_counter() + seconds
+    samples: list[float] = []
+    deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(samples) < 50:
         started = time.perf_counter()
         call()
@@ -207,7 +208,7 @@ def in_process_path(models_dir: Path, model: str, seconds: float) -> float:
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": payload, "more_body": False}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             nonlocal status
             status = message.get("status", status)
 
@@ -222,7 +223,8 @@ def in_process_path(models_dir: Path, model: str, seconds: float) -> float:
 
     lifespan_state: dict[str, Any] = {}
     context = application.router.lifespan_context(application)
-    lifespan_state.update(loop.run_until_complete(context.__aenter__()) or {})
+    started: Mapping[str, Any] | None = loop.run_until_complete(context.__aenter__())
+    lifespan_state.update(started or {})
     try:
         assert loop.run_until_complete(call()) == 200
         return p50_ms(lambda: loop.run_until_complete(call()), seconds)

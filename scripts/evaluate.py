@@ -35,6 +35,7 @@ matplotlib.use("Agg")  # files only: no screen in a container or in CI
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 # The notebook twin runs from notebooks/: make the shared helpers in scripts/ importable.
@@ -121,7 +122,7 @@ print(comparison.round(4).to_string())
 
 
 # %%
-def plot_confusion(name: str, result: dict[str, Any]) -> plt.Figure:
+def plot_confusion(name: str, result: dict[str, Any]) -> Figure:
     figure, axes = plt.subplots(figsize=(4.5, 4))
     matrix = pd.DataFrame(result["confusion_matrix"], index=result["classes"], columns=result["classes"])
     sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=axes)
@@ -130,7 +131,7 @@ def plot_confusion(name: str, result: dict[str, Any]) -> plt.Figure:
     return figure
 
 
-def plot_comparison(comparison: pd.DataFrame) -> plt.Figure:
+def plot_comparison(comparison: pd.DataFrame) -> Figure:
     long = comparison.reset_index(names="model").melt(id_vars="model", var_name="metric", value_name="score")
     figure, axes = plt.subplots(figsize=(6, 4))
     sns.barplot(long, x="model", y="score", hue="metric", ax=axes)
