@@ -48,6 +48,7 @@ from penguins import FEATURES, MODEL_NAMES, resolve_dir
 
 from app.main import create_app
 from app.original.schemas import EXAMPLE_RECORD as RECORD
+from app.v2.types import EXAMPLE_REQUEST
 from tests.helpers import free_port, wait_until_answering
 
 BATCH_MODELS = ["logistic_regression", "random_forest"]
@@ -146,10 +147,8 @@ def body(records: int = 1) -> bytes:
 
 
 def v2_plain_body() -> bytes:
-    """One record as the specification's examples and tritonclient's JSON mode write it: [1], no parameters."""
-    inputs = [{"name": name, "shape": [1], "datatype": "BYTES" if isinstance(value, str) else "FP64", "data": [value]}
-              for name, value in RECORD.items()]  # fmt: skip
-    return json.dumps({"inputs": inputs}).encode()
+    """One record in the specification's plain form, the inputs of the /docs example: shape [1], no parameters."""
+    return json.dumps({"inputs": EXAMPLE_REQUEST["inputs"]}).encode()
 
 
 def v2_body(records: int = 1) -> bytes:
@@ -353,7 +352,7 @@ def v2_rows(url: str, models_dir: Path, seconds: float) -> list[Row]:
             pandas - predict_p50 <= V2_OVER_PREDICT_MS,
         ),
         Row(
-            f"V2 JSON {V2_MODEL}, 1 record as tritonclient writes it, p50",
+            f"V2 JSON {V2_MODEL}, 1 record in the plain form, p50",
             plain,
             "ms",
             predict_p50,
