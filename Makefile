@@ -52,8 +52,10 @@ endif
 # `make lock` resolves each requirements file into a lock file: every package, direct or
 # not, pinned with the hashes of its files. Existing pins are kept unless a requirement
 # changed; LOCK_FLAGS=--upgrade moves every unpinned dependency to its newest release.
-# The images' locks target Python 3.11 on Linux; the venv's is universal, so `make venv`
-# also works on macOS and Windows (their extra packages get markers).
+# The images' locks target Python 3.11 on Linux. The venv's is universal: it installs on
+# Linux, macOS and Windows (uvloop, which Windows lacks, is marked for the others; pip install
+# --require-hashes -r requirements-dev.lock where make is missing). The Makefile itself needs a
+# POSIX shell: Linux, macOS, or WSL on Windows.
 LOCK_FLAGS ?=
 LOCK := uv pip compile -q --generate-hashes --python-version 3.11 --custom-compile-command 'make lock' $(LOCK_FLAGS)
 LINUX_LOCK := $(LOCK) --python-platform linux

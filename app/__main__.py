@@ -20,7 +20,7 @@ def serve(app: str = "app.main:app") -> None:
         server, settings = ServerSettings.from_env(), Settings.from_env()
     except ConfigError as error:
         sys.exit(str(error))
-    with shared_metrics_dir(settings.metrics and server.workers > 1):
+    with shared_metrics_dir(settings.metrics and server.web_concurrency > 1):
         # The app writes the access log itself (ACCESS_LOG), with the request's ID.
         options = server.uvicorn_options() | {"access_log": False, "log_config": log_config(settings.log_format)}
         uvicorn.run(app, http=HeadLimitedProtocol, **options)

@@ -1,23 +1,44 @@
-"""Settings, read once from the environment: the app's and the server's. A bad value stops the start, by name."""
+"""Settings, read once from the environment: the app's and the server's. A bad value stops the start, by name.
+
+Each field is read from the environment variable of the same name in capitals (`max_records`: MAX_RECORDS) and
+validated by pydantic; an unset or blank variable means the default. A value that does not fit is refused with
+one sentence naming the variable and what it accepts, the field's description:
+`MAX_RECORDS='ten' is not a whole number from 1 to 10000000.`
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, Self
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from app.logs import LOG_FORMATS, LogFormat
 from app.registry import MODEL_NAME_MAX_LENGTH, is_model_name
 
 TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("", "0", "false", "no", "off")
+FALSE_WORDS = ("0", "false", "no", "off")
 # A pretty-printed record with full-precision floats takes about 280 bytes of JSON, a compact one 134:
 # MAX_RECORDS records fit with room in either form.
 BODY_BYTES_PER_RECORD = 400
 TOKEN_MIN_LENGTH = 16
 WORKER_HEALTHCHECK_SECONDS = 30
+# ASCII digits only: int() would also take "٣", "+3", "3_0" and " 3 ", which nobody means in a setting.
+WHOLE_NUMBER = re.compile(r"[0-9]+")
+# Visible ASCII: a token travels in an HTTP header, where anything else is not portable.
+TOKEN = re.compile(rf"[\x21-\x7e]{{{TOKEN_MIN_LENGTH},}}")
+# A host name as RFC 1123 writes it, or an IP address (checked apart).
+HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+# How much of a refused value the refusal repeats.
+SHOWN_CHARACTERS = 40
+# A field whose value a refusal never repeats.
+SECRET: dict[str, Any] = {"secret": True}
 
 
 class ConfigError(ValueError):
@@ -25,40 +46,129 @@ class ConfigError(ValueError):
 
 
 def default_workers() -> int:
-    # The CPUs this process may run on: a container's --cpuset, not the host's count.
-    return min(len(os.sched_getaffinity(0)), 4)
+    # The CPUs this process may run on (a container's --cpuset, not the host's count) where the system says.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cpus, 4)
 
 
-@dataclass(frozen=True)
-class ServerSettings:
-    """How `python -m app` runs uvicorn."""
+def _whole_number(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    digits = value.strip()
+    if not WHOLE_NUMBER.fullmatch(digits):
+        raise ValueError("not a whole number")
+    return int(digits)
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = field(default_factory=default_workers)
-    keep_alive_timeout: int = 5  # seconds an idle connection stays open between requests
-    headers_timeout: int = 10  # seconds a client has to send a request's head (request line and headers)
-    # Below Docker's 10 s between SIGTERM and SIGKILL, so requests in flight finish before a `docker stop` kills.
-    graceful_timeout: int = 8
+
+def _flag(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    word = value.strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise ValueError("not an on/off word")
+    return word in TRUE_WORDS
+
+
+def _word(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _model_name(value: str) -> str:
+    if not is_model_name(value):
+        raise ValueError("not a plain model file name")
+    return value
+
+
+def _host(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not HOST_NAME.fullmatch(value):
+            raise ValueError("not a host") from None
+    return value
+
+
+def _token(value: str | None) -> str | None:
+    if value is not None and not TOKEN.fullmatch(value):
+        raise ValueError("not a token")
+    return value
+
+
+def _absolute(path: Path) -> Path:
+    # Absolute once, so the containment check compares like with like whatever the cwd later is.
+    return path.expanduser().absolute()
+
+
+Whole = Annotated[int, BeforeValidator(_whole_number)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+ON_OFF = f"one of {', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)}"
+
+
+def number(default: int | None, low: int, high: int, unit: str = "") -> Any:
+    """A whole-number field: its bounds, and the description a refusal quotes, from one place."""
+    return Field(default=default, ge=low, le=high, description=f"a whole number{unit} from {low} to {high}")
+
+
+def seconds(default: int) -> Any:
+    return number(default, 1, 3600, " of seconds")
+
+
+def flag(default: bool) -> Any:
+    return Field(default=default, description=ON_OFF)
+
+
+class EnvironmentSettings(BaseModel):
+    """Fields read from the environment by from_env; each field's description says what it accepts."""
+
+    # validate_default: a default passes the same validators as a value read (MODELS_DIR made absolute).
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
-        workers = environ.get("WEB_CONCURRENCY", "").strip()
-        return cls(
-            host=environ.get("HOST", "127.0.0.1"),
-            port=_whole(environ, "PORT", "8000", 1, 65535),
-            workers=_whole(environ, "WEB_CONCURRENCY", workers, 1) if workers else default_workers(),
-            keep_alive_timeout=_whole(environ, "KEEP_ALIVE_TIMEOUT", "5", 1),
-            headers_timeout=_whole(environ, "HEADERS_TIMEOUT", "10", 1),
-            graceful_timeout=_whole(environ, "GRACEFUL_TIMEOUT", "8", 1),
-        )
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Self:
+        given = {name: environ[name.upper()] for name in cls.model_fields if environ.get(name.upper(), "").strip()}
+        try:
+            return cls.model_validate(given)
+        except ValidationError as error:
+            raise ConfigError(cls.refusal(error, given)) from None
+
+    @classmethod
+    def refusal(cls, error: ValidationError, given: Mapping[str, str]) -> str:
+        """One sentence for the first bad value: the variable, the value (never a secret's), what it accepts."""
+        name = str(error.errors()[0]["loc"][0])
+        field = cls.model_fields[name]
+        if field.json_schema_extra == SECRET:
+            return f"{name.upper()} is not {field.description}."
+        return f"{name.upper()}={given[name][:SHOWN_CHARACTERS]!r} is not {field.description}."
+
+
+class ServerSettings(EnvironmentSettings):
+    """How `python -m app` runs uvicorn."""
+
+    host: Annotated[str, BeforeValidator(_stripped), AfterValidator(_host)] = Field(
+        "127.0.0.1", description="an IP address or a host name"
+    )
+    port: Whole = number(8000, 1, 65535)
+    # Worker processes; the CPUs this process may use, at most 4, when unset.
+    web_concurrency: Whole = Field(
+        default_factory=default_workers, ge=1, le=64, description="a whole number from 1 to 64"
+    )
+    # Seconds an idle connection stays open between requests.
+    keep_alive_timeout: Whole = seconds(5)
+    # Seconds a client has to send a request's head (request line and headers).
+    headers_timeout: Whole = seconds(10)
+    # Below Docker's 10 s between SIGTERM and SIGKILL, so requests in flight finish before a `docker stop` kills.
+    graceful_timeout: Whole = seconds(8)
 
     def uvicorn_options(self) -> dict[str, Any]:
         """uvicorn.run's keyword arguments for these settings (the head deadline is the protocol's own)."""
         return {
             "host": self.host,
             "port": self.port,
-            "workers": self.workers,
+            "workers": self.web_concurrency,
             "timeout_keep_alive": self.keep_alive_timeout,
             "timeout_graceful_shutdown": self.graceful_timeout,
             # A new worker imports scikit-learn before it can answer the supervisor's ping; on a busy machine
@@ -67,98 +177,38 @@ class ServerSettings:
         }
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(EnvironmentSettings):
     """What the app serves and how."""
 
-    models_dir: Path
-    default_model: str = "random_forest"
-    max_records: int = 10_000
-    max_body_bytes: int | None = None  # None: BODY_BYTES_PER_RECORD for each of max_records
-    body_timeout: int = 30  # seconds a client has to send a request's whole body
-    max_concurrent_requests: int = 64  # per worker; beyond it, 503 at once
-    api_token: str | None = None
-    strict_sklearn_version: bool = False
-    metrics: bool = True
-    log_format: LogFormat = "text"
+    models_dir: Annotated[Path, BeforeValidator(_stripped), AfterValidator(_absolute)] = Field(
+        Path("models"), description="a folder path"
+    )
+    default_model: Annotated[str, BeforeValidator(_stripped), AfterValidator(_model_name)] = Field(
+        default="random_forest",
+        description=f"a plain model file name (letters, digits, '.', '_', '-', at most {MODEL_NAME_MAX_LENGTH} "
+        "characters, starting with a letter or digit)",
+    )
+    max_records: Whole = number(10_000, 1, 10_000_000)
+    # None: BODY_BYTES_PER_RECORD for each of max_records.
+    max_body_bytes: Whole | None = number(None, 1, 4_000_000_000, " of bytes")
+    # Seconds a client has to send a request's whole body.
+    body_timeout: Whole = seconds(30)
+    # Per worker; beyond it, 503 at once.
+    max_concurrent_requests: Whole = number(64, 1, 100_000)
+    api_token: Annotated[str | None, BeforeValidator(_stripped), AfterValidator(_token)] = Field(
+        default=None,
+        description=f"{TOKEN_MIN_LENGTH} or more visible ASCII characters, no spaces "
+        "(a long random string: openssl rand -hex 24)",
+        json_schema_extra=SECRET,
+    )
+    strict_sklearn_version: Flag = flag(False)
+    metrics: Flag = flag(True)
+    log_format: Annotated[LogFormat, BeforeValidator(_word)] = Field(
+        default="text", description=f"one of {', '.join(LOG_FORMATS)}"
+    )
     # Off unless asked for, as in gunicorn: app/README.md's performance section says what a line per request costs.
-    access_log: bool = False
+    access_log: Flag = flag(False)
 
     @property
     def body_limit(self) -> int:
         return self.max_body_bytes or BODY_BYTES_PER_RECORD * self.max_records
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        return cls(
-            models_dir=_models_dir(environ.get("MODELS_DIR", "models")),
-            default_model=_default_model(environ.get("DEFAULT_MODEL", "random_forest")),
-            max_records=_whole(environ, "MAX_RECORDS", "10000", 1),
-            max_body_bytes=_whole(environ, "MAX_BODY_BYTES", "", 1) if _is_set(environ, "MAX_BODY_BYTES") else None,
-            body_timeout=_whole(environ, "BODY_TIMEOUT", "30", 1),
-            max_concurrent_requests=_whole(environ, "MAX_CONCURRENT_REQUESTS", "64", 1),
-            api_token=_token(environ.get("API_TOKEN", "")),
-            strict_sklearn_version=_flag(environ, "STRICT_SKLEARN_VERSION", False),
-            metrics=_flag(environ, "METRICS", True),
-            log_format=log_format(environ),
-            access_log=_flag(environ, "ACCESS_LOG", False),
-        )
-
-
-def log_format(environ: Mapping[str, str] = os.environ) -> LogFormat:
-    value = environ.get("LOG_FORMAT", "text").strip().lower() or "text"
-    if value not in LOG_FORMATS:
-        raise ConfigError(f"LOG_FORMAT={value!r} is not one of {', '.join(LOG_FORMATS)}.")
-    return cast(LogFormat, value)
-
-
-def _models_dir(value: str) -> Path:
-    if not value.strip():
-        raise ConfigError("MODELS_DIR is empty; set it to the folder holding the model files.")
-    # Absolute once, so the containment check compares like with like whatever the cwd later is.
-    return Path(value).expanduser().absolute()
-
-
-def _default_model(value: str) -> str:
-    if not is_model_name(value):
-        raise ConfigError(
-            f"DEFAULT_MODEL={value!r} is not a plain model file name "
-            f"(letters, digits, '.', '_', '-', at most {MODEL_NAME_MAX_LENGTH} characters)."
-        )
-    return value
-
-
-def _is_set(environ: Mapping[str, str], key: str) -> bool:
-    return bool(environ.get(key, "").strip())
-
-
-def _token(value: str) -> str | None:
-    token = value.strip()
-    if not token:
-        return None
-    if len(token) < TOKEN_MIN_LENGTH or any(character.isspace() for character in token):
-        raise ConfigError(
-            f"API_TOKEN is shorter than {TOKEN_MIN_LENGTH} characters or holds spaces; "
-            "use a long random string (openssl rand -hex 24)."
-        )
-    return token
-
-
-def _whole(environ: Mapping[str, str], key: str, default: str, low: int, high: int | None = None) -> int:
-    value = environ.get(key, default).strip()
-    number = int(value) if value.isdigit() else -1
-    if number < low or (high is not None and number > high):
-        bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
-        raise ConfigError(f"{key}={value!r} is not a whole number {bounds}.")
-    return number
-
-
-def _flag(environ: Mapping[str, str], key: str, default: bool) -> bool:
-    value = environ.get(key, "").strip().lower()
-    if not value:
-        return default
-    if value not in TRUE_WORDS + FALSE_WORDS:
-        raise ConfigError(
-            f"{key}={value!r} is not one of {', '.join(TRUE_WORDS[:2])} or {', '.join(FALSE_WORDS[1:3])}."
-        )
-    return value in TRUE_WORDS

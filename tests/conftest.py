@@ -69,7 +69,9 @@ def make_client(models_dir: Path) -> Iterator[Callable[..., TestClient]]:
             folder: Path | None = None, default_model: str = "random_forest", max_records: int = 10_000, **options: Any
         ) -> TestClient:
             """options: further Settings fields (api_token=..., max_body_bytes=...)."""
-            settings = Settings(folder or models_dir, default_model, max_records, **options)
+            settings = Settings(
+                models_dir=folder or models_dir, default_model=default_model, max_records=max_records, **options
+            )
             # Entering the client runs the lifespan, as `with TestClient(app) as client:` does.
             return stack.enter_context(TestClient(create_app(settings)))
 

@@ -51,6 +51,8 @@ def run_script(
 
 # --- a live API server ---------------------------------------------------------------------------
 
+# What the tests read of a live server's processes (memory, open files, workers) only Linux's /proc tells.
+needs_proc = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc, which only Linux has")
 # Root reads any file whatever its mode; without these capabilities it obeys permissions like a user.
 DROP_ROOT_OVERRIDES = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 

@@ -20,7 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.helpers import RECORD, LiveServer, start_server
+from tests.helpers import RECORD, LiveServer, needs_proc, start_server
+
+# Memory, open files and processes of the live server are read from /proc.
+pytestmark = needs_proc
 
 UPLOAD_BYTES = 400 * 2**20
 UPLOADS = 8

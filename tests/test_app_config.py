@@ -1,14 +1,30 @@
-"""app/config.py: settings from the environment, and a bad value refused at start with its name."""
+"""app/config.py: the app's and the server's settings from the environment, and a bad value refused by name.
+
+Every setting is also fed generated strings: each is either taken with the meaning app/README.md's settings
+table gives it, or refused with one line naming the variable, never a traceback.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from app.config import ConfigError, Settings
+from app.config import ConfigError, ServerSettings, Settings, default_workers
 from app.main import create_app
+from tests.helpers import ROOT
+
+# --- defaults and values --------------------------------------------------------------------------
 
 
 def test_defaults() -> None:
@@ -38,7 +54,15 @@ def test_hardening_values_come_from_the_environment() -> None:
 def test_values_come_from_the_environment(tmp_path: Path) -> None:
     environ = {"MODELS_DIR": str(tmp_path), "DEFAULT_MODEL": "svc", "MAX_RECORDS": "5"}
     environ |= {"METRICS": "0", "LOG_FORMAT": "JSON", "ACCESS_LOG": "1"}
-    assert Settings.from_env(environ) == Settings(tmp_path, "svc", 5, metrics=False, log_format="json", access_log=True)
+    expected = Settings(
+        models_dir=tmp_path, default_model="svc", max_records=5, metrics=False, log_format="json", access_log=True
+    )
+    assert Settings.from_env(environ) == expected
+
+
+def test_a_blank_value_means_the_default() -> None:
+    blank = {name.upper(): " " for name in Settings.model_fields}
+    assert Settings.from_env(blank) == Settings.from_env({})
 
 
 @pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("off", False), ("1", True), ("Yes", True)])
@@ -51,15 +75,40 @@ def test_metrics_are_on_unless_turned_off(value: str, expected: bool) -> None:
     assert Settings.from_env({"METRICS": value}).metrics is expected
 
 
+def test_server_defaults() -> None:
+    server = ServerSettings.from_env({})
+    assert (server.host, server.port, server.web_concurrency) == ("127.0.0.1", 8000, default_workers())
+    assert (server.keep_alive_timeout, server.headers_timeout, server.graceful_timeout) == (5, 10, 8)
+    assert 1 <= default_workers() <= 4
+
+
+def test_server_values_reach_uvicorn() -> None:
+    environ = {"HOST": "0.0.0.0", "PORT": "8123", "WEB_CONCURRENCY": "3"}
+    environ |= {"KEEP_ALIVE_TIMEOUT": "2", "HEADERS_TIMEOUT": "3", "GRACEFUL_TIMEOUT": "4"}
+    server = ServerSettings.from_env(environ)
+    options = server.uvicorn_options()
+    assert (options["host"], options["port"], options["workers"]) == ("0.0.0.0", 8123, 3)
+    assert (options["timeout_keep_alive"], options["timeout_graceful_shutdown"], server.headers_timeout) == (2, 4, 3)
+
+
+def test_without_affinity_the_workers_follow_the_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    # macOS has no sched_getaffinity.
+    monkeypatch.delattr("os.sched_getaffinity")
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert default_workers() == 3
+
+
+# --- refusals ---------------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
         pytest.param("MAX_RECORDS", "many", id="max-records-not-a-number"),
         pytest.param("MAX_RECORDS", "0", id="max-records-zero"),
         pytest.param("MAX_RECORDS", "-3", id="max-records-negative"),
+        pytest.param("MAX_RECORDS", "²", id="max-records-superscript-digit"),
         pytest.param("DEFAULT_MODEL", "../outside", id="default-model-a-path"),
-        pytest.param("DEFAULT_MODEL", "", id="default-model-empty"),
-        pytest.param("MODELS_DIR", " ", id="models-dir-blank"),
         pytest.param("MAX_BODY_BYTES", "4MB", id="max-body-bytes-not-a-number"),
         pytest.param("BODY_TIMEOUT", "0", id="body-timeout-zero"),
         pytest.param("MAX_CONCURRENT_REQUESTS", "none", id="max-concurrent-not-a-number"),
@@ -76,6 +125,26 @@ def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -
         Settings.from_env({variable: value})
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PORT", "eighty"), ("PORT", "0"), ("PORT", "65536"), ("PORT", "-1"),
+        ("WEB_CONCURRENCY", "many"), ("WEB_CONCURRENCY", "0"), ("WEB_CONCURRENCY", "1.5"),
+        ("KEEP_ALIVE_TIMEOUT", "soon"), ("HEADERS_TIMEOUT", "soon"), ("GRACEFUL_TIMEOUT", "soon"),
+        ("HOST", "not a host"),
+    ],
+)  # fmt: skip
+def test_a_bad_server_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{variable}=.*\.$"):
+        ServerSettings.from_env({variable: value})
+
+
+def test_a_refusal_never_repeats_the_token() -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"API_TOKEN": "secret words here"})
+    assert "secret" not in str(refused.value)
+
+
 def test_the_app_refuses_to_start_with_a_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_RECORDS", "ten")
     with pytest.raises(ConfigError, match="MAX_RECORDS"), TestClient(create_app()):
@@ -86,3 +155,147 @@ def test_the_app_reads_the_environment_when_it_starts(monkeypatch: pytest.Monkey
     monkeypatch.setenv("MODELS_DIR", str(models_dir))
     with TestClient(create_app()) as client:
         assert client.get("/models").json()["path"] == str(models_dir)
+
+
+def test_the_server_stops_with_one_line_naming_the_variable(tmp_path: Path) -> None:
+    environ = {"PATH": "", "MAX_RECORDS": "²", "MODELS_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "app"], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr == "MAX_RECORDS='²' is not a whole number from 1 to 10000000.\n"
+
+
+# --- every setting against generated strings --------------------------------------------------------
+
+
+def whole(low: int, high: int) -> Callable[[str], Any]:
+    def meaning(value: str) -> Any:
+        return int(value) if re.fullmatch("[0-9]+", value) and low <= int(value) <= high else REFUSED
+
+    return meaning
+
+
+def words(table: dict[str, Any]) -> Callable[[str], Any]:
+    return lambda value: table.get(value.lower(), REFUSED)
+
+
+def model_name(value: str) -> Any:
+    plain = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value) and len(value) <= 128
+    return value if plain else REFUSED
+
+
+def token(value: str) -> Any:
+    return value if re.fullmatch(r"[\x21-\x7e]{16,}", value) else REFUSED
+
+
+def host(value: str) -> Any:
+    label = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    named = re.fullmatch(rf"{label}(\.{label})*", value) and len(value) <= 253
+    return value if named or is_address(value) else REFUSED
+
+
+def is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+REFUSED = object()
+ON_OFF = words(
+    {word: True for word in ("1", "true", "yes", "on")} | {word: False for word in ("0", "false", "no", "off")}
+)
+SECONDS = whole(1, 3600)
+# What app/README.md's settings table says each one takes, written again here from the table, after the
+# surrounding whitespace is dropped; a blank value means the default.
+MEANINGS: dict[str, tuple[type[Settings] | type[ServerSettings], Callable[[str], Any]]] = {
+    "MODELS_DIR": (Settings, lambda value: Path(value).expanduser().absolute()),
+    "DEFAULT_MODEL": (Settings, model_name),
+    "MAX_RECORDS": (Settings, whole(1, 10_000_000)),
+    "MAX_BODY_BYTES": (Settings, whole(1, 4_000_000_000)),
+    "BODY_TIMEOUT": (Settings, SECONDS),
+    "MAX_CONCURRENT_REQUESTS": (Settings, whole(1, 100_000)),
+    "API_TOKEN": (Settings, token),
+    "STRICT_SKLEARN_VERSION": (Settings, ON_OFF),
+    "METRICS": (Settings, ON_OFF),
+    "LOG_FORMAT": (Settings, words({"text": "text", "json": "json"})),
+    "ACCESS_LOG": (Settings, ON_OFF),
+    "HOST": (ServerSettings, host),
+    "PORT": (ServerSettings, whole(1, 65535)),
+    "WEB_CONCURRENCY": (ServerSettings, whole(1, 64)),
+    "KEEP_ALIVE_TIMEOUT": (ServerSettings, SECONDS),
+    "HEADERS_TIMEOUT": (ServerSettings, SECONDS),
+    "GRACEFUL_TIMEOUT": (ServerSettings, SECONDS),
+}
+# An environment variable holds no NUL; anything else may come.
+ANY_TEXT = st.text(st.characters(exclude_characters="\x00"), max_size=40)
+NUMBERS = st.one_of(
+    st.integers(-(10**12), 10**12).map(str),
+    st.integers(0, 10**4000).map(str),
+    st.from_regex(r"\s*[+-]?[0-9_.,]{1,12}\s*", fullmatch=True),
+    st.text(st.characters(categories=["Nd", "No", "Zs"]), min_size=1, max_size=8),  # other scripts' digits
+)
+SPELLED = st.sampled_from(["", " ", "\t", "1", "0", "On", "FALSE", "JSON", "text ", "null", "None", "x" * 200, "svc"])
+VALUES = st.one_of(SPELLED, NUMBERS, ANY_TEXT, st.from_regex(r"[\x21-\x7e]{10,30}", fullmatch=True))
+
+
+@pytest.mark.parametrize("variable", MEANINGS)
+@given(value=VALUES)
+def test_every_value_is_taken_as_documented_or_refused_in_one_line(variable: str, value: str) -> None:
+    kind, meaning = MEANINGS[variable]
+    default = getattr(kind.from_env({}), variable.lower())
+    expected = default if not value.strip() else meaning(value.strip())
+    try:
+        taken = getattr(kind.from_env({variable: value}), variable.lower())
+    except ConfigError as refusal:
+        message = str(refusal)
+        assert expected is REFUSED, f"{variable}={value!r} refused: {message}"
+        assert message.startswith(variable) and message.endswith(".") and "\n" not in message
+        return
+    assert expected is not REFUSED, f"{variable}={value!r} taken as {taken!r}"
+    assert taken == expected
+
+
+# --- each setting named in every place a user meets it ----------------------------------------------
+
+
+def config_names() -> set[str]:
+    return {name.upper() for kind in (Settings, ServerSettings) for name in kind.model_fields}
+
+
+def test_the_readme_says_what_each_setting_takes_as_a_refusal_does() -> None:
+    rows = readme_rows()
+    for kind in (Settings, ServerSettings):
+        for name, field in kind.model_fields.items():
+            assert rows[name.upper()] == field.description, name
+
+
+def readme_rows() -> dict[str, str]:
+    """The settings table of app/README.md: each variable and what its "takes" column says."""
+    section = (ROOT / "app" / "README.md").read_text().split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
+    return {row[0].strip("| `"): row[2] for row in rows}
+
+
+def compose_api_environment() -> dict[str, str | None]:
+    compose = yaml.safe_load((ROOT / "compose" / "docker-compose.yml").read_text())
+    entries: list[str] = compose["services"]["api"]["environment"]
+    return {name: value or None for name, _, value in (entry.partition("=") for entry in entries)}
+
+
+def env_example_names() -> set[str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return {match[1] for line in lines if (match := re.match(r"#? ?([A-Z_]+)=", line))}
+
+
+def test_every_setting_is_documented_passed_through_and_listed() -> None:
+    names = config_names()
+    assert readme_rows().keys() == names
+    environment = compose_api_environment()
+    assert environment.keys() == names
+    # What the compose file fixes (the folder, the address inside the container) is not a user's to set.
+    fixed = {name for name, value in environment.items() if value}
+    assert fixed == {"MODELS_DIR", "HOST", "PORT"}
+    assert env_example_names() & names == names - fixed

@@ -95,7 +95,7 @@ def run(app: Any, scope: Scope, receive: Receive) -> Exchange:
 
 @pytest.mark.parametrize(("path", "key"), [("/predict", "detail"), ("/v2/models/svc/infer", "error")])
 def test_a_declared_length_over_the_limit_is_413_before_reading(tmp_path: Path, path: str, key: str) -> None:
-    settings = Settings(tmp_path, max_body_bytes=100)
+    settings = Settings(models_dir=tmp_path, max_body_bytes=100)
     scope = http_scope(path, settings, [(b"content-length", b"101")])
     exchange = run(BodyLimit(reading_app, DIALECTS), scope, never_read())
     assert exchange.status == 413
@@ -105,14 +105,14 @@ def test_a_declared_length_over_the_limit_is_413_before_reading(tmp_path: Path, 
 
 @pytest.mark.parametrize(("path", "key"), [("/predict/compare", "detail"), ("/v2/models/svc/infer", "error")])
 def test_a_streamed_body_is_cut_off_at_the_limit(tmp_path: Path, path: str, key: str) -> None:
-    settings = Settings(tmp_path, max_body_bytes=100)
+    settings = Settings(models_dir=tmp_path, max_body_bytes=100)
     exchange = run(BodyLimit(reading_app, DIALECTS), http_scope(path, settings), chunks(b"x" * 60, b"x" * 60, b"x"))
     assert exchange.status == 413
     assert exchange.body[key] == "The request body is over 100 bytes; at most MAX_BODY_BYTES=100 bytes are accepted."
 
 
 def test_a_body_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
-    settings = Settings(tmp_path, max_body_bytes=100)
+    settings = Settings(models_dir=tmp_path, max_body_bytes=100)
     scope = http_scope("/predict", settings, [(b"content-length", b"100")])
     assert run(BodyLimit(reading_app, DIALECTS), scope, chunks(b"x" * 50, b"x" * 50)).status == 200
 
@@ -141,7 +141,7 @@ def test_max_records_records_fit_the_default_limit(make_client: Callable[..., Te
 
 @pytest.mark.parametrize(("path", "key"), [("/predict", "detail"), ("/v2/models/svc/infer", "error")])
 def test_a_body_slower_than_the_timeout_is_408(tmp_path: Path, path: str, key: str) -> None:
-    settings = Settings(tmp_path, body_timeout=1)
+    settings = Settings(models_dir=tmp_path, body_timeout=1)
     receive = chunks(b"{", b"}", b"", pause=0.6)  # each piece on time, the whole too late
     exchange = run(BodyLimit(reading_app, DIALECTS), http_scope(path, settings), receive)
     assert exchange.status == 408
@@ -153,7 +153,7 @@ def test_a_body_slower_than_the_timeout_is_408(tmp_path: Path, path: str, key: s
 
 
 def test_a_request_over_the_concurrency_limit_is_503_at_once(tmp_path: Path) -> None:
-    settings = Settings(tmp_path, max_concurrent_requests=2)
+    settings = Settings(models_dir=tmp_path, max_concurrent_requests=2)
 
     async def scenario() -> list[Exchange]:
         release = asyncio.Event()

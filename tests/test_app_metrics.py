@@ -23,7 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from tests.helpers import RECORD, ROOT, LiveServer, free_port, start_server
+from tests.helpers import RECORD, ROOT, LiveServer, free_port, needs_proc, start_server
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -73,6 +73,7 @@ def metrics_dir(server: LiveServer) -> Path:
     return Path(server.worker_environ(pid)["PROMETHEUS_MULTIPROC_DIR"])
 
 
+@needs_proc
 def test_counts_are_exact_summed_over_both_workers(server: LiveServer) -> None:
     workers = server.worker_pids()
     before = scrape(server.url)
@@ -184,6 +185,7 @@ def one_workers_gauge(folder: Path, pid: int, name: str) -> float:
         return registry.get_sample_value(name) or 0.0
 
 
+@needs_proc
 def test_a_killed_workers_live_gauges_stop_counting(server: LiveServer) -> None:
     victim = server.worker_pids()[0]
     # A worker loads a model on its first request for it.
@@ -210,6 +212,7 @@ def test_a_killed_workers_live_gauges_stop_counting(server: LiveServer) -> None:
     assert value(samples, predicted, model="svc") == value(before, predicted, model="svc")
 
 
+@needs_proc
 def test_the_metrics_folder_is_fresh_and_removed_at_exit(models_dir: Path, tmp_path: Path) -> None:
     with start_server(models_dir, tmp_path / "server.log", workers=2) as live:
         folder = metrics_dir(live)

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import RECORD, LiveServer, start_server
+from tests.helpers import RECORD, LiveServer, needs_proc, start_server
 
-pytestmark = pytest.mark.soak
+pytestmark = [pytest.mark.soak, needs_proc]
 
 CLIENTS = 6
 # Between two requests of a client: steady load that leaves a CPU for the replacement worker to start on.

@@ -53,14 +53,14 @@ def sandbox(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="module")
 def client(sandbox: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(sandbox / "models", "random_forest", 10_000))) as client:
+    with TestClient(create_app(Settings(models_dir=sandbox / "models"))) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 def guarded(sandbox: Path) -> Iterator[TestClient]:
     """Small limits and a token: the middleware answers most of what this one is sent."""
-    settings = Settings(sandbox / "models", "random_forest", 50, max_body_bytes=2_000, api_token=TOKEN)
+    settings = Settings(models_dir=sandbox / "models", max_records=50, max_body_bytes=2_000, api_token=TOKEN)
     with TestClient(create_app(settings)) as client:
         yield client
 

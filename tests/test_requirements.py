@@ -165,3 +165,25 @@ def test_each_image_installs_its_lock_with_hashes(image: str) -> None:
     assert f"COPY compose/installer.lock compose/{image}/requirements.lock /tmp/" in dockerfile
     assert "pip install --no-cache-dir --root-user-action=ignore --require-hashes -r /tmp/installer.lock" in dockerfile
     assert "--require-hashes -r /tmp/requirements.lock" in dockerfile
+
+
+# The platforms the universal venv lock promises (Makefile, `make lock`), as their markers see them.
+PLATFORMS = {
+    "linux": {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix"},
+    "macos": {"sys_platform": "darwin", "platform_system": "Darwin", "os_name": "posix"},
+    "windows": {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt"},
+}
+# Built for POSIX systems only: no Windows release exists.
+POSIX_ONLY = {"uvloop"}
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_the_venv_lock_installs_on_each_platform_without_posix_only_packages(platform: str) -> None:
+    environment = {**PLATFORMS[platform], "platform_python_implementation": "CPython", "python_version": "3.11"}
+    chosen = {
+        entry.name
+        for entry in locked(ROOT / DEV_LOCK)
+        if entry.marker is None or Marker(entry.marker).evaluate(environment)
+    }
+    assert {"uvicorn", "httptools", "scikit-learn"} <= chosen
+    assert (chosen >= POSIX_ONLY) is (platform != "windows")

@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import LiveServer, run_script, start_server
+from tests.helpers import LiveServer, needs_proc, run_script, start_server
 
-pytestmark = pytest.mark.soak
+pytestmark = [pytest.mark.soak, needs_proc]
 
 HEALTHY = ["logistic_regression", "random_forest", "svc"]
 RECORD = {

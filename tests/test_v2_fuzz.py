@@ -45,7 +45,7 @@ requests = st.fixed_dictionaries(
 
 @pytest.fixture(scope="module")
 def client(trained_models_dir: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(trained_models_dir, "random_forest", 10_000))) as client:
+    with TestClient(create_app(Settings(models_dir=trained_models_dir))) as client:
         yield client
 
 
