@@ -10,9 +10,9 @@ import sys
 import uvicorn
 
 from app.config import ConfigError, ServerSettings, Settings
+from app.connection import HeadLimitedProtocol
 from app.logs import log_config
 from app.multiprocess import shared_metrics_dir
-from app.protocol import HeadLimitedProtocol
 
 
 def serve(app: str = "app.main:app") -> None:

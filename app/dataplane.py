@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.config import Settings
 from app.errors import ModelLoadFailed, ModelNotFound, ModelPredictFailed, ServingError, TooManyRecords
@@ -31,6 +32,11 @@ class DataPlane:
         self.settings = settings
         self.observer = observer or Observer()
         self.registry = Registry(settings.models_dir, settings.strict_sklearn_version, self.observer)
+
+    @property
+    def folder(self) -> Path:
+        """The models folder served."""
+        return self.registry.folder
 
     def available(self) -> list[str]:
         """The model files in the folder now (blocking: one directory scan)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pydantic_core
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,6 +58,20 @@ INTERNAL_ERROR = "Internal server error; the cause is in the server log."
 UNMATCHED = "<unmatched>"
 
 
+class RequestInvalid(Exception):
+    """A body or query did not validate against its dialect's schema; `errors` are pydantic's, located."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+    @classmethod
+    def from_pydantic(cls, error: ValidationError, where: str) -> RequestInvalid:
+        """FastAPI's form: each error's location starts with where it was found ("body", "query")."""
+        raw = error.errors(include_url=False, include_context=False, include_input=False)
+        return cls([{"loc": [where, *item["loc"]], "msg": item["msg"], "type": item["type"]} for item in raw])
+
+
 class FastJSONResponse(JSONResponse):
     """JSON rendered by pydantic-core's serializer (Rust), cheaper than json.dumps."""
 
@@ -82,11 +97,6 @@ class Endpoint:
 def routes(endpoints: Sequence[Endpoint]) -> list[Route]:
     """One Starlette route per endpoint; two methods on one path are two routes, which the router tells apart."""
     return [Route(endpoint.path, endpoint.handler, methods=[endpoint.method]) for endpoint in endpoints]
-
-
-def error_response_for(path: str, dialects: Sequence[tuple[str, ErrorResponse]]) -> ErrorResponse:
-    """The error shape of the dialect whose path prefix matches first; the last prefix should be ""."""
-    return next(respond for prefix, respond in dialects if path.startswith(prefix))
 
 
 def route_template(scope: Scope, routes: Sequence[BaseRoute]) -> str:

@@ -1,32 +1,33 @@
 """What one request may cost a worker: its body's size and sending time, and how many run at once.
 
 Pure ASGI middleware: BaseHTTPMiddleware would buffer bodies and cost throughput. An answer made here takes the
-error shape of the path's dialect (main.py's ERROR_DIALECTS). The settings are read from the lifespan state, so
+error shape of the path's dialect (app/error_handlers.py). The settings are read from the lifespan state, so
 they are the ones the app started with.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
-from app.http import ErrorResponse, error_response_for
+from app.error_handlers import dialect_for
 
-Dialects = Sequence[tuple[str, ErrorResponse]]
 # Ends the connection after a refusal: the rest of the body is not worth reading.
 CLOSE = {"Connection": "close"}
+RETRY_SHORTLY = {"Retry-After": "1"}
 
 
 class BodyRefused(Exception):
-    """The body went over its size or its time; raised from receive, answered by BodyLimit."""
+    """The body went over its size, its time, or the bytes the worker gives to bodies being read."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, headers: Mapping[str, str] = CLOSE) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers
 
 
 def settings_of(scope: Scope) -> Settings:
@@ -34,11 +35,9 @@ def settings_of(scope: Scope) -> Settings:
     return settings
 
 
-async def refuse(
-    scope: Scope, send: Send, dialects: Dialects, status: int, detail: str, headers: Mapping[str, str] | None = None
-) -> None:
+async def refuse(scope: Scope, send: Send, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
     """Answer in the dialect of the path, without reading the body."""
-    response = error_response_for(scope["path"], dialects)(status, detail, headers)
+    response = dialect_for(scope["path"]).error(status, detail, headers)
     await response(scope, _nothing_to_receive, send)
 
 
@@ -53,30 +52,11 @@ def content_length(scope: Scope) -> int | None:
     return None
 
 
-class BodyLimit:
-    """MAX_BODY_BYTES and BODY_TIMEOUT: a declared length over the limit is refused before any byte is read;
-    a streamed (chunked) body is cut off as it passes the limit (413) or the deadline (408)."""
-
-    def __init__(self, app: ASGIApp, dialects: Dialects) -> None:
-        self.app = app
-        self.dialects = dialects
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        settings = settings_of(scope)
-        declared = content_length(scope)
-        if declared is not None and declared > settings.body_limit:
-            await refuse(scope, send, self.dialects, 413, too_large(declared, settings.body_limit), CLOSE)
-            return
-        body = LimitedBody(receive, settings)
-        try:
-            await self.app(scope, body.receive, body.track(send))
-        except BodyRefused as refusal:
-            if body.answered:
-                raise
-            await refuse(scope, send, self.dialects, refusal.status, refusal.detail, CLOSE)
+def has_body(scope: Scope) -> bool:
+    return any(
+        name == b"transfer-encoding" or (name == b"content-length" and value != b"0")
+        for name, value in scope["headers"]
+    )
 
 
 def too_large(size: int, limit: int, streamed: bool = False) -> str:
@@ -84,45 +64,89 @@ def too_large(size: int, limit: int, streamed: bool = False) -> str:
     return f"The request body is {size_said}; at most MAX_BODY_BYTES={limit} bytes are accepted."
 
 
-class LimitedBody:
-    """One request's receive, counting bytes against the limit and time against the deadline."""
+class BodyLimit:
+    """Reads each request's whole body first, under MAX_BODY_BYTES and BODY_TIMEOUT, then passes the request on.
 
-    def __init__(self, receive: Receive, settings: Settings) -> None:
-        self._receive = receive
-        self.limit = settings.body_limit
-        self.timeout = settings.body_timeout
-        self.deadline = asyncio.get_running_loop().time() + settings.body_timeout
-        self.received = 0
-        self.answered = False
+    A declared length over the limit is refused before any byte is read (413); a body is cut off as it passes the
+    limit (413) or the deadline (408). Read here, before ConcurrencyLimit counts the request, a body that arrives
+    slowly holds no working slot. The bodies being read at once hold at most as many bytes as a full house of
+    working requests could, MAX_CONCURRENT_REQUESTS times MAX_BODY_BYTES; a body that would pass it is refused (503).
+    """
 
-    async def receive(self) -> Message:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.held = 0  # bytes of the bodies being read now; one event loop per worker: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        settings = settings_of(scope)
+        declared = content_length(scope)
+        if declared is not None and declared > settings.body_limit:
+            await refuse(scope, send, 413, too_large(declared, settings.body_limit), CLOSE)
+            return
         try:
-            async with asyncio.timeout_at(self.deadline):
-                message = await self._receive()
+            body = await self.read(receive, settings)
+        except BodyRefused as refusal:
+            await refuse(scope, send, refusal.status, refusal.detail, refusal.headers)
+            return
+        if body is not None:  # None: the client went away while sending it
+            await self.app(scope, replay(body, receive), send)
+
+    async def read(self, receive: Receive, settings: Settings) -> bytes | None:
+        limit, budget = settings.body_limit, settings.max_concurrent_requests * settings.body_limit
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(settings.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    self.held += len(chunk)
+                    if size > limit:
+                        raise BodyRefused(413, too_large(size, limit, streamed=True))
+                    if self.held > budget:
+                        raise BodyRefused(503, busy_reading(budget), CLOSE | RETRY_SHORTLY)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
         except TimeoutError:
-            raise BodyRefused(
-                408, f"The request body took longer than BODY_TIMEOUT={self.timeout} seconds to arrive."
-            ) from None
-        if message["type"] == "http.request":
-            self.received += len(message.get("body", b""))
-            if self.received > self.limit:
-                raise BodyRefused(413, too_large(self.received, self.limit, streamed=True))
-        return message
+            detail = f"The request body took longer than BODY_TIMEOUT={settings.body_timeout} seconds to arrive."
+            raise BodyRefused(408, detail) from None
+        finally:
+            self.held -= size
 
-    def track(self, send: Send) -> Send:
-        async def tracked(message: Message) -> None:
-            self.answered = self.answered or message["type"] == "http.response.start"
-            await send(message)
 
-        return tracked
+def busy_reading(budget: int) -> str:
+    return (
+        f"The server is busy: the request bodies being read hold MAX_CONCURRENT_REQUESTS x MAX_BODY_BYTES={budget} "
+        "bytes; retry shortly."
+    )
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """The body, already read, as one message; then the server's own receive (a disconnect, eventually)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
 
 
 class ConcurrencyLimit:
-    """MAX_CONCURRENT_REQUESTS per worker: one more is answered 503 with Retry-After at once, never queued."""
+    """MAX_CONCURRENT_REQUESTS per worker: one more is answered 503 with Retry-After at once, never queued.
 
-    def __init__(self, app: ASGIApp, dialects: Dialects, exempt: Collection[str]) -> None:
+    A request is counted from the moment it reaches this middleware, which BodyLimit lets it do only once its
+    whole body has arrived: a slow client costs no slot.
+    """
+
+    def __init__(self, app: ASGIApp, exempt: Collection[str]) -> None:
         self.app = app
-        self.dialects = dialects
         self.exempt = exempt  # health checks: a busy worker is still alive
         self.active = 0  # one event loop per worker: no lock needed
 
@@ -133,7 +157,7 @@ class ConcurrencyLimit:
         limit = settings_of(scope).max_concurrent_requests
         if self.active >= limit:
             detail = f"The server is busy: MAX_CONCURRENT_REQUESTS={limit} requests are running; retry shortly."
-            await refuse(scope, send, self.dialects, 503, detail, {"Retry-After": "1"})
+            await refuse(scope, send, 503, detail, RETRY_SHORTLY)
             return
         self.active += 1
         try:

@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -23,17 +22,14 @@ from app import logs, metrics, original, request_id, v2
 from app.auth import BearerToken
 from app.config import Settings
 from app.dataplane import DataPlane
-from app.http import Endpoint, ErrorResponse, FastJSONResponse, error_response_for, routes
+from app.error_handlers import EXCEPTION_HANDLERS
+from app.http import Endpoint, FastJSONResponse, routes
 from app.limits import BodyLimit, ConcurrencyLimit
 from app.observer import Observer, Observers
 from app.openapi import SWAGGER_UI_DIR, docs_page, downgrade_to_3_0, openapi_document, with_bearer_scheme
-from app.original.errors import EXCEPTION_HANDLERS
-from app.original.errors import error_response as original_error
 
 ENDPOINTS: list[Endpoint] = [*original.ENDPOINTS, *v2.ENDPOINTS]
 SCHEMAS = [*original.SCHEMAS, *v2.SCHEMAS]
-# Which error shape an answer made outside the routes (a limit, a token check, an unknown path) takes, by prefix.
-ERROR_DIALECTS: list[tuple[str, ErrorResponse]] = [("/v2", v2.error_response), ("", original_error)]
 # Open without API_TOKEN and never refused as busy: what an orchestrator asks to see a worker alive.
 HEALTH_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
 # The documentation holds no data, and /docs must load in a browser before its Authorize button can be used.
@@ -97,15 +93,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     table: list[BaseRoute] = [*routes(endpoints), assets]
     return Starlette(
         routes=table,
-        exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_exception},
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             # Outermost: every answer carries the request's ID, even one made by a middleware below.
-            Middleware(request_id.RequestIdMiddleware, routes=table, dialects=ERROR_DIALECTS),
+            Middleware(request_id.RequestIdMiddleware, routes=table),
             Middleware(metrics.MetricsMiddleware, routes=table),
-            # Then: a request without the token costs no concurrency slot and no body read.
-            Middleware(BearerToken, dialects=ERROR_DIALECTS, public=is_public),
-            Middleware(BodyLimit, dialects=ERROR_DIALECTS),
-            Middleware(ConcurrencyLimit, dialects=ERROR_DIALECTS, exempt=HEALTH_PATHS),
+            # Then: a request without the token costs no body read and no concurrency slot.
+            Middleware(BearerToken, public=is_public),
+            # The body is read whole before the request is counted as running: a slow sender holds no slot.
+            Middleware(BodyLimit),
+            Middleware(ConcurrencyLimit, exempt=HEALTH_PATHS),
         ],
         lifespan=lifespan,
     )
@@ -114,13 +111,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def _has_token(request: Request) -> bool:
     settings: Settings = request.state.settings
     return settings.api_token is not None
-
-
-async def http_exception(request: Request, exc: Exception) -> Response:
-    """An unknown path or method, in the error shape of the dialect the path belongs to."""
-    assert isinstance(exc, HTTPException)
-    respond = error_response_for(request.url.path, ERROR_DIALECTS)
-    return respond(exc.status_code, exc.detail, exc.headers)
 
 
 app = create_app()

@@ -16,13 +16,12 @@ from urllib.parse import quote
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http import INTERNAL_ERROR, ErrorResponse, error_response_for, route_template
+from app.http import route_template
 from app.logs import RequestContext, current_request
 
 REQUEST_ID_HEADER = b"x-request-id"
 # Visible ASCII only, so an echoed ID cannot split a header or a log line.
 SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
-logger = logging.getLogger("app")
 access_logger = logging.getLogger("app.access")
 
 
@@ -34,19 +33,22 @@ def client_request_id(scope: Scope) -> str | None:
     return None
 
 
+def request_id_header(scope: Scope) -> dict[str, str]:
+    """The header naming the request's ID, for an answer made outside this middleware (an unexpected error's)."""
+    request_id = scope.get("state", {}).get("request_id")
+    return {"X-Request-ID": request_id} if request_id else {}
+
+
 class RequestIdMiddleware:
     """Pure ASGI: the request's ID in, out and in its log lines; the access-log line when ACCESS_LOG is on.
 
-    Outermost of the app's middleware, so that answers made by the others carry the ID too; an unhandled
-    error becomes the dialect's 500 here, logged with the ID, instead of an answer without it.
+    Outermost of the app's middleware, so that answers made by the others carry the ID too. An exception that
+    escapes goes on to Starlette's last handler (app/error_handlers.py), which answers with the ID itself.
     """
 
-    def __init__(
-        self, app: ASGIApp, routes: Sequence[BaseRoute], dialects: Sequence[tuple[str, ErrorResponse]]
-    ) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.routes = routes
-        self.dialects = dialects
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,7 +58,9 @@ class RequestIdMiddleware:
         request_id = client_request_id(scope) or os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         context = RequestContext(request_id)
-        token = current_request.set(context)
+        # Never reset: the request's task ends with it, and the server's own line about an exception that
+        # escaped (uvicorn's "Exception in ASGI application") is logged in that task, naming the request too.
+        current_request.set(context)
         header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
         started = time.perf_counter()
 
@@ -68,34 +72,29 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
-            if context.status:
-                raise
-            logger.exception("%s %s failed", scope["method"], scope["path"])
-            respond = error_response_for(scope["path"], self.dialects)
-            await respond(500, INTERNAL_ERROR, None)(scope, receive, send_with_id)
         finally:
             if scope["state"].get("access_log"):
                 self.log_access(scope, context, time.perf_counter() - started)
-            current_request.reset(token)
 
     def log_access(self, scope: Scope, context: RequestContext, seconds: float) -> None:
         client = "{}:{}".format(*scope["client"]) if scope.get("client") else "-"
         path = quote(scope["path"]) + ("?" + scope["query_string"].decode("latin-1") if scope["query_string"] else "")
         milliseconds = round(seconds * 1000, 3)
+        # No status: an exception escaped before any answer, and the error handler answers 500.
+        status = context.status or 500
         access_logger.info(
             '%s - "%s %s HTTP/%s" %d %.2f ms',
             client,
             scope["method"],
             path,
             scope["http_version"],
-            context.status,
+            status,
             milliseconds,
             extra={
                 "method": scope["method"],
                 "route": route_template(scope, self.routes),
                 "path": path,
-                "status": context.status,
+                "status": status,
                 "duration_ms": milliseconds,
                 "model": ",".join(context.models) or None,
                 "records": context.records or None,

@@ -38,7 +38,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-# The notebook twin runs from notebooks/: make the shared helpers in scripts/ importable.
+# The paired notebook runs from notebooks/: make the shared helpers in scripts/ importable.
 sys.path.insert(0, str(Path.cwd().resolve().parent / "scripts"))
 from penguins import SEED, load_penguins, resolve_dir, split
 

@@ -1,6 +1,6 @@
 """What train.py and evaluate.py share: where things are, the data, the split.
 
-Plain module (not a notebook): both scripts, and their notebook twins, import it.
+Plain module (not a notebook): both scripts, and their paired notebooks, import it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def project_root(start: Path | None = None) -> Path:
     """The folder holding jupytext.toml: the repository root, or the Jupyter workspace.
 
     Walking up from the working directory works for `python scripts/train.py` run from
-    the root and for the notebook twin, whose kernel starts in notebooks/ and has no __file__.
+    the root and for the paired notebook, whose kernel starts in notebooks/ and has no __file__.
     """
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):

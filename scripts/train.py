@@ -45,7 +45,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 from sklearn.svm import SVC
 
-# The notebook twin runs from notebooks/: make the shared helpers in scripts/ importable.
+# The paired notebook runs from notebooks/: make the shared helpers in scripts/ importable.
 sys.path.insert(0, str(Path.cwd().resolve().parent / "scripts"))
 from penguins import (
     CATEGORICAL,

@@ -1,36 +1,29 @@
 """app/limits.py: a body over MAX_BODY_BYTES or slower than BODY_TIMEOUT, and a request over
 MAX_CONCURRENT_REQUESTS, are refused in the path's own dialect. The attacks on a live server are in
-test_app_attacks.py.
+test_attacks.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.limits import BodyLimit, ConcurrencyLimit
-from app.main import ERROR_DIALECTS
 from app.original import ENDPOINTS
 from tests.helpers import RECORD
 
 BODY_ROUTES = [endpoint.path.replace("{model_name:path}", "svc") for endpoint in ENDPOINTS if endpoint.method == "POST"]
 
-
-def other_dialect(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-# Two dialects, as main.py will list them once the V2 front-end is in: the first matching prefix wins.
-DIALECTS = [("/v2", other_dialect), *ERROR_DIALECTS]
+CHUNKED = [(b"transfer-encoding", b"chunked")]
 
 
 def http_scope(path: str, settings: Settings, headers: list[tuple[bytes, bytes]] | None = None) -> Scope:
@@ -60,10 +53,10 @@ class Exchange:
 
 
 async def reading_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """Reads the whole body, then answers 200, as the routes do."""
-    while (await receive()).get("more_body", False):
-        pass
-    await JSONResponse({"ok": True})(scope, receive, send)
+    """Reads the whole body, then answers 200 with its length, as the routes do."""
+    message = await receive()
+    assert message["more_body"] is False  # read already: the whole body in one message
+    await JSONResponse({"bytes": len(message["body"])})(scope, receive, send)
 
 
 def never_read() -> Receive:
@@ -97,7 +90,7 @@ def run(app: Any, scope: Scope, receive: Receive) -> Exchange:
 def test_a_declared_length_over_the_limit_is_413_before_reading(tmp_path: Path, path: str, key: str) -> None:
     settings = Settings(models_dir=tmp_path, max_body_bytes=100)
     scope = http_scope(path, settings, [(b"content-length", b"101")])
-    exchange = run(BodyLimit(reading_app, DIALECTS), scope, never_read())
+    exchange = run(BodyLimit(reading_app), scope, never_read())
     assert exchange.status == 413
     assert exchange.headers["connection"] == "close"  # the rest of the upload is not read
     assert exchange.body[key] == "The request body is 101 bytes; at most MAX_BODY_BYTES=100 bytes are accepted."
@@ -106,7 +99,8 @@ def test_a_declared_length_over_the_limit_is_413_before_reading(tmp_path: Path, 
 @pytest.mark.parametrize(("path", "key"), [("/predict/compare", "detail"), ("/v2/models/svc/infer", "error")])
 def test_a_streamed_body_is_cut_off_at_the_limit(tmp_path: Path, path: str, key: str) -> None:
     settings = Settings(models_dir=tmp_path, max_body_bytes=100)
-    exchange = run(BodyLimit(reading_app, DIALECTS), http_scope(path, settings), chunks(b"x" * 60, b"x" * 60, b"x"))
+    receive = chunks(b"x" * 60, b"x" * 60, b"x")
+    exchange = run(BodyLimit(reading_app), http_scope(path, settings, CHUNKED), receive)
     assert exchange.status == 413
     assert exchange.body[key] == "The request body is over 100 bytes; at most MAX_BODY_BYTES=100 bytes are accepted."
 
@@ -114,7 +108,8 @@ def test_a_streamed_body_is_cut_off_at_the_limit(tmp_path: Path, path: str, key:
 def test_a_body_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
     settings = Settings(models_dir=tmp_path, max_body_bytes=100)
     scope = http_scope("/predict", settings, [(b"content-length", b"100")])
-    assert run(BodyLimit(reading_app, DIALECTS), scope, chunks(b"x" * 50, b"x" * 50)).status == 200
+    exchange = run(BodyLimit(reading_app), scope, chunks(b"x" * 50, b"x" * 50))
+    assert (exchange.status, exchange.body) == (200, {"bytes": 100})
 
 
 @pytest.mark.parametrize("path", BODY_ROUTES)
@@ -143,7 +138,7 @@ def test_max_records_records_fit_the_default_limit(make_client: Callable[..., Te
 def test_a_body_slower_than_the_timeout_is_408(tmp_path: Path, path: str, key: str) -> None:
     settings = Settings(models_dir=tmp_path, body_timeout=1)
     receive = chunks(b"{", b"}", b"", pause=0.6)  # each piece on time, the whole too late
-    exchange = run(BodyLimit(reading_app, DIALECTS), http_scope(path, settings), receive)
+    exchange = run(BodyLimit(reading_app), http_scope(path, settings, CHUNKED), receive)
     assert exchange.status == 408
     assert exchange.headers["connection"] == "close"
     assert exchange.body[key] == "The request body took longer than BODY_TIMEOUT=1 seconds to arrive."
@@ -162,7 +157,7 @@ def test_a_request_over_the_concurrency_limit_is_503_at_once(tmp_path: Path) -> 
             await release.wait()
             await JSONResponse({"ok": True})(scope, receive, send)
 
-        limit = ConcurrencyLimit(slow_app, DIALECTS, exempt={"/health"})
+        limit = ConcurrencyLimit(slow_app, exempt={"/health"})
         exchanges = [Exchange() for _ in range(6)]
         paths = ["/predict", "/predict", "/predict", "/v2/models/svc/infer", "/health", "/predict"]
         tasks = [
@@ -182,3 +177,60 @@ def test_a_request_over_the_concurrency_limit_is_503_at_once(tmp_path: Path) -> 
     assert exchanges[2].headers["retry-after"] == "1"
     assert exchanges[2].body["detail"].startswith("The server is busy: MAX_CONCURRENT_REQUESTS=2 requests")
     assert exchanges[3].body["error"].startswith("The server is busy")
+
+
+# A body is read before its request is counted: slow senders hold no slot.
+
+
+def test_a_body_still_arriving_holds_no_concurrency_slot(tmp_path: Path) -> None:
+    settings = Settings(models_dir=tmp_path, max_concurrent_requests=1)
+    stack = BodyLimit(ConcurrencyLimit(reading_app, exempt=()))
+
+    async def scenario() -> tuple[Exchange, Exchange]:
+        slow, quick = Exchange(), Exchange()
+        trickling = asyncio.create_task(
+            stack(http_scope("/predict", settings, CHUNKED), chunks(b"{", b"}", b"", pause=0.2), slow.send)
+        )
+        await asyncio.sleep(0.05)
+        await stack(http_scope("/predict", settings, [(b"content-length", b"2")]), chunks(b"{}"), quick.send)
+        assert not slow.messages  # the quick one was answered while the slow one was still sending
+        await trickling
+        return slow, quick
+
+    slow, quick = asyncio.run(scenario())
+    assert (slow.status, quick.status) == (200, 200)
+
+
+def test_bodies_being_read_share_a_budget_of_bytes(tmp_path: Path) -> None:
+    # One working slot of 100 bytes: the bodies being read may hold 100 bytes together.
+    settings = Settings(models_dir=tmp_path, max_concurrent_requests=1, max_body_bytes=100)
+    limit = BodyLimit(reading_app)
+
+    async def scenario() -> list[Exchange]:
+        exchanges = [Exchange() for _ in range(3)]
+        first = asyncio.create_task(
+            limit(http_scope("/predict", settings, CHUNKED), chunks(b"x" * 60, b"x", pause=0.2), exchanges[0].send)
+        )
+        await asyncio.sleep(0.3)  # the first holds 60 bytes and waits for its last one
+        await limit(http_scope("/v2/models/svc/infer", settings, CHUNKED), chunks(b"y" * 60), exchanges[1].send)
+        await first
+        await limit(http_scope("/predict", settings, CHUNKED), chunks(b"z" * 60), exchanges[2].send)
+        return exchanges
+
+    exchanges = asyncio.run(scenario())
+    assert [exchange.status for exchange in exchanges] == [200, 503, 200]
+    assert exchanges[1].headers["retry-after"] == "1"
+    assert exchanges[1].body["error"].startswith("The server is busy: the request bodies being read hold")
+    assert limit.held == 0
+
+
+def test_a_client_gone_while_sending_gets_no_answer_and_reaches_no_route(tmp_path: Path) -> None:
+    settings = Settings(models_dir=tmp_path)
+
+    async def gone() -> Message:
+        return {"type": "http.disconnect"}
+
+    limit = BodyLimit(reading_app)
+    exchange = run(limit, http_scope("/predict", settings, CHUNKED), gone)
+    assert exchange.messages == []
+    assert limit.held == 0

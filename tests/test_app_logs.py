@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -17,11 +22,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from app.error_handlers import EXCEPTION_HANDLERS
 from app.http import INTERNAL_ERROR
 from app.logs import JsonFormatter, RequestFilter, TextFormatter
-from app.original.errors import error_response
 from app.request_id import RequestIdMiddleware
-from tests.helpers import RECORD, start_server
+from tests.helpers import RECORD, free_port, start_server
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")
 BODY = json.dumps({"records": [RECORD]}).encode()
@@ -76,10 +81,16 @@ def test_an_error_answer_carries_the_id_too(
 
 
 def app_with(handler: Any) -> Starlette:
-    dialects = [("", error_response)]
+    """One route behind the request-ID middleware, with the app's own exception handlers."""
     return Starlette(
-        routes=[Route("/", handler)], middleware=[Middleware(RequestIdMiddleware, routes=[], dialects=dialects)]
+        routes=[Route("/", handler)],
+        middleware=[Middleware(RequestIdMiddleware, routes=[])],
+        exception_handlers=EXCEPTION_HANDLERS,
     )
+
+
+async def broken(request: Request) -> Response:
+    raise RuntimeError("boom")
 
 
 def test_a_handler_reads_the_id_from_request_state() -> None:
@@ -93,19 +104,43 @@ def test_a_handler_reads_the_id_from_request_state() -> None:
     assert generated.text == generated.headers["x-request-id"]
 
 
-def test_an_unhandled_error_answers_500_with_the_id_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
-    async def broken(request: Request) -> Response:
-        raise RuntimeError("boom")
-
-    caplog.handler.addFilter(RequestFilter())
+def test_an_unhandled_error_answers_500_with_the_id_and_reaches_the_server() -> None:
     with TestClient(app_with(broken), raise_server_exceptions=False) as client:
         response = client.get("/", headers={"X-Request-ID": "crash-1"})
     assert response.status_code == 500
     assert response.json() == {"detail": INTERNAL_ERROR}
     assert response.headers["x-request-id"] == "crash-1"
+    # The exception goes on to the server, whose job it is to log it.
+    with TestClient(app_with(broken)) as client, pytest.raises(RuntimeError, match="boom"):
+        client.get("/")
+
+
+@contextmanager
+def uvicorn_serving(app: Starlette) -> Iterator[str]:
+    """A real uvicorn in a thread, logging through the root logger (which caplog reads)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_the_server_logs_an_unhandled_error_with_the_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.handler.addFilter(RequestFilter())
+    with uvicorn_serving(app_with(broken)) as url:
+        response = httpx.get(url, headers={"X-Request-ID": "crash-2"}, timeout=10)
+    assert (response.status_code, response.headers["x-request-id"]) == (500, "crash-2")
     (logged,) = [entry for entry in caplog.records if entry.exc_info]
     assert logged.exc_info is not None and str(logged.exc_info[1]) == "boom"
-    assert getattr(logged, "request_id", None) == "crash-1"
+    assert getattr(logged, "request_id", None) == "crash-2"
 
 
 def record(**extra: Any) -> logging.LogRecord:

@@ -35,7 +35,7 @@ def sync(project: Path, *paths: str) -> None:
 
 
 def touch_later(path: Path) -> None:
-    # Sync picks the newest side: make the edit unambiguously newer than its twin.
+    # Sync picks the newest side: make the edit unambiguously newer than its pair.
     stat = path.stat()
     os.utime(path, (stat.st_atime + 5, stat.st_mtime + 5))
 

@@ -1,5 +1,6 @@
 """The original API's dialect: routes, bodies and error shapes kept so its existing clients keep working."""
 
 from app.original.endpoints import ENDPOINTS, SCHEMAS
+from app.original.errors import error_response, invalid_response
 
-__all__ = ["ENDPOINTS", "SCHEMAS"]
+__all__ = ["ENDPOINTS", "SCHEMAS", "error_response", "invalid_response"]

@@ -24,6 +24,7 @@ from app.http import (
     INLINE_BUDGET_SECONDS,
     Endpoint,
     FastJSONResponse,
+    RequestInvalid,
     data_plane,
     get_model,
     parse_body,
@@ -31,7 +32,6 @@ from app.http import (
 )
 from app.modelfile import estimator_name
 from app.openapi import MODEL_NAME, ErrorDoc, Schema, operation, path_parameter, query_parameter, request_body
-from app.original.errors import RequestInvalid
 from app.original.schemas import (
     EXAMPLE_RECORD,
     CompareRequest,
@@ -139,7 +139,7 @@ async def list_models(request: Request) -> Response:
     plane = data_plane(request)
     names = await run_in_threadpool(plane.available)
     return FastJSONResponse(
-        {"path": str(plane.registry.folder), "modelos_disponibles_total": len(names), "modelos_disponibles": names}
+        {"path": str(plane.folder), "modelos_disponibles_total": len(names), "modelos_disponibles": names}
     )
 
 

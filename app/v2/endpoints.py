@@ -22,6 +22,7 @@ from app.http import (
     INLINE_BUDGET_SECONDS,
     Endpoint,
     FastJSONResponse,
+    RequestInvalid,
     data_plane,
     get_model,
     run_inline_or_threaded,
@@ -48,7 +49,6 @@ from app.v2.codec import (
     encode,
     output_names,
 )
-from app.v2.errors import BadRequest, answers_errors
 from app.v2.types import (
     EXAMPLE_REQUEST,
     InferenceRequest,
@@ -199,8 +199,7 @@ def _parse(model: type[BaseModel], body: bytes) -> Any:
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
-        first = error.errors(include_url=False, include_input=False)[0]
-        raise BadRequest(f"The request body is invalid: {first['msg']}.") from None
+        raise RequestInvalid.from_pydantic(error, "body") from None
 
 
 # --- the route table and its OpenAPI operations -------------------------------------------------
@@ -243,9 +242,9 @@ def _ready_operation(
 
 def _model_endpoints(prefix: str, parameters: list[dict[str, Any]], versioned: str) -> list[Endpoint]:
     return [
-        Endpoint("GET", prefix, answers_errors(model_metadata),
+        Endpoint("GET", prefix, model_metadata,
                  operation(TAG, f"Model metadata{versioned}", ModelMetadata, MODEL_ERRORS, parameters=parameters)),
-        Endpoint("GET", f"{prefix}/ready", answers_errors(model_ready),
+        Endpoint("GET", f"{prefix}/ready", model_ready,
                  _ready_operation(f"Whether the model{versioned} loads and can predict", ModelReady,
                                   {404: ERRORS[404], 503: ERRORS[503]}, parameters=parameters)),
     ]  # fmt: skip
@@ -253,22 +252,22 @@ def _model_endpoints(prefix: str, parameters: list[dict[str, Any]], versioned: s
 
 # Inference first: it is the path that carries the load.
 ENDPOINTS = [
-    Endpoint("POST", "/v2/models/{name}/infer", answers_errors(infer),
+    Endpoint("POST", "/v2/models/{name}/infer", infer,
              _infer_operation("Predictions from the model", MODEL_PARAMETERS)),
-    Endpoint("POST", "/v2/models/{name}/versions/{version}/infer", answers_errors(infer),
+    Endpoint("POST", "/v2/models/{name}/versions/{version}/infer", infer,
              _infer_operation("Predictions from the model, at the given version", VERSION_PARAMETERS)),
-    Endpoint("GET", "/v2", answers_errors(server_metadata), operation(TAG, "Server metadata", ServerMetadata)),
-    Endpoint("GET", "/v2/health/live", answers_errors(live), operation(TAG, "The server is live", ServerLive)),
-    Endpoint("GET", "/v2/health/ready", answers_errors(ready),
+    Endpoint("GET", "/v2", server_metadata, operation(TAG, "Server metadata", ServerMetadata)),
+    Endpoint("GET", "/v2/health/live", live, operation(TAG, "The server is live", ServerLive)),
+    Endpoint("GET", "/v2/health/ready", ready,
              _ready_operation("The models folder is readable and a model in it loads", ServerReady)),
     *_model_endpoints("/v2/models/{name}", MODEL_PARAMETERS, ""),
     *_model_endpoints("/v2/models/{name}/versions/{version}", VERSION_PARAMETERS, ", at the given version"),
-    Endpoint("POST", "/v2/repository/index", answers_errors(repository_index),
+    Endpoint("POST", "/v2/repository/index", repository_index,
              operation(TAG, "Every model file, READY when loaded", RepositoryIndex, {400: ERRORS[400], **FOLDER_ERRORS},
                        requestBody={"required": False, **json_content(ref(RepositoryIndexRequest), "Filter.")})),
-    Endpoint("POST", "/v2/repository/models/{name}/load", answers_errors(load),
+    Endpoint("POST", "/v2/repository/models/{name}/load", load,
              operation(TAG, "Load the model now", RepositoryModel, MODEL_ERRORS, parameters=MODEL_PARAMETERS)),
-    Endpoint("POST", "/v2/repository/models/{name}/unload", answers_errors(unload),
+    Endpoint("POST", "/v2/repository/models/{name}/unload", unload,
              operation(TAG, "Drop the model from memory; its file stays, the next request loads it again",
                        RepositoryModel, {400: ERRORS[400], 404: ERRORS[404], 503: ERRORS[503]},
                        parameters=MODEL_PARAMETERS)),

@@ -1,4 +1,5 @@
-"""app/v2/: the Open Inference Protocol's REST API, requests written as the specification and MLServer write them."""
+"""app/v2/endpoints.py: the Open Inference Protocol's REST API, requests written as the specification and MLServer
+write them."""
 
 from __future__ import annotations
 

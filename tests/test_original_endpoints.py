@@ -1,4 +1,5 @@
-"""app/main.py: every endpoint, and every client mistake answered with its status and one sentence."""
+"""app/original/endpoints.py: every endpoint of the original API, and every client mistake answered with its status
+and one sentence."""
 
 from __future__ import annotations
 

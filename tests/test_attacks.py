@@ -29,10 +29,15 @@ UPLOAD_BYTES = 400 * 2**20
 UPLOADS = 8
 RSS_GROWTH_LIMIT = 64 * 2**20
 IDLE_CONNECTIONS = 500
-TRICKLERS = 50  # of each kind: one trickling its headers, one its body
+# More than MAX_CONCURRENT_REQUESTS (64 by default, as the server runs here): bodies being sent hold no slot.
+BODY_TRICKLERS = 100
+HEAD_TRICKLERS = 50
 TIMEOUT = 4  # HEADERS_TIMEOUT and BODY_TIMEOUT of the trickle test's server, seconds
-# Not the latency target (make bench measures that): a bound that only a starved client would pass.
-P99_BOUND_SECONDS = 1.0
+BASELINE_SECONDS = 2
+# Ordinary requests under attack: p99 under 100 ms, or within ten times the same clients' p99 measured without
+# the attack in the same test when the machine itself is that slow (make bench measures latency, not this).
+P99_TARGET_SECONDS = 0.1
+P99_SLOWDOWN = 10
 RECORD_JSON = (
     b'{"island":"Torgersen","bill_length_mm":39.1,"bill_depth_mm":18.7,'
     b'"flipper_length_mm":181,"body_mass_g":3750,"sex":"Male"},'
@@ -178,45 +183,70 @@ def ordinary_client(url: str, stop: threading.Event, latencies: list[float], sta
             statuses.append(response.status_code)
 
 
+@dataclass
+class OrdinaryClients:
+    """Two clients predicting in a loop, one kept alive and one connecting each time, until stopped."""
+
+    url: str
+    latencies: list[float] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        stop = threading.Event()
+        threads = [
+            threading.Thread(target=ordinary_client, args=(self.url, stop, self.latencies, self.statuses, fresh))
+            for fresh in (False, True)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+    @property
+    def p99(self) -> float:
+        return statistics.quantiles(self.latencies, n=100)[98]
+
+    def summary(self, when: str) -> str:
+        p50 = statistics.median(self.latencies)
+        return f"{len(self.latencies)} predicts {when}: p50 {p50 * 1e3:.1f} ms, p99 {self.p99 * 1e3:.1f} ms"
+
+
 def test_idle_and_trickling_clients_are_dropped_and_others_answered(live_models: Path, tmp_path: Path) -> None:
     settings = {"HEADERS_TIMEOUT": str(TIMEOUT), "BODY_TIMEOUT": str(TIMEOUT)}
     with start_server(live_models, tmp_path / "server.log", settings=settings) as server:
         httpx.post(f"{server.url}/predict", json={"records": [RECORD]}).raise_for_status()
-        time.sleep(1)  # that connection closes
+        baseline, attacked = OrdinaryClients(server.url), OrdinaryClients(server.url)
+        with baseline.running():
+            time.sleep(BASELINE_SECONDS)
+        time.sleep(1)  # those connections close
         files_before = server.open_files()
         where = address(server)
         idle = [Trickler.open(where, b"", b"") for _ in range(IDLE_CONNECTIONS)]
-        tricklers = [body_trickler(where) for _ in range(TRICKLERS)] + [head_trickler(where) for _ in range(TRICKLERS)]
+        bodies = [body_trickler(where) for _ in range(BODY_TRICKLERS)]
+        heads = [head_trickler(where) for _ in range(HEAD_TRICKLERS)]
         attack_started = time.monotonic()
-        stop, latencies, statuses = threading.Event(), list[float](), list[int]()
-        clients = [
-            threading.Thread(target=ordinary_client, args=(server.url, stop, latencies, statuses, fresh))
-            for fresh in (False, True)
-        ]
-        for client in clients:
-            client.start()
-        try:
+        with attacked.running():
             # While the attack lasts: the tricklers send a byte a second until the server drops them.
             while time.monotonic() - attack_started < TIMEOUT + 3:
-                for connection in [*tricklers, *idle]:
+                for connection in [*bodies, *heads, *idle]:
                     connection.tick()
                 time.sleep(1)
-        finally:
-            stop.set()
-            for client in clients:
-                client.join()
         files_after = settle(server, files_before)
 
-    p99 = statistics.quantiles(latencies, n=100)[98]
-    p50 = statistics.median(latencies)
-    print(f"\n{len(latencies)} predicts during the attack: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms")
-    assert statuses and set(statuses) == {200}
-    assert p99 < P99_BOUND_SECONDS
-    dropped = [connection.closed_after for connection in [*tricklers, *idle]]
+    print(f"\n{baseline.summary('before the attack')}\n{attacked.summary('during the attack')}")
+    assert set(baseline.statuses) == {200}
+    assert attacked.statuses and set(attacked.statuses) == {200}
+    assert attacked.p99 < max(P99_TARGET_SECONDS, P99_SLOWDOWN * baseline.p99)
+    dropped = [connection.closed_after for connection in [*bodies, *heads, *idle]]
     assert all(after is not None and after < TIMEOUT + 3 for after in dropped), dropped
     print(f"every connection dropped after {min(filter(None, dropped)):.1f} to {max(filter(None, dropped)):.1f} s")
-    assert all(trickler.answer.startswith(b"HTTP/1.1 408 ") for trickler in tricklers[:TRICKLERS])
-    assert all(trickler.answer == b"" for trickler in tricklers[TRICKLERS:])  # a head too slow is just closed
+    assert all(trickler.answer.startswith(b"HTTP/1.1 408 ") for trickler in bodies)
+    assert all(trickler.answer == b"" for trickler in heads)  # a head too slow is just closed
     assert files_after == files_before
 
 
