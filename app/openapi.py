@@ -119,6 +119,9 @@ def _schema_3_0(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     node = {key: _schema_3_0(value) for key, value in node.items()}
+    if node == {"not": {"type": "null"}}:
+        # 3.0 has no null type to exclude: the display loses "not null", the 3.1 document keeps it.
+        return {}
     variants = node.get("anyOf")
     if isinstance(variants, list) and {"type": "null"} in variants:
         # 3.1's anyOf [X, null] is 3.0's X with nullable: true.

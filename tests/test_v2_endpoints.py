@@ -279,7 +279,7 @@ def with_input(index: int, **changes: Any) -> dict[str, Any]:
         pytest.param(with_input(1, data=[39.1], shape=[1]), ["one value per record"], id="ragged columns"),
         pytest.param({"inputs": v2_request()["inputs"][:5]}, ["missing: sex"], id="missing input"),
         pytest.param({"inputs": [*v2_request()["inputs"], tensor("sex", ["Male"] * 3)]}, ["twice"], id="input twice"),
-        pytest.param({"inputs": []}, ["missing"], id="no inputs"),
+        pytest.param({"inputs": []}, ["inputs", "at least 1"], id="no inputs"),
         pytest.param(with_input(0, data=["Atlantis"] * 3), ["'Atlantis'", "Biscoe"], id="unknown island"),
         pytest.param(with_input(0, data=["biscoe"] * 3), ["'biscoe'"], id="island is case sensitive"),
         pytest.param(with_input(1, data=[39.1, -1.0, 40.0]), ["-1.0", "record 1"], id="negative measurement"),

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from app.features import EXAMPLE_RECORD
+from app.features import CATEGORICAL, EXAMPLE_RECORD, FEATURES, FLOAT32_MAX, ISLANDS, NUMERIC, SEXES
 
 NUMERIC_DATATYPES = ("FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 NumericDatatype = Literal[
@@ -23,6 +23,12 @@ Number = Annotated[float, Field(strict=True)]
 LEFT_TO_RIGHT = Field(union_mode="left_to_right")
 # $parameters: free-form; this server reads binary_data_size, binary_data, binary_data_output.
 Parameters = dict[str, Any]
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{letter.upper()}{letter.lower()}]" for letter in word)
+
+
 EXAMPLE_REQUEST: dict[str, Any] = {
     "id": "42",
     "inputs": [
@@ -37,6 +43,74 @@ EXAMPLE_REQUEST: dict[str, Any] = {
 }
 
 
+# What the codec (app/v2/codec.py) requires of the inputs beyond their types, stated in the document for clients.
+# The codec checks it all the same, with refusals that name the input; JSON Schema cannot say that the columns'
+# lengths agree with their shapes and with each other, nor what the binary data after the JSON holds.
+SHAPE: dict[str, Any] = {
+    "minItems": 1,
+    "maxItems": 2,
+    "prefixItems": [{"type": "integer", "minimum": 1}, {"const": 1}],
+    "description": "[N] or [N, 1]: N records, at least one.",
+}
+# A tensor's values come one way: `data` (not null), or `binary_data_size` bytes after the JSON, never both.
+DATA_OR_BINARY: list[dict[str, Any]] = [
+    {"required": ["data"], "properties": {"data": {"not": {"type": "null"}}}},
+    {
+        "required": ["parameters"],
+        "properties": {
+            "parameters": {
+                "type": "object",
+                "required": ["binary_data_size"],
+                "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+            }
+        },
+    },
+]
+MEASUREMENT: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": FLOAT32_MAX}
+# Each input's words, by name: an island as written, a sex in any letter case.
+WORDS: dict[str, dict[str, Any]] = {
+    "island": {"type": "string", "enum": list(ISLANDS)},
+    "sex": {"type": "string", "pattern": "^(" + "|".join(_any_case(sex) for sex in SEXES) + ")$"},
+}
+
+OUTPUT_NAMES = ("predict", "predict_proba")
+
+
+def _values(item: dict[str, Any]) -> dict[str, Any]:
+    """A column's data: flat, nested ([N, 1]), or null when its values come as binary data."""
+    nested = {"type": "array", "items": {"type": "array", "items": item}}
+    return {"anyOf": [{"type": "array", "items": item}, nested, {"type": "null"}]}
+
+
+def _column(schema: dict[str, Any], names: tuple[str, ...]) -> None:
+    """An input's document: its names, its shape, its values by name, and data or binary data."""
+    properties = schema["properties"]
+    properties["name"]["enum"] = list(names)
+    properties["shape"].update(SHAPE)
+    schema["oneOf"] = DATA_OR_BINARY
+    values = {name: WORDS.get(name, MEASUREMENT) for name in names}
+    schema["allOf"] = [
+        {"if": {"properties": {"name": {"const": name}}}, "then": {"properties": {"data": _values(item)}}}
+        for name, item in values.items()
+    ]
+
+
+def _once_each(names: tuple[str, ...], least: int) -> list[dict[str, Any]]:
+    """Each name in at least `least` and at most one item of an array of named objects."""
+    return [
+        {"contains": {"properties": {"name": {"const": name}}}, "minContains": least, "maxContains": 1}
+        for name in names
+    ]
+
+
+def _request(schema: dict[str, Any]) -> None:
+    schema["examples"] = [EXAMPLE_REQUEST]
+    properties = schema["properties"]
+    properties["inputs"]["allOf"] = _once_each(FEATURES, 1)
+    outputs = next(variant for variant in properties["outputs"]["anyOf"] if variant.get("type") == "array")
+    outputs["allOf"] = _once_each(OUTPUT_NAMES, 0)
+
+
 class _Tensor(TypedDict):
     name: str
     shape: list[Annotated[int, Field(ge=0)]]
@@ -46,12 +120,16 @@ class _Tensor(TypedDict):
 class NumericInput(_Tensor):
     """A measurement column: numbers, [N] or [N, 1], flat or nested; or `binary_data_size` bytes after the JSON."""
 
+    __pydantic_config__ = ConfigDict(json_schema_extra=lambda schema: _column(schema, NUMERIC))  # type: ignore[misc]
+
     datatype: NumericDatatype
     data: NotRequired[Annotated[list[Number] | list[list[Number]] | None, LEFT_TO_RIGHT]]
 
 
 class BytesInput(_Tensor):
     """A word column (island, sex): strings, [N] or [N, 1], flat or nested; or binary BYTES elements."""
+
+    __pydantic_config__ = ConfigDict(json_schema_extra=lambda schema: _column(schema, CATEGORICAL))  # type: ignore[misc]
 
     datatype: Literal["BYTES"]
     data: NotRequired[Annotated[list[str] | list[list[str]] | None, LEFT_TO_RIGHT]]
@@ -71,11 +149,11 @@ class InferenceRequest(TypedDict):
     """POST .../infer body: one input tensor per feature; `outputs` picks the outputs (default: all)."""
 
     # A TypedDict, not a BaseModel: validated by pydantic all the same, at a lower cost per request.
-    __pydantic_config__ = ConfigDict(json_schema_extra={"examples": [EXAMPLE_REQUEST]})  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(json_schema_extra=_request)  # type: ignore[misc]
 
     id: NotRequired[str | None]
     parameters: NotRequired[Parameters | None]
-    inputs: list[RequestInput]
+    inputs: Annotated[list[RequestInput], Field(min_length=1)]
     outputs: NotRequired[list[RequestOutput] | None]
 
 
