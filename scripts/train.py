@@ -61,9 +61,10 @@ from penguins import (
 )
 
 # %% [markdown]
-# Settings come from command-line flags, else the `MODELS_DIR` and `DATA_DIR`
-# environment variables, else `models/` and `data/` under the project root.
-# In a notebook the kernel's own arguments are ignored and the defaults apply.
+# Settings come from command-line flags, else the `MODELS_DIR`, `DATA_DIR` and
+# `TRAIN_QUICK` environment variables, else `models/` and `data/` under the
+# project root and the full search. In a notebook the kernel's own arguments are
+# ignored, so only the environment can change them.
 
 # %%
 parser = argparse.ArgumentParser(description="Train the penguin species classifiers.")
@@ -71,8 +72,11 @@ parser.add_argument("--models-dir", help="where to write <name>.pkl (env MODELS_
 parser.add_argument("--data-dir", help="folder holding penguins.csv (env DATA_DIR, default data)")
 parser.add_argument("--only", action="append", choices=MODEL_NAMES, metavar="NAME", help="train only NAME (repeatable)")
 parser.add_argument("--seed", type=int, default=SEED, help=f"split and model seed (default {SEED})")
-parser.add_argument("--quick", action="store_true", help="fit default parameters instead of the grid (smoke tests)")
+parser.add_argument(
+    "--quick", action="store_true", help="fit default parameters instead of the grid (env TRAIN_QUICK=1; smoke tests)"
+)
 args, _kernel_args = parser.parse_known_args()
+QUICK = args.quick or os.environ.get("TRAIN_QUICK", "").strip() not in ("", "0")
 
 MODELS_DIR = resolve_dir(args.models_dir, "MODELS_DIR", "models")
 DATA_DIR = resolve_dir(args.data_dir, "DATA_DIR", "data")
@@ -159,7 +163,7 @@ selected = args.only or MODEL_NAMES
 
 # %%
 def search(name: str, pipeline: Pipeline, grid: dict[str, list[Any]]) -> tuple[GridSearchCV, float]:
-    grid = {} if args.quick else grid  # one candidate: the estimator's defaults
+    grid = {} if QUICK else grid  # one candidate: the estimator's defaults
     size = len(ParameterGrid(grid))
     print(f"{name}: searching {size} candidates x 5 folds", flush=True)
     started = time.perf_counter()

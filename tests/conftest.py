@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers import FAILED, run_script, start_server
+from tests.helpers import FAILED, LiveServer, run_script, start_server
 
 
 @pytest.hookimpl(wrapper=True)
@@ -51,13 +51,27 @@ def module_models_dir(trained_models_dir: Path, tmp_path_factory: pytest.TempPat
     return folder
 
 
-@pytest.fixture(scope="module")
-def live_url(module_models_dir: Path) -> Iterator[str]:
-    """The API as `make serve LOCAL=1` and the image start it, once for the module; yields its base URL."""
-    log = module_models_dir.parent / "server.log"
-    with start_server(module_models_dir, log) as live:
-        yield live.url
-    assert "Traceback" not in log.read_text()  # a module sharing one server breaks no model
+@pytest.fixture(scope="session")
+def live_models_dir(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared live server's models: tests may add files, never change these."""
+    folder = tmp_path_factory.mktemp("live") / "models"
+    shutil.copytree(trained_models_dir, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def live_server(live_models_dir: Path) -> Iterator[LiveServer]:
+    """The API as `make serve LOCAL=1` and the image start it, with the default settings, shared by every test
+    that needs no settings of its own: one server start instead of one per module."""
+    log = live_models_dir.parent / "server.log"
+    with start_server(live_models_dir, log) as live:
+        yield live
+    assert "Traceback" not in log.read_text()  # the tests sharing one server break no model
+
+
+@pytest.fixture(scope="session")
+def live_url(live_server: LiveServer) -> str:
+    return live_server.url
 
 
 @pytest.fixture

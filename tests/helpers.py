@@ -228,6 +228,7 @@ def copy_working_tree(target: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         check=True,
+        timeout=60,
     ).stdout.decode()
     for relative in filter(None, listed.split("\0")):
         source = ROOT / relative

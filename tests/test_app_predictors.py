@@ -87,15 +87,20 @@ record_strategy = st.fixed_dictionaries(
 )
 
 
+@pytest.fixture(scope="module")
+def fast_predictors(trained_models_dir: Path) -> list[tuple[Predictor, dict[str, Any]]]:
+    """The models with probabilities, each loaded once for the module."""
+    return [load_predictor(trained_models_dir, name) for name in ("logistic_regression", "random_forest")]
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(record_strategy, min_size=1, max_size=50))
 def test_fast_path_equals_the_pipeline_on_generated_records(
-    trained_models_dir: Path, rows: list[dict[str, Any]]
+    fast_predictors: list[tuple[Predictor, dict[str, Any]]], rows: list[dict[str, Any]]
 ) -> None:
     frame = canonical(pd.DataFrame(rows))
     batch = Batch.from_records([RECORD_ADAPTER.validate_python(row) for row in rows])
-    for name in ("logistic_regression", "random_forest"):
-        predictor, bundle = load_predictor(trained_models_dir, name)
+    for predictor, bundle in fast_predictors:
         got = predictor.predict(batch).probabilities
         expected = bundle["model"].predict_proba(frame)
         np.testing.assert_array_equal(got, expected)

@@ -99,19 +99,19 @@ def upload(url: str, chunked: bool) -> int:
         return client.post(f"{url}/predict", content=unterminated_json_list(UPLOAD_BYTES), headers=headers).status_code
 
 
-def test_huge_uploads_are_refused_without_growing_the_worker(live_models: Path, tmp_path: Path) -> None:
-    with start_server(live_models, tmp_path / "server.log") as server:
-        httpx.post(f"{server.url}/predict", json={"records": [RECORD]}).raise_for_status()  # model loaded
-        before = server.rss_bytes()
-        watch = Watch(server)
-        watcher = threading.Thread(target=watch.run)
-        watcher.start()
-        try:
-            with ThreadPoolExecutor(max_workers=UPLOADS) as pool:
-                statuses = list(pool.map(lambda index: upload(server.url, chunked=index % 2 == 1), range(UPLOADS)))
-        finally:
-            watch.stop.set()
-            watcher.join()
+def test_huge_uploads_are_refused_without_growing_the_worker(live_server: LiveServer) -> None:
+    server = live_server
+    httpx.post(f"{server.url}/predict", json={"records": [RECORD]}).raise_for_status()  # model loaded
+    before = server.rss_bytes()
+    watch = Watch(server)
+    watcher = threading.Thread(target=watch.run)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=UPLOADS) as pool:
+            statuses = list(pool.map(lambda index: upload(server.url, chunked=index % 2 == 1), range(UPLOADS)))
+    finally:
+        watch.stop.set()
+        watcher.join()
     growth = watch.peak_rss - before
     print(
         f"\n{UPLOADS} uploads of {UPLOAD_BYTES >> 20} MiB: RSS {before >> 20} MiB, peak growth {growth / 2**20:.1f} MiB"
@@ -280,19 +280,18 @@ def test_a_burst_over_the_concurrency_limit_gets_503s_and_the_server_recovers(
     assert after == 200
 
 
-def test_a_head_over_the_size_limit_is_431(live_models: Path, tmp_path: Path) -> None:
-    with start_server(live_models, tmp_path / "server.log") as server:
-        response = httpx.get(f"{server.url}/models", headers={"X-Big": "a" * 70_000})
-        assert response.status_code == 431
-        assert httpx.get(f"{server.url}/models", headers={"X-Fine": "a" * 8_000}).status_code == 200
+def test_a_head_over_the_size_limit_is_431(live_server: LiveServer) -> None:
+    server = live_server
+    response = httpx.get(f"{server.url}/models", headers={"X-Big": "a" * 70_000})
+    assert response.status_code == 431
+    assert httpx.get(f"{server.url}/models", headers={"X-Fine": "a" * 8_000}).status_code == 200
 
 
-def test_an_endless_header_is_cut_off_with_431(live_models: Path, tmp_path: Path) -> None:
-    with start_server(live_models, tmp_path / "server.log") as server:
-        with socket.create_connection(address(server), timeout=10) as sock:
-            sock.sendall(b"GET /models HTTP/1.1\r\nX-Endless: ")
-            with contextlib.suppress(OSError):  # the server may close while this is still sending
-                for _ in range(64):
-                    sock.sendall(b"a" * 16_384)
-            answer = sock.recv(65536)
-        assert answer.startswith(b"HTTP/1.1 431 ")
+def test_an_endless_header_is_cut_off_with_431(live_server: LiveServer) -> None:
+    with socket.create_connection(address(live_server), timeout=10) as sock:
+        sock.sendall(b"GET /models HTTP/1.1\r\nX-Endless: ")
+        with contextlib.suppress(OSError):  # the server may close while this is still sending
+            for _ in range(64):
+                sock.sendall(b"a" * 16_384)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431 ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """Quickly trained models, then evaluated: (models folder, printed output)."""
-    models = tmp_path_factory.mktemp("models")
-    assert run_script("train.py", "--quick", "--models-dir", models).returncode == 0
+def evaluated(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The session's trained models, evaluated in a copy: (models folder, printed output)."""
+    models = tmp_path_factory.mktemp("evaluated") / "models"
+    shutil.copytree(trained_models_dir, models)
     result = run_script("evaluate.py", "--models-dir", models)
     assert result.returncode == 0, result.stderr
     return models, result.stdout

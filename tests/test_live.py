@@ -15,13 +15,13 @@ import pytest
 from tests.helpers import RECORD, start_server
 
 
-@pytest.fixture(scope="module")
-def models_dir(module_models_dir: Path) -> Path:
-    """The module server's models: tests add files, never change these."""
-    return module_models_dir
+@pytest.fixture
+def models_dir(live_models_dir: Path) -> Path:
+    """The shared server's models: tests add files, never change these."""
+    return live_models_dir
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server(live_url: str) -> str:
     return live_url
 

@@ -42,7 +42,7 @@ CASES = re.compile(r"Test cases:\n\s+(\d+) generated, (\d+) passed\n")
 LAST_LINE = re.compile(r"^=+ (?!.*(failure|error)).* in [\d.]+s =+$")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server(live_url: str) -> str:
     return live_url
 
