@@ -548,6 +548,7 @@ def running(kind: str, cluster: Cluster) -> Iterator[Running]:
     try:
         wait_until_ready(started)
         yield started
+        assert "Traceback" not in started.logs(), started.logs()
     finally:
         subprocess.run(["docker", "rm", "--force", started.container_id], capture_output=True, timeout=120)
 
@@ -622,7 +623,7 @@ def served(
 
 @pytest.mark.compose
 @pytest.mark.timeout(1200)
-def test_the_job_trains_every_model_into_the_claim_as_its_user(
+def test_the_job_trains_every_model_into_the_claim_as_its_user_without_a_warning(
     trained: subprocess.CompletedProcess[str], cluster: Cluster
 ) -> None:
     (claim,) = cluster.claims.values()
@@ -630,6 +631,7 @@ def test_the_job_trains_every_model_into_the_claim_as_its_user(
     user = pod_spec("Job")["securityContext"]["runAsUser"]
 
     assert trained.returncode == 0, trained.stderr[-3000:]
+    assert not trained.stderr.strip(), trained.stderr[-3000:]
     assert [path.stem for path in models] == MODEL_NAMES
     assert {path.stat().st_uid for path in models} == {user}
 
