@@ -116,6 +116,13 @@ def mount_path(pod: Mapping[str, Any], container: Mapping[str, Any], claim: str)
     return str(path)
 
 
+def storage_claim() -> str:
+    """The claim the InferenceService's pvc://<claim>[/path] storageUri names."""
+    storage_uri = str(the("InferenceService")["spec"]["predictor"]["model"]["storageUri"])
+    assert storage_uri.startswith("pvc://"), storage_uri
+    return storage_uri.removeprefix("pvc://").split("/")[0]
+
+
 def literal_env(container: Mapping[str, Any]) -> dict[str, str]:
     return {variable["name"]: variable["value"] for variable in container.get("env", []) if "value" in variable}
 
@@ -295,10 +302,9 @@ def test_every_kind_in_the_manifests_has_its_broken_copies() -> None:
 
 def test_the_job_the_deployment_and_the_inferenceservice_share_the_models_claim() -> None:
     claim = the("PersistentVolumeClaim")["metadata"]["name"]
-    storage_uri = the("InferenceService")["spec"]["predictor"]["model"]["storageUri"]
 
     assert claim_names(pod_spec("Job")) == claim_names(pod_spec("Deployment")) == {claim}
-    assert storage_uri.removeprefix("pvc://").split("/")[0] == claim
+    assert storage_claim() == claim
     assert the("PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
@@ -481,8 +487,9 @@ def volume_options(pod: Mapping[str, Any], mount: Mapping[str, Any], cluster: Cl
 
 def docker_bytes(quantity: str) -> str:
     """A Kubernetes binary quantity (512Mi) in Docker's notation (512m: Docker's units are binary too)."""
-    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
-    return f"{number}{unit[0].lower()}"
+    binary = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
+    assert binary, f"{quantity} is not a quantity in Ki, Mi or Gi"
+    return f"{binary[1]}{binary[2][0].lower()}"
 
 
 def cpus(quantity: str) -> float:
@@ -492,7 +499,7 @@ def cpus(quantity: str) -> float:
 def kserve_pod() -> tuple[dict[str, Any], dict[str, Any]]:
     """The runtime's pod as KServe makes it for the InferenceService: the claim of its pvc:// storageUri mounted
     at the model folder, read-only (the annotation storage.kserve.io/readonly defaults to true)."""
-    claim = the("InferenceService")["spec"]["predictor"]["model"]["storageUri"].removeprefix("pvc://").split("/")[0]
+    claim = storage_claim()
     runtime, container = runtime_spec(), only_container(runtime_spec())
     source = {"name": "kserve-pvc-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
     mount = {"name": source["name"], "mountPath": KSERVE_MODEL_DIR, "readOnly": True}
