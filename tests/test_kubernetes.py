@@ -1,0 +1,679 @@
+"""compose/kubernetes/: the Kubernetes and KServe manifests, checked against their kinds' schemas and run as declared.
+
+Offline (`make test`): every document against the schema of its kind, the core kinds against Kubernetes
+KUBERNETES_VERSION's own (kubernetes-validate, strict), the KServe kinds against the schemas of KServe
+KSERVE_RELEASE's CRDs, vendored in compose/kubernetes/schemas/; a broken copy of each kind fails the same check.
+With Docker (`make test-compose`): the containers the manifests declare run as the kubelet would run them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from penguins import MODEL_NAMES
+from referencing import Registry, Resource
+
+from app.features import FEATURES
+from tests.helpers import RECORD, ROOT, docker, temporary_project
+
+MANIFESTS = ROOT / "compose" / "kubernetes"
+# The Kubernetes release the manifests must fit: the one KServe KSERVE_RELEASE is built against (k8s.io/api v0.34).
+KUBERNETES_VERSION = "1.34"
+KSERVE_RELEASE = "v0.20.0"
+KSERVE_CRDS = MANIFESTS / "schemas" / f"kserve-{KSERVE_RELEASE}"
+KSERVE_GROUP = "serving.kserve.io"
+# KServe's conventions for a serving runtime: its container's name, HTTP port and model folder.
+KSERVE_CONTAINER, KSERVE_HTTP_PORT, KSERVE_MODEL_DIR = "kserve-container", 8080, "/mnt/models"
+# The Secret compose/README.md tells how to create: this repository ships none.
+TOKEN_SECRET, TOKEN_KEY = "penguins-api-token", "API_TOKEN"
+OBJECT_META = "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+# The keywords of a CRD's schema that this check applies, as JSON Schema 2020-12 (they mean the same there as in
+# OpenAPI v3.0), and those it leaves to the API server: defaults, formats, and how an object is stored (list and
+# map kinds, int-or-string, pruning). A keyword in neither (a CEL rule, say) would be ignored without a word.
+CHECKED_KEYWORDS = {"type", "properties", "items", "additionalProperties", "required", "enum", "pattern", "minimum",
+                    "maximum", "minLength", "maxLength", "minItems", "anyOf"}  # fmt: skip
+LEFT_TO_THE_API_SERVER = {"default", "format", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+                          "x-kubernetes-map-type", "x-kubernetes-int-or-string",
+                          "x-kubernetes-preserve-unknown-fields"}  # fmt: skip
+SCHEMA_LISTS = ("anyOf", "allOf", "oneOf")
+
+
+# --- the manifests -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Document:
+    path: Path
+    body: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.body["kind"])
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    def __str__(self) -> str:
+        return f"{self.path.relative_to(MANIFESTS)}:{self.kind}/{self.name}"
+
+
+@cache
+def documents() -> tuple[Document, ...]:
+    """Every document of every manifest, parsed once (never change one: copy it)."""
+    paths = sorted(MANIFESTS.glob("*.yaml")) + sorted(MANIFESTS.glob("kserve/*.yaml"))
+    return tuple(Document(path, body) for path in paths for body in yaml.safe_load_all(path.read_text()) if body)
+
+
+def the(kind: str) -> dict[str, Any]:
+    """The one document of that kind."""
+    (found,) = [document.body for document in documents() if document.kind == kind]
+    return found
+
+
+def pod_spec(kind: str) -> dict[str, Any]:
+    spec: dict[str, Any] = the(kind)["spec"]["template"]["spec"]
+    return spec
+
+
+def runtime_spec() -> dict[str, Any]:
+    """The ClusterServingRuntime's spec, which holds its pod's containers and volumes as a pod spec does."""
+    spec: dict[str, Any] = the("ClusterServingRuntime")["spec"]
+    return spec
+
+
+def only_container(pod: Mapping[str, Any]) -> dict[str, Any]:
+    (container,) = pod["containers"]
+    return dict(container)
+
+
+def claim_names(pod: Mapping[str, Any]) -> set[str]:
+    return {
+        volume["persistentVolumeClaim"]["claimName"] for volume in pod["volumes"] if "persistentVolumeClaim" in volume
+    }
+
+
+def mount_path(pod: Mapping[str, Any], container: Mapping[str, Any], claim: str) -> str:
+    (volume,) = [v["name"] for v in pod["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim]
+    (path,) = [mount["mountPath"] for mount in container["volumeMounts"] if mount["name"] == volume]
+    return str(path)
+
+
+def storage_claim() -> str:
+    """The claim the InferenceService's pvc://<claim>[/path] storageUri names."""
+    storage_uri = str(the("InferenceService")["spec"]["predictor"]["model"]["storageUri"])
+    assert storage_uri.startswith("pvc://"), storage_uri
+    return storage_uri.removeprefix("pvc://").split("/")[0]
+
+
+def literal_env(container: Mapping[str, Any]) -> dict[str, str]:
+    return {variable["name"]: variable["value"] for variable in container.get("env", []) if "value" in variable}
+
+
+def port_number(container: Mapping[str, Any], port: int | str) -> int:
+    """A probe's or a Service's port, by number or by the container port's name."""
+    numbers = {entry["name"]: entry["containerPort"] for entry in container["ports"]}
+    number = port if isinstance(port, int) else numbers[port]
+    assert number in numbers.values(), f"port {port} is not one the container declares"
+    return number
+
+
+def probes(container: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    kinds = ("startupProbe", "livenessProbe", "readinessProbe")
+    return {kind: container[kind]["httpGet"] for kind in kinds if kind in container}
+
+
+# --- the check: each document against its kind's schema ------------------------------------------
+
+
+def validate(body: Mapping[str, Any]) -> None:
+    """Raise jsonschema.ValidationError when the document does not fit its kind's schema; unknown fields included."""
+    if is_kserve(body["apiVersion"]):
+        kserve_validator(body["apiVersion"], body["kind"]).validate(body)
+    else:
+        kubernetes_validate.validate(dict(body), KUBERNETES_VERSION, strict=True)
+
+
+@cache
+def kserve_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator:
+    schema = refusing_unknown_fields(kserve_schema(api_version, kind))
+    # The API server checks a custom resource's metadata as it checks every object's.
+    schema["properties"]["metadata"] = {"$ref": OBJECT_META}
+    definitions = kubernetes_validate.utils.schema_contents(
+        f"kubernetes-json-schema/v{KUBERNETES_VERSION}.0-local-strict/_definitions.json", KUBERNETES_VERSION
+    )
+    registry: Registry[Any] = Resource.from_contents(definitions) @ Registry()
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def kserve_schema(api_version: str, kind: str) -> dict[str, Any]:
+    """The openAPIV3Schema of the vendored CRD that defines this kind at this version."""
+    group, _, version = api_version.partition("/")
+    for path in KSERVE_CRDS.glob("*.json"):
+        crd = json.loads(path.read_text())
+        if (crd["spec"]["group"], crd["spec"]["names"]["kind"]) == (group, kind):
+            (served,) = [entry for entry in crd["spec"]["versions"] if entry["name"] == version and entry["served"]]
+            schema: dict[str, Any] = served["schema"]["openAPIV3Schema"]
+            return schema
+    raise AssertionError(f"no vendored CRD of KServe {KSERVE_RELEASE} defines {kind} ({api_version})")
+
+
+def refusing_unknown_fields(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema with `additionalProperties: false` on every object that neither lists them nor keeps unknown fields.
+
+    A CRD's schema is structural: the API server drops every field an object does not list, unless it says
+    x-kubernetes-preserve-unknown-fields, and kubectl's default field validation (Strict) refuses such a field
+    instead. JSON Schema lets unlisted fields pass unless told otherwise: this tells it, so a misspelt field fails
+    here as it fails on a cluster.
+    """
+    strict = dict(schema)
+    if "properties" in schema:
+        strict["properties"] = {name: refusing_unknown_fields(value) for name, value in schema["properties"].items()}
+    for keyword in ("items", "additionalProperties"):
+        if isinstance(schema.get(keyword), Mapping):
+            strict[keyword] = refusing_unknown_fields(schema[keyword])
+    for keyword in SCHEMA_LISTS:
+        if keyword in schema:
+            strict[keyword] = [refusing_unknown_fields(branch) for branch in schema[keyword]]
+    keeps_unknown = "additionalProperties" in schema or schema.get("x-kubernetes-preserve-unknown-fields")
+    if schema.get("type") == "object" and not keeps_unknown:
+        strict["additionalProperties"] = False
+    return strict
+
+
+def keywords(schema: Mapping[str, Any]) -> set[str]:
+    """Every keyword used anywhere in the schema."""
+    found = set(schema)
+    children = [*schema.get("properties", {}).values()]
+    children += [schema[key] for key in ("items", "additionalProperties") if isinstance(schema.get(key), Mapping)]
+    children += [branch for key in SCHEMA_LISTS for branch in schema.get(key, [])]
+    return found.union(*(keywords(child) for child in children))
+
+
+@pytest.mark.parametrize("document", [pytest.param(d, id=str(d)) for d in documents()])
+def test_every_document_fits_the_schema_of_its_kind(document: Document) -> None:
+    validate(document.body)
+
+
+def is_kserve(api_version: str) -> bool:
+    return api_version.startswith(f"{KSERVE_GROUP}/")
+
+
+def test_the_vendored_crd_schemas_use_no_keyword_the_check_does_not_know() -> None:
+    kserve = [(d.body["apiVersion"], d.kind) for d in documents() if is_kserve(d.body["apiVersion"])]
+    used = set().union(*(keywords(kserve_schema(api_version, kind)) for api_version, kind in kserve))
+
+    assert used <= CHECKED_KEYWORDS | LEFT_TO_THE_API_SERVER
+
+
+# --- broken copies fail the same check ------------------------------------------------------------
+
+# For each kind, a field spelt wrong (path to it, the misspelling) and a field given a value of the wrong type.
+MISSPELT: dict[str, tuple[tuple[str | int, ...], str]] = {
+    "PersistentVolumeClaim": (("spec", "accessModes"), "accesModes"),
+    "Job": (("spec", "template", "spec", "restartPolicy"), "restartpolicy"),
+    "ConfigMap": (("data",), "datas"),
+    "Deployment": (("spec", "template", "spec", "containers", 0, "readinessProbe"), "readinesProbe"),
+    "Service": (("spec", "selector"), "selectors"),
+    "HorizontalPodAutoscaler": (("spec", "metrics"), "metric"),
+    "PodDisruptionBudget": (("spec", "minAvailable"), "minAvailible"),
+    "ClusterServingRuntime": (("spec", "containers", 0, "securityContext", "readOnlyRootFilesystem"),
+                              "readOnlyRootFileSystem"),
+    "InferenceService": (("spec", "predictor", "model", "storageUri"), "storageURI"),
+}  # fmt: skip
+WRONG_TYPE: dict[str, tuple[tuple[str | int, ...], Any]] = {
+    "PersistentVolumeClaim": (("spec", "accessModes"), "ReadWriteMany"),
+    "Job": (("spec", "backoffLimit"), "two"),
+    "ConfigMap": (("data", "MAX_RECORDS"), 10000),
+    "Deployment": (("spec", "replicas"), "two"),
+    "Service": (("spec", "ports"), {"port": 80}),
+    "HorizontalPodAutoscaler": (("spec", "minReplicas"), "2"),
+    "PodDisruptionBudget": (("spec", "selector"), "penguins-api"),
+    "ClusterServingRuntime": (("spec", "protocolVersions"), "v2"),
+    "InferenceService": (("spec", "predictor", "minReplicas"), "two"),
+}
+
+
+def broken_copy(body: Mapping[str, Any], path: tuple[str | int, ...], key: str | None = None, value: Any = None) -> Any:
+    """A deep copy of the document with the field at path renamed to key, or else given value."""
+    broken = copy.deepcopy(dict(body))
+    *parents, last = path
+    holder: Any = broken
+    for step in parents:
+        holder = holder[step]
+    assert last in holder, f"{path} is not in the document: the broken copy would break nothing"
+    if key is None:
+        holder[last] = value
+    else:
+        holder[key] = holder.pop(last)
+    return broken
+
+
+def check_error(body: Mapping[str, Any]) -> jsonschema.ValidationError:
+    with pytest.raises(jsonschema.ValidationError) as raised:
+        validate(body)
+    return raised.value
+
+
+@pytest.mark.parametrize("kind", list(MISSPELT))
+def test_a_misspelt_field_fails_the_check(kind: str) -> None:
+    path, misspelling = MISSPELT[kind]
+
+    error = check_error(broken_copy(the(kind), path, key=misspelling))
+
+    assert f"'{misspelling}' was unexpected" in error.message, error.message
+
+
+@pytest.mark.parametrize("kind", list(WRONG_TYPE))
+def test_a_field_of_the_wrong_type_fails_the_check(kind: str) -> None:
+    path, value = WRONG_TYPE[kind]
+
+    error = check_error(broken_copy(the(kind), path, value=value))
+
+    assert "is not of type" in error.message, error.message
+    assert list(error.absolute_path) == list(path), error.message
+
+
+def test_every_kind_in_the_manifests_has_its_broken_copies() -> None:
+    kinds = {document.kind for document in documents()}
+
+    assert kinds == set(MISSPELT) == set(WRONG_TYPE)
+
+
+# --- the manifests agree with each other, with KServe and with the app ----------------------------
+
+
+def test_the_job_the_deployment_and_the_inferenceservice_share_the_models_claim() -> None:
+    claim = the("PersistentVolumeClaim")["metadata"]["name"]
+
+    assert claim_names(pod_spec("Job")) == claim_names(pod_spec("Deployment")) == {claim}
+    assert storage_claim() == claim
+    assert the("PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_models_dir_is_where_the_job_and_the_deployment_mount_the_claim() -> None:
+    claim = the("PersistentVolumeClaim")["metadata"]["name"]
+    job, deployment = pod_spec("Job"), pod_spec("Deployment")
+
+    assert literal_env(only_container(job))["MODELS_DIR"] == mount_path(job, only_container(job), claim)
+    assert literal_env(only_container(deployment))["MODELS_DIR"] == mount_path(
+        deployment, only_container(deployment), claim
+    )
+
+
+def test_the_service_the_autoscaler_and_the_disruption_budget_reach_the_deployments_pods() -> None:
+    deployment = the("Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service, autoscaler = the("Service")["spec"], the("HorizontalPodAutoscaler")["spec"]
+    container = only_container(pod_spec("Deployment"))
+
+    assert service["selector"].items() <= labels.items()
+    assert {port_number(container, port["targetPort"]) for port in service["ports"]} == {
+        port["containerPort"] for port in container["ports"]
+    }
+    assert the("PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert (autoscaler["scaleTargetRef"]["kind"], autoscaler["scaleTargetRef"]["name"]) == (
+        "Deployment",
+        deployment["metadata"]["name"],
+    )
+
+
+def test_the_deployment_keeps_two_replicas_through_scaling_and_disruptions() -> None:
+    replicas = the("Deployment")["spec"]["replicas"]
+
+    assert replicas == the("HorizontalPodAutoscaler")["spec"]["minReplicas"] == 2
+    assert the("PodDisruptionBudget")["spec"]["minAvailable"] < replicas
+
+
+def test_the_probes_and_the_scrape_annotations_name_the_port_the_api_listens_on() -> None:
+    deployment = the("Deployment")["spec"]["template"]
+    container = only_container(deployment["spec"])
+    listening = int(literal_env(container)["PORT"])
+
+    assert {port_number(container, probe["port"]) for probe in probes(container).values()} == {listening}
+    assert set(probes(container)) == {"startupProbe", "livenessProbe", "readinessProbe"}
+    assert int(deployment["metadata"]["annotations"]["prometheus.io/port"]) == listening
+
+
+def test_the_runtime_follows_kserves_conventions() -> None:
+    runtime = runtime_spec()
+    container = only_container(runtime)
+
+    assert container["name"] == KSERVE_CONTAINER
+    assert literal_env(container)["MODELS_DIR"] == KSERVE_MODEL_DIR
+    assert int(literal_env(container)["PORT"]) == port_number(container, KSERVE_HTTP_PORT)
+    assert {port_number(container, probe["port"]) for probe in probes(container).values()} == {KSERVE_HTTP_PORT}
+    assert int(runtime["annotations"]["prometheus.kserve.io/port"]) == KSERVE_HTTP_PORT
+    assert runtime["protocolVersions"] == ["v2"]
+
+
+def test_the_inferenceservice_asks_for_what_the_runtime_offers() -> None:
+    runtime = the("ClusterServingRuntime")
+    predictor = the("InferenceService")["spec"]["predictor"]
+    model = predictor["model"]
+
+    assert model["runtime"] == runtime["metadata"]["name"]
+    assert model["modelFormat"] in [
+        {"name": entry["name"], "version": entry["version"]} for entry in runtime["spec"]["supportedModelFormats"]
+    ]
+    assert model["protocolVersion"] in runtime["spec"]["protocolVersions"]
+    assert int(predictor["annotations"]["prometheus.io/port"]) == KSERVE_HTTP_PORT
+
+
+def locked_down_containers() -> list[Any]:
+    pods = [("Job", pod_spec("Job")), ("Deployment", pod_spec("Deployment")), ("ClusterServingRuntime", runtime_spec())]
+    return [pytest.param(pod, only_container(pod), id=kind) for kind, pod in pods]
+
+
+@pytest.mark.parametrize(("pod", "container"), locked_down_containers())
+def test_every_container_runs_locked_down(pod: dict[str, Any], container: dict[str, Any]) -> None:
+    security = {**pod.get("securityContext", {}), **container["securityContext"]}
+    scratch = [mount["name"] for mount in container["volumeMounts"] if mount["mountPath"] == "/tmp"]
+
+    assert security["runAsNonRoot"] is True and security["runAsUser"] > 0
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert [volume["name"] for volume in pod["volumes"] if "emptyDir" in volume] == scratch
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "ClusterServingRuntime"])
+def test_the_token_comes_from_the_secret_the_readme_tells_how_to_create(kind: str) -> None:
+    container = only_container(runtime_spec() if kind == "ClusterServingRuntime" else pod_spec(kind))
+    (token,) = [variable for variable in container["env"] if variable["name"] == "API_TOKEN"]
+    readme = (ROOT / "compose" / "README.md").read_text()
+
+    assert token["valueFrom"]["secretKeyRef"] == {"name": TOKEN_SECRET, "key": TOKEN_KEY}
+    assert f"kubectl create secret generic {TOKEN_SECRET} --from-literal={TOKEN_KEY}=" in readme
+    assert "Secret" not in {document.kind for document in documents()}
+
+
+def test_the_configmap_holds_only_settings_the_app_documents() -> None:
+    documented = set(re.findall(r"`([A-Z_]+)`", settings_table()))
+
+    assert set(the("ConfigMap")["data"]) <= documented
+
+
+def settings_table() -> str:
+    readme = (ROOT / "app" / "README.md").read_text()
+    return readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+
+
+# --- the containers, run as declared (make test-compose) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What the manifests refer to by name, as a cluster would hold it: claims as host folders, Secrets, ConfigMaps."""
+
+    claims: Mapping[str, Path]
+    secrets: Mapping[str, Mapping[str, str]]
+    config_maps: Mapping[str, Mapping[str, str]]
+
+
+def docker_run_arguments(pod: Mapping[str, Any], container: Mapping[str, Any], cluster: Cluster) -> list[str]:
+    """`docker run`'s options and command for the container as the kubelet would start it in this pod."""
+    options = security_options({**pod.get("securityContext", {}), **container["securityContext"]})
+    limits = container["resources"]["limits"]
+    options += ["--memory", docker_bytes(limits["memory"]), "--cpus", str(cpus(limits["cpu"]))]
+    for name, value in environment(container, cluster).items():
+        options += ["--env", f"{name}={value}"]
+    for mount in container.get("volumeMounts", []):
+        options += volume_options(pod, mount, cluster)
+    for port in container.get("ports", []):
+        options += ["--publish", f"127.0.0.1::{port['containerPort']}"]
+    if "workingDir" in container:
+        options += ["--workdir", container["workingDir"]]
+    command = container.get("command", [])
+    if command:
+        options += ["--entrypoint", command[0]]
+    return [*options, container["image"], *command[1:], *container.get("args", [])]
+
+
+def security_options(security: Mapping[str, Any]) -> list[str]:
+    # Docker applies its default seccomp profile, which is what RuntimeDefault means under Docker's runtime.
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}, "no Docker equivalent for this profile"
+    options = ["--user", f"{security['runAsUser']}:{security['runAsGroup']}"]
+    if "fsGroup" in security:
+        options += ["--group-add", str(security["fsGroup"])]
+    if security.get("readOnlyRootFilesystem"):
+        options.append("--read-only")
+    if security.get("allowPrivilegeEscalation") is False:
+        options += ["--security-opt", "no-new-privileges"]
+    return options + [f"--cap-drop={capability}" for capability in security["capabilities"]["drop"]]
+
+
+def environment(container: Mapping[str, Any], cluster: Cluster) -> dict[str, str]:
+    """envFrom's ConfigMaps, then env, which wins, as in a pod."""
+    values: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        values |= cluster.config_maps[source["configMapRef"]["name"]]
+    for variable in container.get("env", []):
+        if "value" in variable:
+            values[variable["name"]] = variable["value"]
+        else:
+            reference = variable["valueFrom"]["secretKeyRef"]
+            values[variable["name"]] = cluster.secrets[reference["name"]][reference["key"]]
+    return values
+
+
+def volume_options(pod: Mapping[str, Any], mount: Mapping[str, Any], cluster: Cluster) -> list[str]:
+    (volume,) = [volume for volume in pod["volumes"] if volume["name"] == mount["name"]]
+    if "emptyDir" in volume:
+        return ["--tmpfs", f"{mount['mountPath']}:size={docker_bytes(volume['emptyDir']['sizeLimit'])}"]
+    claim = volume["persistentVolumeClaim"]
+    read_only = mount.get("readOnly") or claim.get("readOnly")
+    return ["--volume", f"{cluster.claims[claim['claimName']]}:{mount['mountPath']}{':ro' if read_only else ''}"]
+
+
+def docker_bytes(quantity: str) -> str:
+    """A Kubernetes binary quantity (512Mi) in Docker's notation (512m: Docker's units are binary too)."""
+    binary = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
+    assert binary, f"{quantity} is not a quantity in Ki, Mi or Gi"
+    return f"{binary[1]}{binary[2][0].lower()}"
+
+
+def cpus(quantity: str) -> float:
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def kserve_pod() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The runtime's pod as KServe makes it for the InferenceService: the claim of its pvc:// storageUri mounted
+    at the model folder, read-only (the annotation storage.kserve.io/readonly defaults to true)."""
+    claim = storage_claim()
+    runtime, container = runtime_spec(), only_container(runtime_spec())
+    source = {"name": "kserve-pvc-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+    mount = {"name": source["name"], "mountPath": KSERVE_MODEL_DIR, "readOnly": True}
+    return {"volumes": [*runtime["volumes"], source]}, {
+        **container,
+        "volumeMounts": [*container["volumeMounts"], mount],
+    }
+
+
+def served_pod(kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    if kind == "ClusterServingRuntime":
+        return kserve_pod()
+    return pod_spec(kind), only_container(pod_spec(kind))
+
+
+def scrape_target(kind: str) -> tuple[int, str]:
+    """The port and path Prometheus scrapes, from the pods' prometheus.io annotations."""
+    if kind == "ClusterServingRuntime":
+        annotations = the("InferenceService")["spec"]["predictor"]["annotations"]
+    else:
+        annotations = the(kind)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    return int(annotations["prometheus.io/port"]), str(annotations["prometheus.io/path"])
+
+
+@dataclass(frozen=True)
+class Running:
+    kind: str  # the manifest's kind that declares the container
+    container_id: str
+    spec: Mapping[str, Any]
+
+    def url(self, port: int | str) -> str:
+        number = port_number(self.spec, port)
+        address = docker("port", self.container_id, f"{number}/tcp").splitlines()[0]
+        return f"http://{address}"
+
+    def probe_url(self, kind: str) -> str:
+        probe = probes(self.spec)[kind]
+        return f"{self.url(probe['port'])}{probe['path']}"
+
+    def logs(self) -> str:
+        done = subprocess.run(["docker", "logs", self.container_id], capture_output=True, text=True, timeout=60)
+        return (done.stdout + done.stderr)[-3000:]
+
+
+@contextmanager
+def running(kind: str, cluster: Cluster) -> Iterator[Running]:
+    """The API container that kind declares, started detached, until its readiness probe answers 200; then removed."""
+    pod, container = served_pod(kind)
+    started = Running(
+        kind, docker("run", "--detach", *docker_run_arguments(pod, container, cluster)).strip(), container
+    )
+    try:
+        wait_until_ready(started)
+        yield started
+        assert "Traceback" not in started.logs(), started.logs()
+    finally:
+        subprocess.run(["docker", "rm", "--force", started.container_id], capture_output=True, timeout=120)
+
+
+def wait_until_ready(started: Running) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state = docker("inspect", "--format", "{{.State.Status}}", started.container_id).strip()
+        assert state == "running", f"the container stopped ({state}): {started.logs()}"
+        try:
+            if httpx.get(started.probe_url("readinessProbe"), timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"not ready within 120 s: {started.logs()}")
+
+
+def open_to_the_pods_group(folder: Path, group: int) -> None:
+    """A fresh volume as fsGroup leaves it: the pod's group may write it. Without root, open to all instead."""
+    if os.geteuid() == 0:
+        os.chown(folder, 0, group)
+        folder.chmod(0o2775)
+    else:
+        folder.chmod(0o777)
+
+
+def one_record_v2() -> dict[str, Any]:
+    kinds = {name: "BYTES" if isinstance(RECORD[name], str) else "FP64" for name in FEATURES}
+    return {
+        "inputs": [{"name": name, "shape": [1], "datatype": kinds[name], "data": [RECORD[name]]} for name in FEATURES]
+    }
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """penguins-api:latest and penguins-jupyter:latest, the images the manifests name, built the project's way."""
+    with temporary_project(tmp_path_factory.mktemp("kubernetes-images")) as project:
+        project.make("build")
+        yield
+
+
+@pytest.fixture(scope="module")
+def cluster(images: None, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    claim = tmp_path_factory.mktemp("claim")
+    open_to_the_pods_group(claim, pod_spec("Job")["securityContext"]["fsGroup"])
+    config_map = the("ConfigMap")
+    return Cluster(
+        claims={the("PersistentVolumeClaim")["metadata"]["name"]: claim},
+        secrets={TOKEN_SECRET: {TOKEN_KEY: secrets.token_hex(24)}},
+        config_maps={config_map["metadata"]["name"]: config_map["data"]},
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(cluster: Cluster) -> subprocess.CompletedProcess[str]:
+    """The Job's pod, once, without network: it trains from what its image holds."""
+    job = pod_spec("Job")
+    command = ["docker", "run", "--rm", "--network", "none", *docker_run_arguments(job, only_container(job), cluster)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module", params=["Deployment", "ClusterServingRuntime"])
+def served(
+    request: pytest.FixtureRequest, trained: subprocess.CompletedProcess[str], cluster: Cluster
+) -> Iterator[Running]:
+    """The API container of the Deployment, then of the serving runtime, over the claim the Job trained into."""
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    with running(request.param, cluster) as started:
+        yield started
+
+
+@pytest.mark.compose
+@pytest.mark.timeout(1200)
+def test_the_job_trains_every_model_into_the_claim_as_its_user_without_a_warning(
+    trained: subprocess.CompletedProcess[str], cluster: Cluster
+) -> None:
+    (claim,) = cluster.claims.values()
+    models = sorted(claim.glob("*.pkl"))
+    user = pod_spec("Job")["securityContext"]["runAsUser"]
+
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert not trained.stderr.strip(), trained.stderr[-3000:]
+    assert [path.stem for path in models] == MODEL_NAMES
+    assert {path.stat().st_uid for path in models} == {user}
+
+
+@pytest.mark.compose
+@pytest.mark.timeout(1200)
+def test_the_declared_probes_answer_200_without_the_token(served: Running) -> None:
+    answers = {kind: httpx.get(served.probe_url(kind), timeout=30).status_code for kind in probes(served.spec)}
+
+    assert set(answers.values()) == {200}, answers
+
+
+@pytest.mark.compose
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_a_v2_inference_answers_with_the_secrets_token_only(served: Running, cluster: Cluster, model: str) -> None:
+    url = served.url(served.spec["ports"][0]["name"]) + f"/v2/models/{model}/infer"
+    token = cluster.secrets[TOKEN_SECRET][TOKEN_KEY]
+
+    refused = httpx.post(url, json=one_record_v2(), timeout=30)
+    answered = httpx.post(url, json=one_record_v2(), headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    assert refused.status_code == 401
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["model_name"] == model
+    assert answered.json()["outputs"][0]["shape"][0] == 1
+
+
+@pytest.mark.compose
+@pytest.mark.timeout(1200)
+def test_the_scrape_annotations_lead_to_the_metrics(served: Running, cluster: Cluster) -> None:
+    port, path = scrape_target(served.kind)
+    token = cluster.secrets[TOKEN_SECRET][TOKEN_KEY]
+
+    response = httpx.get(served.url(port) + path, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    assert response.status_code == 200
+    assert "penguins_http_requests_total" in response.text
