@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from app.logs import LOG_FORMATS, LogFormat
+from app.monitoring import MIN_RECORDS
 from app.registry import MODEL_NAME_MAX_LENGTH, is_model_name
 
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -18,6 +19,9 @@ FALSE_WORDS = ("", "0", "false", "no", "off")
 BODY_BYTES_PER_RECORD = 400
 TOKEN_MIN_LENGTH = 16
 WORKER_HEALTHCHECK_SECONDS = 30
+# A window holds at least the records a PSI needs to be judged; at most what /tmp holds easily (about 60 bytes a
+# record and model).
+MIN_DRIFT_WINDOW, MAX_DRIFT_WINDOW = MIN_RECORDS, 100_000
 
 
 class ConfigError(ValueError):
@@ -83,6 +87,8 @@ class Settings:
     log_format: LogFormat = "text"
     # Off unless asked for, as in gunicorn: app/README.md's performance section says what a line per request costs.
     access_log: bool = False
+    drift_monitoring: bool = True  # count every prediction against its model's reference profile (app/monitoring.py)
+    drift_window: int = 1000  # the last records per model that the drift figures are computed on
 
     @property
     def body_limit(self) -> int:
@@ -102,6 +108,8 @@ class Settings:
             metrics=_flag(environ, "METRICS", True),
             log_format=log_format(environ),
             access_log=_flag(environ, "ACCESS_LOG", False),
+            drift_monitoring=_flag(environ, "DRIFT_MONITORING", True),
+            drift_window=_whole(environ, "DRIFT_WINDOW", "1000", MIN_DRIFT_WINDOW, MAX_DRIFT_WINDOW),
         )
 
 

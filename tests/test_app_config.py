@@ -51,9 +51,18 @@ def test_metrics_are_on_unless_turned_off(value: str, expected: bool) -> None:
     assert Settings.from_env({"METRICS": value}).metrics is expected
 
 
+def test_drift_monitoring_is_on_over_the_last_1000_records_unless_told_otherwise() -> None:
+    assert (Settings.from_env({}).drift_monitoring, Settings.from_env({}).drift_window) == (True, 1000)
+    settings = Settings.from_env({"DRIFT_MONITORING": "off", "DRIFT_WINDOW": "250"})
+    assert (settings.drift_monitoring, settings.drift_window) == (False, 250)
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
+        pytest.param("DRIFT_MONITORING", "sometimes", id="drift-monitoring-not-a-flag"),
+        pytest.param("DRIFT_WINDOW", "99", id="drift-window-below-100"),
+        pytest.param("DRIFT_WINDOW", "100001", id="drift-window-above-100000"),
         pytest.param("MAX_RECORDS", "many", id="max-records-not-a-number"),
         pytest.param("MAX_RECORDS", "0", id="max-records-zero"),
         pytest.param("MAX_RECORDS", "-3", id="max-records-negative"),
