@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -262,25 +262,22 @@ class Tally:
         numeric, classes = batch.numeric, prediction.indices
         probabilities = prediction.probabilities if self.profile.probabilities else None
         n, window = len(numeric), self.window
-        skipped = max(n - window, 0)  # records that go straight to the totals: only the last window enter the ring
-        if skipped:
-            head = slice(0, skipped)
-            skipped_records = (numeric[head], classes[head], _rows(probabilities, head))
-            numeric, classes, probabilities = (
-                numeric[skipped:],
-                classes[skipped:],
-                _rows(probabilities, slice(skipped, None)),
-            )
+        # Beyond a window's worth, a batch's first records go straight to the totals: the ring takes the last ones.
+        skipped = max(n - window, 0)
         categories = _category_codes(batch, skipped)
         self.buffer.acquire()
         try:
             written, folded = self.head.tolist()
             if written + n - folded > window:
                 self._fold_ring(written, folded)
-                folded = written
-            if skipped:
-                self._fold(*skipped_records)
-                folded = written + skipped
+                if skipped:
+                    self._fold(numeric[:skipped], classes[:skipped], _rows(probabilities, slice(0, skipped)))
+                    numeric, classes, probabilities = (
+                        numeric[skipped:],
+                        classes[skipped:],
+                        _rows(probabilities, slice(skipped, None)),
+                    )
+                self.head[1] = written + skipped
             start = (written + skipped) % window
             end = start + len(numeric)
             if end <= window:
@@ -291,7 +288,7 @@ class Tally:
                     self.probabilities[start:end] = probabilities
             else:
                 self._put_wrapping(start, numeric, categories, classes, probabilities)
-            self.head[:] = written + n, folded
+            self.head[0] = written + n
         finally:
             self.buffer.release()
 
@@ -299,7 +296,7 @@ class Tally:
         self,
         start: int,
         numeric: np.ndarray,
-        categories: np.ndarray,
+        categories: list[int],
         classes: np.ndarray,
         probabilities: np.ndarray | None,
     ) -> None:
@@ -357,13 +354,13 @@ def _top(probabilities: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return top
 
 
-def _category_codes(batch: Batch, skipped: int) -> np.ndarray:
-    """The joint category code of each record from skipped on."""
-    columns = [batch.categorical[name] for name in CATEGORICAL]
+def _category_codes(batch: Batch, skipped: int) -> list[int]:
+    """The joint category code of each record from skipped on: a list, which numpy copies into the ring in one go."""
+    columns: Iterable[list[str]] = map(batch.categorical.__getitem__, CATEGORICAL)
     if skipped:
-        columns = [column[skipped:] for column in columns]
+        columns = (column[skipped:] for column in columns)
     # map and zip run in C: one pass over the records, no Python code per record.
-    return np.fromiter(map(JOINT_CODES.__getitem__, zip(*columns, strict=True)), np.uint8, len(columns[0]))
+    return list(map(JOINT_CODES.__getitem__, zip(*columns, strict=True)))
 
 
 def _rows(array: np.ndarray | None, rows: slice | np.ndarray) -> np.ndarray | None:
