@@ -149,7 +149,7 @@ test-compose: venv ## end-to-end tests against real containers (needs Docker; bu
 	$(BIN)/python -m pytest -m compose
 
 .PHONY: test-browser
-test-browser: venv chromium ## JupyterLab and /docs in headless Chromium against real containers (needs Docker)
+test-browser: venv chromium ## JupyterLab, /docs and /monitor in headless Chromium against real containers (needs Docker)
 	$(BIN)/python -m pytest -m browser
 
 # ---- containers (compose/docker-compose.yml) ----
