@@ -309,6 +309,11 @@ def test_prometheus_loads_the_alerting_rules(monitored: Project) -> None:
     assert alerts == {"PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsHighErrorRate", "PenguinsSlowAnswers"}
 
 
+def test_drift_demo_runs_in_a_container_against_the_stack(stack_up: Project) -> None:
+    output = stack_up.make("drift-demo")
+    assert "drifted (PSI above 0.25): body_mass_g. See http://api:8000/monitor" in output
+
+
 def test_down_leaves_nothing_running(stack_up: Project) -> None:
     stack_up.make("down")
 
