@@ -433,13 +433,13 @@ def on_and_off(
 ) -> list[dict[bool, float]]:
     """Requests/s of /predict?model=logistic_regression with the setting on and off, for each (body, connections).
 
-    Both servers run at once and take turns, best of two each: a neighbour's burst on a shared machine hits both
+    Both servers run at once and take turns, best of three each: a neighbour's burst on a shared machine hits both
     sides alike.
     """
     url = "/predict?model=logistic_regression"
     figures = [{True: 0.0, False: 0.0} for _ in loads]
     with served(*api_command(workers, {setting: "1"})) as on, served(*api_command(workers, {setting: "0"})) as off:
-        for _ in range(2):
+        for _ in range(3):
             for (payload, connections), best in zip(loads, figures, strict=True):
                 for enabled, server in ((True, on), (False, off)):
                     best[enabled] = max(best[enabled], wrk(server + url, payload, connections, seconds)["rps"])
