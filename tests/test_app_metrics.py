@@ -459,3 +459,25 @@ def test_odd_and_refused_records_add_no_drift_series(server: LiveServer) -> None
     labels = {name: {dict(key[1]).get(name) for key in after} - {None} for name in ("model", "feature", "class")}
     assert labels["model"] == {"svc", "random_forest", "logistic_regression"}
     assert labels["feature"] == set(FEATURES) and labels["class"] == {"Adelie", "Chinstrap", "Gentoo"}
+
+
+def test_with_metrics_off_two_workers_still_share_the_drift_figures(models_dir: Path, tmp_path: Path) -> None:
+    with start_server(models_dir, tmp_path / "server.log", workers=2, settings={"METRICS": "0"}) as live:
+        predicted_by: list[int] = []
+        for _ in range(100):
+            worker, status, _ = on_a_new_connection(live, "POST", "/predict/svc", {"records": [RECORD]})
+            assert status == 200
+            predicted_by.append(worker)
+            if len(set(predicted_by)) == 2:
+                break
+        answers: dict[int, str] = {}
+        for _ in range(100):
+            worker, status, text = on_a_new_connection(live, "GET", "/models/svc/drift")
+            answers[worker] = text
+            if len(answers) == 2:
+                break
+        assert httpx.get(f"{live.url}/metrics").status_code == 404
+    assert len(set(predicted_by)) == len(answers) == 2, "the requests never reached both workers"
+    first, second = answers.values()
+    assert first == second
+    assert json.loads(first)["records"] == len(predicted_by)
