@@ -128,6 +128,20 @@ lint: venv ## ruff (lint and format) over the project, mypy --strict over app/, 
 test-soak: venv ## soak and fault tests: a live server under load while its models change (about a minute)
 	$(BIN)/python -m pytest -m soak -s
 
+# Where make drift-demo finds the API: the stack's service from a one-off container, or this machine with LOCAL=1.
+DEMO_URL ?= $(if $(LOCAL),http://127.0.0.1:$(PORT),http://api:8000)
+
+.PHONY: drift-demo
+ifdef LOCAL
+drift-demo: venv ## send the running API realistic, then shifted traffic, and print each feature's drift as it moves
+	$(BIN)/python scripts/drift_demo.py --url $(DEMO_URL)
+else
+# The token, when there is one: exported in the shell, else the one make up wrote to .env.
+drift-demo: jupyter-image
+	API_TOKEN="$${API_TOKEN-$$(sed -n 's/^API_TOKEN=//p' .env | tail -n 1)}" \
+	  $(COMPOSE) run --rm -T -e API_TOKEN jupyter python scripts/drift_demo.py --url $(DEMO_URL)
+endif
+
 .PHONY: bench
 bench: venv ## measure the API against its HTTP and model floors (needs wrk; WORKERS=2 to scale)
 	$(BIN)/python scripts/benchmark.py --workers $(WORKERS)
@@ -137,7 +151,7 @@ test-compose: venv ## end-to-end tests against real containers (needs Docker; bu
 	$(BIN)/python -m pytest -m compose
 
 .PHONY: test-browser
-test-browser: venv chromium ## JupyterLab and /docs in headless Chromium against real containers (needs Docker)
+test-browser: venv chromium ## JupyterLab, /docs and /monitor in headless Chromium against real containers (needs Docker)
 	$(BIN)/python -m pytest -m browser
 
 # ---- containers (compose/docker-compose.yml) ----

@@ -1,6 +1,6 @@
 """`python -m app`: the API under uvicorn, as the API image starts it; the settings say how (app/config.py).
 
-Each worker process loads models on its own; with several, their metrics meet in a shared folder.
+Each worker process loads models on its own; with several, their metrics and drift counts meet in a shared folder.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def serve(app: str = "app.main:app") -> None:
         server, settings = ServerSettings.from_env(), Settings.from_env()
     except ConfigError as error:
         sys.exit(str(error))
-    with shared_metrics_dir(settings.metrics and server.web_concurrency > 1):
+    # Several workers share their metrics and their drift counts through one folder.
+    with shared_metrics_dir((settings.metrics or settings.drift_monitoring) and server.web_concurrency > 1):
         # The app writes the access log itself (ACCESS_LOG), with the request's ID.
         options = server.uvicorn_options() | {"access_log": False, "log_config": log_config(settings.log_format)}
         uvicorn.run(app, http=HeadLimitedProtocol, **options)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from app.logs import LOG_FORMATS, LogFormat
+from app.monitoring import MIN_RECORDS
 from app.registry import MODEL_NAME_MAX_LENGTH, is_model_name
 
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -181,7 +182,7 @@ class Settings(EnvironmentSettings):
     """What the app serves and how."""
 
     models_dir: Annotated[Path, BeforeValidator(_stripped), AfterValidator(_absolute)] = Field(
-        Path("models"), description="a folder path"
+        default=Path("models"), description="a folder path"
     )
     default_model: Annotated[str, BeforeValidator(_stripped), AfterValidator(_model_name)] = Field(
         default="random_forest",
@@ -208,6 +209,11 @@ class Settings(EnvironmentSettings):
     )
     # Off unless asked for, as in gunicorn: app/README.md's performance section says what a line per request costs.
     access_log: Flag = flag(False)
+    # Count every prediction against its model's reference profile (app/monitoring.py).
+    drift_monitoring: Flag = flag(True)
+    # The last records per model the drift figures are computed on: at least what a PSI needs to be judged, at most
+    # what /tmp holds easily (about 60 bytes a record and model).
+    drift_window: Whole = number(1000, MIN_RECORDS, 100_000)
 
     @property
     def body_limit(self) -> int:

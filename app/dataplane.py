@@ -7,6 +7,7 @@ thread or not.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,10 @@ from pathlib import Path
 from app.config import Settings
 from app.errors import ModelLoadFailed, ModelNotFound, ModelPredictFailed, ServingError, TooManyRecords
 from app.features import Batch
+from app.monitoring import DriftReport, Monitor
 from app.observer import Observer
 from app.predictors import Prediction
-from app.registry import LoadedModel, Registry
+from app.registry import LoadedModel, Registry, Stamp
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,13 @@ class Selection:
 
 
 class DataPlane:
-    def __init__(self, settings: Settings, observer: Observer | None = None) -> None:
+    """shared_folder: where several worker processes share their drift counts; None when one serves alone."""
+
+    def __init__(self, settings: Settings, observer: Observer | None = None, shared_folder: Path | None = None) -> None:
         self.settings = settings
         self.observer = observer or Observer()
         self.registry = Registry(settings.models_dir, settings.strict_sklearn_version, self.observer)
+        self.monitor = Monitor(settings.drift_window, settings.drift_monitoring, shared_folder, self.model_stamps)
 
     @property
     def folder(self) -> Path:
@@ -68,7 +73,25 @@ class DataPlane:
                 f"Model {model.name} failed to predict: {type(error).__name__}: {error}"
             ) from error
         self.observer.predicted(model.stem, len(batch), time.perf_counter() - started)
+        if self.monitor.enabled:
+            self.monitor.record(model, batch, prediction)
         return prediction
+
+    def drift(self, model: LoadedModel) -> DriftReport:
+        """The model's drift figures now (blocking)."""
+        return self.monitor.report(model)
+
+    def drift_reports(self) -> list[DriftReport]:
+        """The drift figures of every model file with counts (blocking: a folder scan)."""
+        return self.monitor.reports()
+
+    def model_stamps(self) -> dict[str, Stamp]:
+        """Every model file in the folder now, with its stamp (blocking: a folder scan and a stat per file)."""
+        stamps = {}
+        for name in self.available():
+            with contextlib.suppress(ServingError):
+                stamps[name] = self.registry.stamp(name)
+        return stamps
 
     def select_cached(self, names: list[str] | None) -> Selection | None:
         """The selection when every model in it is loaded already, else None (then call select on a thread).

@@ -25,6 +25,7 @@ from app.dataplane import DataPlane
 from app.error_handlers import EXCEPTION_HANDLERS
 from app.http import Endpoint, FastJSONResponse, routes
 from app.limits import BodyLimit, ConcurrencyLimit
+from app.multiprocess import shared_folder
 from app.observer import Observer, Observers
 from app.openapi import SWAGGER_UI_DIR, docs_page, downgrade_to_3_0, openapi_document, with_bearer_scheme
 
@@ -64,7 +65,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         logs.logger.info("serving models from %s", current.models_dir)
         series = metrics.Metrics() if current.metrics else None
         observers: list[Observer] = [logs.RequestNotes(), *([series] if series else [])]
-        plane = DataPlane(current, Observers(observers))
+        plane = DataPlane(current, Observers(observers), shared_folder())
+        if series and current.drift_monitoring:
+            series.export(metrics.DriftCollector(plane.drift_reports))
         # What is loaded by now lives as long as the process. Frozen, the garbage collector stops
         # re-scanning it while a big answer is built.
         gc.freeze()

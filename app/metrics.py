@@ -10,17 +10,21 @@ exists. METRICS=0 turns all of it off.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.errors import ServingError
 from app.http import Endpoint, data_plane, route_template
 from app.logs import current_request
+from app.monitoring import DriftReport
 from app.multiprocess import MULTIPROC_DIR
 from app.observer import Observer
 
@@ -102,6 +107,12 @@ class Metrics(Observer):
         )  # fmt: skip
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._models: dict[str, ModelSeries] = {}
+        self._collectors: list[Collector] = []
+
+    def export(self, collector: Collector) -> None:
+        """Series computed when scraped, from state every worker shares: added to the exposition as they are."""
+        self._collectors.append(collector)
+        self.registry.register(collector)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else OTHER_METHOD
@@ -156,6 +167,8 @@ class Metrics(Observer):
         forget_dead_workers(Path(folder))
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=folder)
+        for collector in self._collectors:
+            registry.register(collector)
         return registry
 
     def process_exiting(self) -> None:
@@ -181,6 +194,76 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class DriftCollector(Collector):
+    """The drift figures (app/monitoring.py) as series, read at each scrape from the counts every worker shares.
+
+    A Histogram cannot take a batch of observations without a call per record, and the counts must be the
+    ones the window is made of: one mechanism, the shared counts, exported here whichever worker is scraped.
+    """
+
+    def __init__(self, reports: Callable[[], list[DriftReport]]) -> None:
+        self.reports = reports
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing to check at registration: the names are fixed, the series come and go with the models
+
+    def collect(self) -> Iterator[Metric]:
+        families = drift_families()
+        for report in self.reports():
+            add_drift(families, report)
+        yield from families.values()
+
+
+def drift_families() -> dict[str, Any]:
+    return {
+        "features": GaugeMetricFamily(
+            "penguins_feature_drift_psi",
+            "Population stability index of a feature over the model's window against its training rows.",
+            labels=["model", "feature"],
+        ),
+        "predictions": GaugeMetricFamily(
+            "penguins_prediction_drift_psi",
+            "Population stability index of the predicted classes over the window against the training rows.",
+            labels=["model"],
+        ),
+        "window": GaugeMetricFamily(
+            "penguins_drift_window_records", "Records in the model's drift window.", labels=["model"]
+        ),
+        "classes": CounterMetricFamily(
+            "penguins_predictions", "Records predicted, by class.", labels=["model", "class"]
+        ),
+        "confidence": HistogramMetricFamily(
+            "penguins_prediction_confidence",
+            "The top class probability of each record predicted.",
+            labels=["model"],
+        ),
+        "out_of_range": CounterMetricFamily(
+            "penguins_feature_out_of_range",
+            "Values outside the feature's training min and max.",
+            labels=["model", "feature"],
+        ),
+    }
+
+
+def add_drift(families: dict[str, Any], report: DriftReport) -> None:
+    model = report.model
+    families["window"].add_metric([model], report.window_records)
+    for feature in report.features:
+        if feature.psi is not None:
+            families["features"].add_metric([model, feature.name], feature.psi)
+        if feature.out_of_range is not None:
+            families["out_of_range"].add_metric([model, feature.name], feature.out_of_range)
+    if report.predictions is not None and report.predictions.psi is not None:
+        families["predictions"].add_metric([model], report.predictions.psi)
+    for name, count in report.predicted:
+        families["classes"].add_metric([model, name], count)
+    confidence = report.confidence
+    if confidence is not None:
+        cumulative = list(itertools.accumulate(confidence.counts))
+        bounds = [*map(floatToGoString, confidence.buckets), "+Inf"]
+        families["confidence"].add_metric([model], list(zip(bounds, cumulative, strict=True)), confidence.total)
 
 
 class MetricsMiddleware:

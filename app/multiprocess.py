@@ -1,8 +1,8 @@
-"""The folder where uvicorn's workers keep their metric values, so that a scrape on any worker sums them all.
+"""The folder where uvicorn's workers keep their metric values and drift counts, so that any worker sees them all.
 
 prometheus_client picks its value store when it is first imported: `python -m app` prepares the folder and
 names it in PROMETHEUS_MULTIPROC_DIR before uvicorn starts the workers, which inherit the variable. Only the
-standard library here, so preparing it imports nothing that would pick too early.
+standard library here (app/buffers.py too), so preparing it imports nothing that would pick too early.
 """
 
 from __future__ import annotations
@@ -10,11 +10,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.buffers import PREFIX, SUFFIX
+
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_folder(environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The workers' shared folder, when there is one."""
+    given = environ.get(MULTIPROC_DIR, "").strip()
+    return Path(given) if given else None
 
 
 @contextmanager
@@ -27,7 +35,7 @@ def shared_metrics_dir(enabled: bool, environ: MutableMapping[str, str] = os.env
     if given:
         folder = Path(given)
         folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.db"):
+        for stale in [*folder.glob("*.db"), *folder.glob(f"{PREFIX}*{SUFFIX}")]:
             stale.unlink()
         yield folder
     elif not enabled:

@@ -33,6 +33,7 @@ from app.errors import (
     ModelsFolderUnavailable,
 )
 from app.modelfile import NotAModel, Unpacked, estimator_name, unpack
+from app.monitoring import NO_PROFILE, NoProfile, Profile, read_profile
 from app.observer import Observer
 from app.predictors import Predictor, build_predictor, measure
 
@@ -86,6 +87,7 @@ class LoadedModel:
     seconds_per_record: float  # measured at load: each further record
     version: str  # the start of the file's SHA-256: changes with every new file
     sklearn_version_mismatch: VersionMismatch | None = None
+    reference: Profile | NoProfile = NO_PROFILE  # what its drift is measured against (app/monitoring.py)
 
     @property
     def stem(self) -> str:
@@ -165,6 +167,10 @@ class Registry:
         with self._lock(file_name):
             found = self.cached(name)
             return found if found is not None else self._load(file_name)
+
+    def stamp(self, name: str) -> Stamp:
+        """The model file's stamp now (one stat); ModelNotFound once it is gone."""
+        return self._stamp(self.file_name(name))
 
     def unload(self, name: str) -> None:
         """Forget the loaded model; the file stays, and the next request loads it again."""
@@ -254,6 +260,8 @@ class Registry:
                 mismatch.trained_with,
                 mismatch.serving_with,
             )
+        if isinstance(loaded.reference, NoProfile) and loaded.reference.malformed:
+            logger.warning("%s is served without drift figures: %s", file_name, loaded.reference.reason)
         self.observer.loaded(loaded.stem, time.perf_counter() - started)
         self._count_loaded()
         estimator = estimator_name(loaded.unpacked)
@@ -312,7 +320,8 @@ class Registry:
         seconds_all = measure(predictor, probe, repeats=1)
         per_record = max(seconds_all - seconds_one, 0.0) / (len(probe) - 1)
         version = hashlib.sha256(content).hexdigest()[:VERSION_DIGITS]
-        return LoadedModel(file_name, stamp, predictor, unpacked, seconds_one, per_record, version, mismatch)
+        reference = read_profile(unpacked.metadata, predictor.classes, predictor.has_probabilities)
+        return LoadedModel(file_name, stamp, predictor, unpacked, seconds_one, per_record, version, mismatch, reference)
 
 
 def _reason(error: OSError) -> str:

@@ -5,7 +5,8 @@ loads it with wrk, and measures in the same run the floors it cannot beat:
 - HTTP floor: a minimal Starlette endpoint that parses the same JSON body, same uvicorn settings;
 - model floor: the loaded model's final estimator on the already-encoded rows, in process;
 - in-process path: the whole app for one request (ASGI call), minus the HTTP server;
-- the metrics' cost: the same requests with metrics on and off (METRICS=0).
+- the metrics' cost: the same requests with metrics on and off (METRICS=0);
+- the drift monitoring's cost: one record at 8 connections and 10,000-record batches, on and off (DRIFT_MONITORING=0).
 The Open Inference Protocol (V2) is measured beside /predict: JSON and Triton's binary tensors, and, when
 an `mlserver` executable is given (--mlserver; MLServer 1.7.1 with mlserver-sklearn), MLServer serving the
 same model and the same body.
@@ -111,8 +112,8 @@ def served(command: list[str], env: dict[str, str]) -> Iterator[str]:
             server.wait(timeout=30)
 
 
-def api_command(workers: int, metrics: bool = True) -> tuple[list[str], dict[str, str]]:
-    return [sys.executable, "-m", "app"], {"WEB_CONCURRENCY": str(workers), "METRICS": "1" if metrics else "0"}
+def api_command(workers: int, settings: Mapping[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-m", "app"], {"WEB_CONCURRENCY": str(workers), **(settings or {})}
 
 
 def floor_command(workers: int) -> tuple[list[str], dict[str, str]]:
@@ -264,6 +265,7 @@ V2_MODEL, V2_RECORDS = "logistic_regression", 10_000
 V2_OVER_PREDICT_MS = 0.05
 MIN_V2_RECORDS_PER_SECOND = {"JSON": 600_000, "binary": 1_000_000}
 MIN_METRICS_ON_SHARE = 0.9
+MIN_DRIFT_ON_SHARE = {1: 0.95, 10_000: 0.9}  # by records per request
 
 
 def single_record_rows(url: str, name: str, model_ms: float, http: dict[str, float], seconds: float) -> list[Row]:
@@ -426,19 +428,46 @@ def mlserver_rows(executable: str | None, models_dir: Path, ours: float, seconds
                 f"ours: {ours / figure:.2f} x MLServer")]  # fmt: skip
 
 
+def on_and_off(
+    workers: int, setting: str, seconds: float, loads: Sequence[tuple[bytes, int]]
+) -> list[dict[bool, float]]:
+    """Requests/s of /predict?model=logistic_regression with the setting on and off, for each (body, connections).
+
+    Both servers run at once and take turns, best of three each: a neighbour's burst on a shared machine hits both
+    sides alike.
+    """
+    url = "/predict?model=logistic_regression"
+    figures = [{True: 0.0, False: 0.0} for _ in loads]
+    with served(*api_command(workers, {setting: "1"})) as on, served(*api_command(workers, {setting: "0"})) as off:
+        for _ in range(3):
+            for (payload, connections), best in zip(loads, figures, strict=True):
+                for enabled, server in ((True, on), (False, off)):
+                    best[enabled] = max(best[enabled], wrk(server + url, payload, connections, seconds)["rps"])
+    return figures
+
+
 def metrics_cost_row(workers: int, seconds: float) -> Row:
     """The cheapest model at 8 connections, where the metrics' own work weighs most."""
-    rps = {True: 0.0, False: 0.0}
-    with served(*api_command(workers, True)) as on, served(*api_command(workers, False)) as off:
-        # Taking turns, best of two each: a neighbour's burst on a shared machine hits both sides alike.
-        for _ in range(2):
-            for metrics, url in ((True, on), (False, off)):
-                figure = wrk(f"{url}/predict?model=logistic_regression", body(), 8, seconds)["rps"]
-                rps[metrics] = max(rps[metrics], figure)
+    (rps,) = on_and_off(workers, "METRICS", seconds, [(body(), 8)])
     share = rps[True] / rps[False]
     target = f">= {MIN_METRICS_ON_SHARE:.2f} x"
     return Row("logistic_regression, 8 connections, metrics on", rps[True], "req/s", rps[False],
                f"{share:.2f} x metrics off", target, share >= MIN_METRICS_ON_SHARE)  # fmt: skip
+
+
+def drift_cost_rows(workers: int, seconds: float) -> list[Row]:
+    """The cheapest model, one record at 8 connections and 10,000 records a request, drift monitoring on and off."""
+    sizes = list(MIN_DRIFT_ON_SHARE)
+    loads = [(body(size), 8 if size == 1 else 1) for size in sizes]
+    rows = []
+    for size, rps in zip(sizes, on_and_off(workers, "DRIFT_MONITORING", seconds, loads), strict=True):
+        share, wanted = rps[True] / rps[False], MIN_DRIFT_ON_SHARE[size]
+        case = "8 connections" if size == 1 else f"{size:,} records"
+        unit, scale = ("req/s", 1) if size == 1 else ("records/s", size)
+        rows.append(Row(f"logistic_regression, {case}, drift monitoring on", rps[True] * scale, unit,
+                        rps[False] * scale, f"{share:.2f} x monitoring off", f">= {wanted:.2f} x",
+                        share >= wanted))  # fmt: skip
+    return rows
 
 
 def measure(models_dir: Path, workers: int, seconds: float, mlserver: str | None = None) -> list[Row]:
@@ -460,6 +489,7 @@ def measure(models_dir: Path, workers: int, seconds: float, mlserver: str | None
     ours = next(row.figure for row in rows if row.case == f"V2 JSON {V2_MODEL}, {V2_RECORDS:,} records")
     rows += mlserver_rows(mlserver, models_dir, ours, seconds)
     rows.append(metrics_cost_row(workers, seconds))
+    rows += drift_cost_rows(workers, seconds)
     for name in MODEL_NAMES:
         inside = in_process_path(models_dir, name, seconds)
         over = inside - floors_ms[name]

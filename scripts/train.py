@@ -56,6 +56,7 @@ from penguins import (
     dataset_path,
     file_sha256,
     load_penguins,
+    reference_profile,
     resolve_dir,
     split,
 )
@@ -197,6 +198,31 @@ for name, searched in searches.items():
     print(f"{name}\n{report}")
 
 # %% [markdown]
+# ## Reference profile
+#
+# Each model file also describes the rows it was trained on, so the API can
+# tell when the records it is sent stop looking like them (its `/monitor`
+# page, and the drift figures in `/metrics`). For each measurement: bins
+# whose edges are the nine inner deciles of the training values, open at
+# both ends, with the share of training rows in each, and the minimum and
+# maximum; for island and sex, the share of each category; and the share of
+# each species the model predicts on these rows. Plain numbers and strings,
+# like the rest of the metadata.
+
+# %%
+classes = [str(label) for label in label_encoder.classes_]
+profiles = {
+    name: reference_profile(X_train, label_encoder.inverse_transform(searched.predict(X_train)), classes)
+    for name, searched in searches.items()
+}
+for name, profile in profiles.items():
+    print(
+        f"{name} predicts on the training rows:",
+        {label: round(share, 3) for label, share in profile["predicted_classes"].items()},
+    )
+print("bins per measurement:", {feature: len(entry["shares"]) for feature, entry in profile["numeric"].items()})
+
+# %% [markdown]
 # ## Save
 #
 # Each model is one `joblib` file holding a plain dict, so serving needs no
@@ -215,11 +241,12 @@ def bundle(name: str, searched: GridSearchCV) -> dict[str, Any]:
         "cv_score": float(searched.best_score_),
         "test_accuracy": float(accuracy_score(y_test, searched.predict(X_test))),
         "features": FEATURES,
-        "classes": [str(label) for label in label_encoder.classes_],
+        "classes": classes,
         "sklearn_version": sklearn.__version__,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_sha256": file_sha256(dataset_path(DATA_DIR)),
         "seed": args.seed,
+        "reference": profiles[name],
     }
     return {"model": searched.best_estimator_, "label_encoder": label_encoder, "metadata": metadata}
 

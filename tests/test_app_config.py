@@ -75,6 +75,12 @@ def test_metrics_are_on_unless_turned_off(value: str, expected: bool) -> None:
     assert Settings.from_env({"METRICS": value}).metrics is expected
 
 
+def test_drift_monitoring_is_on_over_the_last_1000_records_unless_told_otherwise() -> None:
+    assert (Settings.from_env({}).drift_monitoring, Settings.from_env({}).drift_window) == (True, 1000)
+    settings = Settings.from_env({"DRIFT_MONITORING": "off", "DRIFT_WINDOW": "250"})
+    assert (settings.drift_monitoring, settings.drift_window) == (False, 250)
+
+
 def test_server_defaults() -> None:
     server = ServerSettings.from_env({})
     assert (server.host, server.port, server.web_concurrency) == ("127.0.0.1", 8000, default_workers())
@@ -104,6 +110,9 @@ def test_without_affinity_the_workers_follow_the_cpu_count(monkeypatch: pytest.M
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
+        pytest.param("DRIFT_MONITORING", "sometimes", id="drift-monitoring-not-a-flag"),
+        pytest.param("DRIFT_WINDOW", "99", id="drift-window-below-100"),
+        pytest.param("DRIFT_WINDOW", "100001", id="drift-window-above-100000"),
         pytest.param("MAX_RECORDS", "many", id="max-records-not-a-number"),
         pytest.param("MAX_RECORDS", "0", id="max-records-zero"),
         pytest.param("MAX_RECORDS", "-3", id="max-records-negative"),
@@ -222,6 +231,8 @@ MEANINGS: dict[str, tuple[type[Settings] | type[ServerSettings], Callable[[str],
     "METRICS": (Settings, ON_OFF),
     "LOG_FORMAT": (Settings, words({"text": "text", "json": "json"})),
     "ACCESS_LOG": (Settings, ON_OFF),
+    "DRIFT_MONITORING": (Settings, ON_OFF),
+    "DRIFT_WINDOW": (Settings, whole(100, 100_000)),
     "HOST": (ServerSettings, host),
     "PORT": (ServerSettings, whole(1, 65535)),
     "WEB_CONCURRENCY": (ServerSettings, whole(1, 64)),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import http.client
+import json
 import os
 import random
 import shutil
@@ -15,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from app.features import FEATURES
 from tests.helpers import RECORD, ROOT, LiveServer, free_port, needs_proc, start_server
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -264,6 +268,8 @@ def prometheus_scraping(target: str, folder: Path, token: str = "") -> Iterator[
     binary = shutil.which("prometheus")
     assert binary, "prometheus (Debian package prometheus) is needed: .ci/run installs it"
     (folder / "api_token").write_text(token)
+    # The alerting rules go beside the config, as compose mounts them.
+    shutil.copy(ROOT / "compose" / "prometheus" / "alerts.yml", folder)
     shipped = (ROOT / "compose" / "prometheus" / "prometheus.yml").read_text()
     replacements = {"api:8000": target, "/tmp/api_token": str(folder / "api_token"), "5s": "1s", "4s": "1s"}
     for old, new in replacements.items():
@@ -341,3 +347,141 @@ def test_prometheus_sends_the_api_token_from_its_file(models_dir: Path, tmp_path
     ):
         wait_for(functools.partial(answers, prometheus, 'up{job="penguins-api"}', 1), 30, "target never up")
         assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 401  # without it: refused
+
+
+def test_a_real_prometheus_loads_the_alerting_rules(models_dir: Path, tmp_path: Path) -> None:
+    with (
+        start_server(models_dir, tmp_path / "server.log") as server,
+        prometheus_scraping(server.url.removeprefix("http://"), tmp_path) as prometheus,
+    ):
+        groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    alerts = {rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "alerting"}
+    assert alerts == {"PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsHighErrorRate", "PenguinsSlowAnswers"}
+    assert not [rule for group in groups for rule in group["rules"] if rule["health"] == "err"]
+
+
+# The drift figures (app/monitoring.py): the same whichever worker answers, labels from the profiles only.
+
+DRIFT_SERIES = (
+    "penguins_feature_drift_psi", "penguins_prediction_drift_psi", "penguins_drift_window_records",
+    "penguins_predictions_total", "penguins_prediction_confidence", "penguins_feature_out_of_range_total",
+)  # fmt: skip
+
+
+def drift_samples(samples: Samples) -> Samples:
+    return {key: figure for key, figure in samples.items() if key[0].startswith(DRIFT_SERIES)}
+
+
+def socket_owner(pids: list[int], server_port: int, client_port: int) -> int:
+    """The process holding the server's end of a loopback connection (/proc/net/tcp, then each one's descriptors)."""
+    ends = f"0100007F:{server_port:04X} 0100007F:{client_port:04X}"
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    (inode,) = [row[9] for row in rows if f"{row[1]} {row[2]}" == ends]
+    for pid in pids:
+        if any(os.readlink(fd) == f"socket:[{inode}]" for fd in Path(f"/proc/{pid}/fd").iterdir()):
+            return pid
+    raise AssertionError(f"no worker holds socket {inode}")
+
+
+def on_a_new_connection(server: LiveServer, method: str, path: str, body: Any = None) -> tuple[int, int, str]:
+    """One request on a connection of its own: the worker that answered it, the status and the body."""
+    port = int(server.url.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        payload = None if body is None else json.dumps(body)
+        connection.request(method, path, payload, {"content-type": "application/json"})
+        answer = connection.getresponse()
+        text = answer.read().decode()
+        assert connection.sock is not None
+        worker = socket_owner(server.worker_pids(), port, connection.sock.getsockname()[1])
+        return worker, answer.status, text
+    finally:
+        connection.close()
+
+
+def test_the_drift_figures_are_the_same_whichever_worker_is_scraped(server: LiveServer) -> None:
+    heavy = {**RECORD, "body_mass_g": 7000, "island": "Biscoe"}
+    before = drift_samples(scrape(server.url))
+    predicted_by: dict[int, int] = {}
+    # Records through both workers: each writes to the same shared counts.
+    for _ in range(100):
+        worker, status, _ = on_a_new_connection(server, "POST", "/predict/random_forest", {"records": [RECORD, heavy]})
+        assert status == 200
+        predicted_by[worker] = predicted_by.get(worker, 0) + 2
+        if len(predicted_by) == 2 and min(predicted_by.values()) >= 10:
+            break
+    else:
+        pytest.fail("the predictions never reached both workers")
+    # Then scrapes until each worker has answered one.
+    scraped_by: dict[int, Samples] = {}
+    for _ in range(100):
+        worker, status, text = on_a_new_connection(server, "GET", "/metrics")
+        scraped_by[worker] = drift_samples(parse(text))
+        if len(scraped_by) == 2:
+            break
+    else:
+        pytest.fail("the scrapes never reached both workers")
+
+    first, second = scraped_by.values()
+    assert first == second
+    sent = sum(predicted_by.values())
+
+    def predicted(samples: Samples) -> float:
+        name = "penguins_predictions_total"
+        return sum(figure for key, figure in samples.items() if key[0] == name and ("model", "random_forest") in key[1])
+
+    assert predicted(first) - predicted(before) == sent
+    window = value(first, "penguins_drift_window_records", model="random_forest")
+    assert window == min(value(before, "penguins_drift_window_records", model="random_forest") + sent, 1000)
+
+
+def test_odd_and_refused_records_add_no_drift_series(server: LiveServer) -> None:
+    assert post_each(server.url, ["/predict/compare"]) == [200]  # every model has its series
+    before = drift_samples(scrape(server.url))
+    rng = random.Random(11)
+
+    def odd_record() -> dict[str, Any]:
+        word = random_name(rng)
+        return rng.choice([
+            {**RECORD, "island": word},  # refused: 422
+            {**RECORD, "sex": word},  # refused: 422
+            {**RECORD, rng.choice(["bill_length_mm", "body_mass_g"]): rng.choice([1e-9, 3e38, rng.random()])},
+            {**RECORD, word: word},  # an unknown field, ignored
+        ])  # fmt: skip
+
+    def send(count: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for _ in range(count):
+                model = rng.choice(["svc", "random_forest", "logistic_regression"])
+                client.post(f"/predict/{model}", json={"records": [odd_record() for _ in range(3)]})
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(send, [500] * 4))
+    after = drift_samples(scrape(server.url))
+
+    assert set(after) == set(before)
+    labels = {name: {dict(key[1]).get(name) for key in after} - {None} for name in ("model", "feature", "class")}
+    assert labels["model"] == {"svc", "random_forest", "logistic_regression"}
+    assert labels["feature"] == set(FEATURES) and labels["class"] == {"Adelie", "Chinstrap", "Gentoo"}
+
+
+def test_with_metrics_off_two_workers_still_share_the_drift_figures(models_dir: Path, tmp_path: Path) -> None:
+    with start_server(models_dir, tmp_path / "server.log", workers=2, settings={"METRICS": "0"}) as live:
+        predicted_by: list[int] = []
+        for _ in range(100):
+            worker, status, _ = on_a_new_connection(live, "POST", "/predict/svc", {"records": [RECORD]})
+            assert status == 200
+            predicted_by.append(worker)
+            if len(set(predicted_by)) == 2:
+                break
+        answers: dict[int, str] = {}
+        for _ in range(100):
+            worker, status, text = on_a_new_connection(live, "GET", "/models/svc/drift")
+            answers[worker] = text
+            if len(answers) == 2:
+                break
+        assert httpx.get(f"{live.url}/metrics").status_code == 404
+    assert len(set(predicted_by)) == len(answers) == 2, "the requests never reached both workers"
+    first, second = answers.values()
+    assert first == second
+    assert json.loads(first)["records"] == len(predicted_by)

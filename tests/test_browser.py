@@ -1,4 +1,4 @@
-"""The workshop in a real browser: JupyterLab and /docs in headless Chromium, against the stack `make up` starts.
+"""The workshop in a real browser: JupyterLab, /docs and /monitor in headless Chromium, against `make up`'s stack.
 
 Debian's chromium, driven by playwright (never a browser of its own); the stack runs from a
 temporary copy of the working tree (tests/helpers.py, temporary_project). A failing test leaves a screenshot in a
@@ -208,6 +208,24 @@ def test_docs_try_it_out_answers(
     assert leaving == []
     called = path.format(**parameters)
     assert any(urlsplit(url).path == called for url in requests), requests
+
+
+def test_the_monitor_page_shows_each_models_drift_offline(page: Page, stack: Project) -> None:
+    record = {"island": "Dream", "bill_length_mm": 46.5, "bill_depth_mm": 17.9, "flipper_length_mm": 192,
+              "body_mass_g": 3500, "sex": "Female"}  # fmt: skip
+    answer = httpx.post(f"{stack.api_url}/predict?model=svc", json={"records": [record] * 120}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    requests, errors = record_requests(page), record_console_errors(page)
+    page.goto(f"{stack.api_url}/monitor")
+
+    for model in MODEL_NAMES:
+        expect(page.locator(f"section#{model} h2")).to_contain_text(model)
+    svc = page.locator("section#svc")
+    expect(svc).to_contain_text("120 of 1,000 records in the window")
+    # Every record alike, unlike the training rows: each feature's badge says significant, in red.
+    expect(svc.locator(".psi.significant")).to_have_count(7)
+    assert errors == []
+    assert {urlsplit(url).path for url in requests} == {"/monitor"}
 
 
 @pytest.fixture

@@ -303,6 +303,17 @@ def test_prometheus_scrapes_the_api_with_the_monitoring_profile(monitored: Proje
     assert query.json()["data"]["result"][0]["value"][1] == str(files)
 
 
+def test_prometheus_loads_the_alerting_rules(monitored: Project) -> None:
+    answer = httpx.get(f"{monitored.prometheus_url}/api/v1/rules", timeout=30).json()
+    alerts = {rule["name"] for group in answer["data"]["groups"] for rule in group["rules"]}
+    assert alerts == {"PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsHighErrorRate", "PenguinsSlowAnswers"}
+
+
+def test_drift_demo_runs_in_a_container_against_the_stack(stack_up: Project) -> None:
+    output = stack_up.make("drift-demo")
+    assert "drifted (PSI above 0.25): body_mass_g. See http://api:8000/monitor" in output
+
+
 def test_down_leaves_nothing_running(stack_up: Project) -> None:
     stack_up.make("down")
 

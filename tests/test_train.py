@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
-from penguins import FEATURES, MODEL_NAMES
+from penguins import CATEGORICAL, FEATURES, MODEL_NAMES, NUMERIC, load_penguins, numeric_profile, split
 
+from app.monitoring import NoProfile, read_profile
 from tests.helpers import ROOT, run_script
 
 METADATA_KEYS = {
     "name", "estimator", "params", "cv_score", "test_accuracy", "features",
-    "classes", "sklearn_version", "trained_at", "data_sha256", "seed",
+    "classes", "sklearn_version", "trained_at", "data_sha256", "seed", "reference",
 }  # fmt: skip
 DATA_SHA256 = "e07636bd8af74260099ea2f8678e2eabbf35def579940cc76f67061ee16c06c1"
 ONE_PER_SPECIES = [
@@ -83,6 +85,53 @@ def test_preprocessing_is_inside_the_pipeline(full_run: tuple[Path, str]) -> Non
     names = list(model[:-1].get_feature_names_out())
     assert encoded[0][names.index("categorical__island_Dream")] == 1.0
     assert encoded[0][names.index("categorical__sex_Male")] == 1.0
+
+
+def plain(value: Any) -> bool:
+    """Only what any Python reads back without the project's code or numpy: dicts, lists, str, int, float."""
+    if isinstance(value, dict):
+        return all(type(key) is str and plain(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(plain(item) for item in value)
+    return type(value) in (str, int, float)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_reference_profile_is_plain_data_the_server_reads(full_run: tuple[Path, str], name: str) -> None:
+    bundle = load(full_run[0], name)
+    reference = bundle["metadata"]["reference"]
+    assert plain(reference)
+    profile = read_profile(bundle["metadata"], bundle["metadata"]["classes"], name != "svc")
+    assert not isinstance(profile, NoProfile), profile
+
+
+def test_the_reference_profile_describes_the_training_rows(full_run: tuple[Path, str]) -> None:
+    reference = load(full_run[0], "logistic_regression")["metadata"]["reference"]
+    X_train, *_ = split(load_penguins(ROOT / "data"))
+    assert reference["rows"] == len(X_train) == 266
+    for feature in NUMERIC:
+        entry, values = reference["numeric"][feature], X_train[feature].to_numpy(dtype=float)
+        assert (entry["min"], entry["max"]) == (values.min(), values.max())
+        assert len(entry["edges"]) == 9 and entry["edges"] == sorted(set(entry["edges"]))
+        assert len(entry["shares"]) == 10 and sum(entry["shares"]) == pytest.approx(1)
+        # The first bin holds the rows at or below the first decile: about a tenth of them.
+        assert entry["shares"][0] == pytest.approx((values <= entry["edges"][0]).mean())
+        assert all(0.05 < share < 0.15 for share in entry["shares"])
+    for feature in CATEGORICAL:
+        shares = reference["categorical"][feature]
+        assert shares == pytest.approx(X_train[feature].value_counts(normalize=True).to_dict())
+    predicted = reference["predicted_classes"]
+    assert list(predicted) == ["Adelie", "Chinstrap", "Gentoo"] and sum(predicted.values()) == pytest.approx(1)
+
+
+def test_the_profile_of_many_equal_values_keeps_each_edge_once() -> None:
+    # Half the values are 3.0 and a fifth 9.0, the maximum: the deciles are 3, 3, 3, 3, 3, 4, 5, 6 and 9.
+    values = np.array([3.0] * 50 + [4.0] * 10 + [5.0] * 10 + [6.0] * 10 + [9.0] * 20)
+    profile = numeric_profile(values)
+    # 3 once; 9 not at all, as the bin above the maximum would hold nothing.
+    assert profile["edges"] == [3.0, 4.0, 5.0, 6.0]
+    # (-inf, 3], (3, 4], (4, 5], (5, 6], (6, +inf)
+    assert profile["shares"] == [0.5, 0.1, 0.1, 0.1, 0.2]
 
 
 def test_prints_one_start_and_one_end_line_per_model(full_run: tuple[Path, str]) -> None:

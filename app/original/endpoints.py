@@ -14,8 +14,9 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from app.dataplane import DataPlane, Selection
 from app.errors import TooManyRecords
@@ -31,13 +32,25 @@ from app.http import (
     run_inline_or_threaded,
 )
 from app.modelfile import estimator_name
-from app.openapi import MODEL_NAME, ErrorDoc, Schema, operation, path_parameter, query_parameter, request_body
+from app.openapi import (
+    MODEL_NAME,
+    ErrorDoc,
+    Schema,
+    json_content,
+    operation,
+    path_parameter,
+    query_parameter,
+    ref,
+    request_body,
+)
+from app.original.monitor import PAGE_POLICY, drift_body, monitor_page
 from app.original.schemas import (
     EXAMPLE_RECORD,
     CompareRequest,
     CompareResponse,
     ErrorDetail,
     Health,
+    ModelDrift,
     ModelInfo,
     ModelList,
     PenguinRecord,
@@ -147,6 +160,30 @@ async def describe_model(request: Request) -> Response:
     return FastJSONResponse(model_info(await get_model(data_plane(request), request.path_params["name"])))
 
 
+def _monitoring(request: Request) -> DataPlane:
+    plane = data_plane(request)
+    if not plane.settings.drift_monitoring:
+        raise HTTPException(404, MONITORING_OFF)
+    return plane
+
+
+async def model_drift(request: Request) -> Response:
+    plane = _monitoring(request)
+    model = await get_model(plane, request.path_params["name"])
+    return FastJSONResponse(drift_body(model, await run_in_threadpool(plane.drift, model)))
+
+
+async def monitor(request: Request) -> Response:
+    plane = _monitoring(request)
+    page = await run_in_threadpool(_monitor_page, plane, request.scope.get("root_path", ""))
+    return HTMLResponse(page, headers={"content-security-policy": PAGE_POLICY})
+
+
+def _monitor_page(plane: DataPlane, root_path: str) -> str:
+    selection = plane.select(None)
+    return monitor_page([(model, plane.drift(model)) for model in selection.models], selection.skipped, root_path)
+
+
 async def predict_records(request: Request) -> Response:
     body = await parse_body(request, _parser(request, PredictRequest).parse)
     name = request.query_params.get("model", body.model)
@@ -202,6 +239,20 @@ ERRORS: dict[int, ErrorDoc] = {
 }
 MODEL_ERRORS = {status: ERRORS[status] for status in (400, 404, 500, 503)}
 FOLDER_ERRORS = {503: ERRORS[503]}
+MONITORING_OFF = "Drift monitoring is off (DRIFT_MONITORING=0)."
+DRIFT_ERRORS: dict[int, ErrorDoc] = {
+    **MODEL_ERRORS,
+    404: (ErrorDetail, f"No such model in MODELS_DIR, or: {MONITORING_OFF}"),
+}
+MONITOR_PAGE = {
+    "tags": [TAG],
+    "summary": "Every model's drift figures as a page for a person (HTML; the JSON is /models/{name}/drift)",
+    "responses": {
+        "200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}},
+        "404": json_content(ref(ErrorDetail), MONITORING_OFF),
+        "503": json_content(ref(ErrorDetail), ERRORS[503][1]),
+    },
+}
 COMMA_SEPARATED_NAMES = rf"^{MODEL_NAME_PATTERN.pattern}(,{MODEL_NAME_PATTERN.pattern})*$"
 PREDICT_EXAMPLE = {"records": [EXAMPLE_RECORD]}
 COMPARE_EXAMPLE = {"records": [EXAMPLE_RECORD], "models": ["svc", "random_forest"]}
@@ -225,6 +276,20 @@ ENDPOINTS = [
     Endpoint(
         "GET", "/models", list_models, operation(TAG, "The model files in MODELS_DIR now", ModelList, FOLDER_ERRORS)
     ),
+    # Before /models/{name:path}, which would take /models/x/drift for a model named "x/drift".
+    Endpoint(
+        "GET",
+        "/models/{name}/drift",
+        model_drift,
+        operation(
+            TAG,
+            "One model's drift figures: its recent records against its training rows",
+            ModelDrift,
+            DRIFT_ERRORS,
+            parameters=[path_parameter("name", MODEL_NAME)],
+        ),
+    ),
+    Endpoint("GET", "/monitor", monitor, MONITOR_PAGE),
     # :path so that "../x" reaches the handler and gets its 400, instead of a bare routing 404.
     Endpoint(
         "GET",
@@ -281,6 +346,7 @@ SCHEMAS: list[Schema] = [
     CompareResponse,
     ModelInfo,
     ModelList,
+    ModelDrift,
     Welcome,
     Health,
     ErrorDetail,

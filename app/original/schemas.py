@@ -10,6 +10,7 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 from app.features import EXAMPLE_RECORD as EXAMPLE_RECORD  # the request example, importable from here too
 from app.features import FLOAT32_MAX, Island, Sex, canonical_sex
 from app.modelfile import ModelFormat
+from app.monitoring import Level
 from app.openapi import MODEL_NAME
 
 # strict: "39.1" or true is a client mistake, not a number; JSON integers still count.
@@ -113,6 +114,68 @@ class ModelList(BaseModel):
     path: str
     modelos_disponibles_total: int
     modelos_disponibles: list[str]
+
+
+class Bins(BaseModel):
+    """A feature's bins, or the classes: the share of the training rows and of the window's records in each."""
+
+    bins: list[str] = Field(examples=[["Biscoe", "Dream", "Torgersen"]])
+    reference: list[float] = Field(examples=[[0.49, 0.36, 0.15]])
+    window: list[float] = Field(examples=[[0.47, 0.38, 0.15]])
+    psi: float | None = Field(
+        description="Population stability index of the window against the reference; null while the window is empty."
+    )
+    level: Level = Field(
+        description="How to read the PSI: below 0.1 stable, 0.1 to 0.25 moderate, above 0.25 significant; "
+        "not judged with fewer records in the window than `thresholds.min_records`."
+    )
+
+
+class FeatureBins(Bins):
+    out_of_range: int | None = Field(
+        description="Numeric features: values outside the training min and max, counted since the model file "
+        "was first predicted with; null for categorical ones."
+    )
+
+
+class PredictedBins(Bins):
+    total: dict[str, int] = Field(description="Records predicted per class, counted since the file was first used.")
+
+
+class ConfidenceHistogram(BaseModel):
+    """The top class probability of each record predicted (models with probabilities only)."""
+
+    buckets: list[float] = Field(description="Upper bounds of the buckets; one more bucket holds the rest.")
+    counts: list[int] = Field(description="Records per bucket (not cumulative), one more than `buckets`.")
+    sum: float
+    window_mean: float | None = Field(description="The mean top probability of the window's records.")
+
+
+class DriftWindow(BaseModel):
+    size: int = Field(description="DRIFT_WINDOW: the last records per model the figures are computed on.")
+    records: int = Field(description="Records in the window now.")
+
+
+class DriftThresholds(BaseModel):
+    moderate: float
+    significant: float
+    min_records: int
+
+
+class ModelDrift(BaseModel):
+    """A model's drift figures: its recent records against the reference profile of its training rows."""
+
+    model: str = Field(examples=["logistic_regression.pkl"])
+    version: str = Field(examples=["aedfc4bd20d7"])
+    monitored: bool
+    reason: str | None = Field(description="Why there are no figures: no reference profile, or a malformed one.")
+    window: DriftWindow
+    records: int = Field(description="Records counted since the model file was first predicted with.")
+    reference_rows: int | None = Field(description="The training rows the profile describes.")
+    thresholds: DriftThresholds
+    features: dict[str, FeatureBins]
+    predictions: PredictedBins | None
+    confidence: ConfidenceHistogram | None
 
 
 class Welcome(BaseModel):
