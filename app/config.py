@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ class ServerSettings:
     headers_timeout: int = 10  # seconds a client has to send a request's head (request line and headers)
     # Below Docker's 10 s between SIGTERM and SIGKILL, so requests in flight finish before a `docker stop` kills.
     graceful_timeout: int = 8
+    # The proxies whose X-Forwarded-For names the client (uvicorn's proxy headers): addresses or networks, or *.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServerSettings:
@@ -51,6 +54,7 @@ class ServerSettings:
             keep_alive_timeout=_whole(environ, "KEEP_ALIVE_TIMEOUT", "5", 1),
             headers_timeout=_whole(environ, "HEADERS_TIMEOUT", "10", 1),
             graceful_timeout=_whole(environ, "GRACEFUL_TIMEOUT", "8", 1),
+            forwarded_allow_ips=_addresses(environ, "FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
         )
 
     def uvicorn_options(self) -> dict[str, Any]:
@@ -61,6 +65,7 @@ class ServerSettings:
             "workers": self.workers,
             "timeout_keep_alive": self.keep_alive_timeout,
             "timeout_graceful_shutdown": self.graceful_timeout,
+            "forwarded_allow_ips": self.forwarded_allow_ips,
             # A new worker imports scikit-learn before it can answer the supervisor's ping; on a busy machine
             # that takes longer than uvicorn's 5 s, and the supervisor would kill it as hung, again and again.
             "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
@@ -83,6 +88,8 @@ class Settings:
     log_format: LogFormat = "text"
     # Off unless asked for, as in gunicorn: app/README.md's performance section says what a line per request costs.
     access_log: bool = False
+    # X-Served-By on every answer: this host's name, which tells replicas behind a load balancer apart.
+    served_by: bool = False
 
     @property
     def body_limit(self) -> int:
@@ -102,6 +109,7 @@ class Settings:
             metrics=_flag(environ, "METRICS", True),
             log_format=log_format(environ),
             access_log=_flag(environ, "ACCESS_LOG", False),
+            served_by=_flag(environ, "SERVED_BY", False),
         )
 
 
@@ -151,6 +159,22 @@ def _whole(environ: Mapping[str, str], key: str, default: str, low: int, high: i
         bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
         raise ConfigError(f"{key}={value!r} is not a whole number {bounds}.")
     return number
+
+
+def _addresses(environ: Mapping[str, str], key: str, default: str) -> str:
+    value = environ.get(key, "").strip() or default
+    items = [item.strip() for item in value.split(",")]
+    if not all(item == "*" or _is_network(item) for item in items):
+        raise ConfigError(f"{key}={value!r} is not a comma-separated list of IP addresses, networks (CIDR) or *.")
+    return ",".join(items)
+
+
+def _is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _flag(environ: Mapping[str, str], key: str, default: bool) -> bool:

@@ -2,6 +2,7 @@
 
 The ID is the client's X-Request-ID when it is visible ASCII of at most 128 characters, else a new random
 one. Handlers read it as request.state.request_id; the log lines written meanwhile carry it (app/logs.py).
+With SERVED_BY, every answer also names the host that made it (X-Served-By), so replicas can be told apart.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Sequence
 from urllib.parse import quote
@@ -20,6 +22,7 @@ from app.http import INTERNAL_ERROR, ErrorResponse, error_response_for, route_te
 from app.logs import RequestContext, current_request
 
 REQUEST_ID_HEADER = b"x-request-id"
+SERVED_BY_HEADER = b"x-served-by"
 # Visible ASCII only, so an echoed ID cannot split a header or a log line.
 SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 logger = logging.getLogger("app")
@@ -32,6 +35,11 @@ def client_request_id(scope: Scope) -> str | None:
         if name == REQUEST_ID_HEADER:
             return value.decode("ascii") if SANE_REQUEST_ID.fullmatch(value) else None
     return None
+
+
+def served_by() -> bytes:
+    """X-Served-By's value: this host's name (in a container, its ID unless set otherwise)."""
+    return socket.gethostname().encode("ascii", "replace")
 
 
 class RequestIdMiddleware:
@@ -54,16 +62,19 @@ class RequestIdMiddleware:
             return
         # 128 random bits in hex, as uuid4().hex gives, for a fraction of its cost.
         request_id = client_request_id(scope) or os.urandom(16).hex()
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         context = RequestContext(request_id)
         token = current_request.set(context)
-        header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        headers = [(REQUEST_ID_HEADER, request_id.encode("ascii"))]
+        if host := state.get("served_by"):
+            headers.append((SERVED_BY_HEADER, host))
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 context.status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), *headers]
             await send(message)
 
         try:
@@ -75,7 +86,7 @@ class RequestIdMiddleware:
             respond = error_response_for(scope["path"], self.dialects)
             await respond(500, INTERNAL_ERROR, None)(scope, receive, send_with_id)
         finally:
-            if scope["state"].get("access_log"):
+            if state.get("access_log"):
                 self.log_access(scope, context, time.perf_counter() - started)
             current_request.reset(token)
 

@@ -46,6 +46,11 @@ def test_access_log_is_off_unless_asked_for(value: str, expected: bool) -> None:
     assert Settings.from_env({"ACCESS_LOG": value}).access_log is expected
 
 
+@pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("1", True), ("on", True)])
+def test_served_by_is_off_unless_asked_for(value: str, expected: bool) -> None:
+    assert Settings.from_env({"SERVED_BY": value}).served_by is expected
+
+
 @pytest.mark.parametrize(("value", "expected"), [("", True), ("1", True), ("0", False), ("false", False)])
 def test_metrics_are_on_unless_turned_off(value: str, expected: bool) -> None:
     assert Settings.from_env({"METRICS": value}).metrics is expected
@@ -68,6 +73,7 @@ def test_metrics_are_on_unless_turned_off(value: str, expected: bool) -> None:
         pytest.param("STRICT_SKLEARN_VERSION", "maybe", id="strict-sklearn-not-a-flag"),
         pytest.param("ACCESS_LOG", "verbose", id="access-log-not-a-flag"),
         pytest.param("METRICS", "maybe", id="metrics-not-a-flag"),
+        pytest.param("SERVED_BY", "replica", id="served-by-not-a-flag"),
         pytest.param("LOG_FORMAT", "xml", id="log-format-unknown"),
     ],
 )

@@ -43,3 +43,18 @@ def test_a_bad_port_is_refused_by_name(value: str) -> None:
 def test_a_bad_worker_count_is_refused_by_name(value: str) -> None:
     with pytest.raises(ConfigError, match=r"^WEB_CONCURRENCY="):
         ServerSettings.from_env({"WEB_CONCURRENCY": value})
+
+
+def test_only_loopback_proxies_are_trusted_by_default() -> None:
+    assert ServerSettings.from_env({}).uvicorn_options()["forwarded_allow_ips"] == "127.0.0.1,::1"
+
+
+def test_trusted_proxies_come_from_the_environment() -> None:
+    server = ServerSettings.from_env({"FORWARDED_ALLOW_IPS": " 172.16.238.2, 10.0.0.0/8 ,* "})
+    assert server.uvicorn_options()["forwarded_allow_ips"] == "172.16.238.2,10.0.0.0/8,*"
+
+
+@pytest.mark.parametrize("value", ["haproxy", "172.16.238.300", "10.0.0.0/40", "127.0.0.1,,::1"])
+def test_a_trusted_proxy_that_is_no_address_is_refused_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^FORWARDED_ALLOW_IPS="):
+        ServerSettings.from_env({"FORWARDED_ALLOW_IPS": value})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,17 @@ def test_each_request_gets_its_own_id(client: TestClient) -> None:
     ids = {client.get("/health").headers["x-request-id"] for _ in range(20)}
     assert len(ids) == 20
     assert all(NEW_ID.fullmatch(value) for value in ids)
+
+
+def test_no_served_by_header_unless_asked_for(client: TestClient) -> None:
+    assert "x-served-by" not in client.get("/health").headers
+
+
+@pytest.mark.parametrize("path", [pytest.param("/health", id="answer"), pytest.param("/v2/nowhere", id="error")])
+def test_served_by_names_this_host_on_every_answer(make_client: Callable[..., TestClient], path: str) -> None:
+    response = make_client(served_by=True).get(path)
+    assert response.headers["x-served-by"] == socket.gethostname()
+    assert response.headers["x-request-id"]
 
 
 @pytest.mark.parametrize(
@@ -163,6 +176,24 @@ def test_text_access_log_names_the_request(models_dir: Path, tmp_path: Path) -> 
     (line,) = [line for line in log.read_text().splitlines() if "app.access" in line and "request_id=text-1" in line]
     assert line.startswith("INFO:     app.access: 127.0.0.1:")
     assert '"GET /models/svc HTTP/1.1" 200' in line
+
+
+# The client's address in the access log: X-Forwarded-For counts only from a proxy FORWARDED_ALLOW_IPS trusts.
+
+
+def logged_client(models_dir: Path, log: Path, trusted: str) -> str:
+    with start_server(models_dir, log, settings={"ACCESS_LOG": "1", "FORWARDED_ALLOW_IPS": trusted}) as server:
+        httpx.get(f"{server.url}/models", headers={"X-Request-ID": "fwd-1", "X-Forwarded-For": "203.0.113.7"})
+    (line,) = [line for line in log.read_text().splitlines() if "request_id=fwd-1" in line]
+    return line.split("app.access: ", 1)[1].split(" ", 1)[0]
+
+
+def test_the_access_log_names_the_forwarded_client_of_a_trusted_proxy(models_dir: Path, tmp_path: Path) -> None:
+    assert logged_client(models_dir, tmp_path / "server.log", "127.0.0.0/8").startswith("203.0.113.7:")
+
+
+def test_the_access_log_ignores_x_forwarded_for_from_anyone_else(models_dir: Path, tmp_path: Path) -> None:
+    assert logged_client(models_dir, tmp_path / "server.log", "192.0.2.1").startswith("127.0.0.1:")
 
 
 def test_no_access_log_unless_asked_for(models_dir: Path, tmp_path: Path) -> None:
