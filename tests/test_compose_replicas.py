@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from app.registry import VERSION_DIGITS
-from tests.helpers import RECORD, Project, docker, temporary_project
+from tests.helpers import RECORD, ROOT, Project, docker, temporary_project
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1200)]
 
@@ -47,9 +47,12 @@ HAPROXY_DOWN = re.compile(r"Server replicas/\S+ (is DOWN|was DOWN|is going DOWN)
 
 
 def free_replicas_network() -> str:
-    """The first three numbers of a /24 in 172.16.0.0/16 that no Docker network overlaps: beside any stack."""
+    """The first three numbers of a /24 in 172.16.0.0/16 that no Docker network overlaps, nor the default one
+    that a user's `make up REPLICAS=3` would take."""
+    default = re.search(r"REPLICAS_NETWORK:-([0-9.]+)}", (ROOT / "compose" / "replicas.yml").read_text())
+    assert default
     inspected = docker("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *networks())
-    taken = [ip_network(subnet) for subnet in inspected.split()]
+    taken = [ip_network(subnet) for subnet in [*inspected.split(), f"{default[1]}.0/24"]]
     prefixes = [f"172.16.{third}" for third in range(1, 255)]
     free = [prefix for prefix in prefixes if not any(ip_network(f"{prefix}.0/24").overlaps(net) for net in taken)]
     return random.choice(free)
