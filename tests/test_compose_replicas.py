@@ -336,22 +336,63 @@ def test_the_500_requests_after_a_kill_all_succeed_on_the_survivors(killed: Kill
     assert killed.host not in {response.headers["x-served-by"] for response in killed.after}
 
 
+@dataclass
+class Revival:
+    """`make up REPLICAS=3` after the kill, timed (seconds since the epoch) until the replica answers again."""
+
+    began: float  # `make up` started
+    container_started: float  # the killed replica's container started again
+    app_started: float  # its app logged that it is ready to serve
+    answered: float  # its first answer through HAProxy
+
+
+def first_answer_by(project: Project, host: str, answered: list[float], stop: threading.Event) -> None:
+    """Predictions through HAProxy, back to back, until host answers one (its time into answered) or stop."""
+    with balanced_client(project) as client:
+        while not stop.is_set():
+            try:
+                if predict(client).headers.get("x-served-by") == host:
+                    answered.append(time.time())
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.02)
+
+
+def app_started_at(container: str) -> float:
+    """When the container's app last logged that it is ready (uvicorn's line)."""
+    ready = [line for line in log_lines(container, "--timestamps") if "Application startup complete" in line]
+    assert ready, f"{container} never logged its start"
+    return datetime.fromisoformat(ready[-1].split(" ", 1)[0]).timestamp()
+
+
 @pytest.fixture(scope="module")
-def revived(replicated: Project, killed: Kill) -> tuple[float, float]:
-    """`make up REPLICAS=3` again; seconds from its start, and from the replica's own start, to its first answer."""
+def revived(replicated: Project, killed: Kill) -> Revival:
+    answered: list[float] = []
+    stop = threading.Event()
+    poller = threading.Thread(target=first_answer_by, args=(replicated, killed.host, answered, stop))
     began = time.time()
-    replicated.make("up", f"REPLICAS={REPLICAS}", "MONITORING=1")
-    with balanced_client(replicated) as client:
-        wait_for(lambda: predict(client).headers.get("x-served-by") == killed.host, "the killed replica never answered")
-    answered = time.time()
-    restarted = datetime.fromisoformat(inspect(killed.victim)["State"]["StartedAt"]).timestamp()
-    return answered - began, answered - restarted
+    poller.start()
+    try:
+        replicated.make("up", f"REPLICAS={REPLICAS}", "MONITORING=1")
+        poller.join(timeout=WAIT_SECONDS)
+    finally:
+        stop.set()
+        poller.join(timeout=60)
+    assert answered, "the killed replica never answered again"
+    started = datetime.fromisoformat(inspect(killed.victim)["State"]["StartedAt"]).timestamp()
+    return Revival(began, started, app_started_at(killed.victim), answered[0])
 
 
 def test_up_brings_a_killed_replica_back_without_restarting_anything_else(
-    replicated: Project, killed: Kill, revived: tuple[float, float]
+    replicated: Project, killed: Kill, revived: Revival
 ) -> None:
-    print(f"\nkilled replica back: {revived[0]:.1f} s after `make up`, {revived[1]:.1f} s after its container started")
+    print(
+        f"\nkilled replica back: its container started {revived.container_started - revived.began:.1f} s after "
+        f"`make up`, its app {revived.app_started - revived.container_started:.1f} s later, its first answer "
+        f"through HAProxy {revived.answered - revived.app_started:.1f} s after that "
+        f"({revived.answered - revived.began:.1f} s in all)"
+    )
 
     assert killed.victim in replicated.containers("api")
     assert {container: at for container, at in start_times(replicated).items() if container != killed.victim} == (
@@ -360,7 +401,7 @@ def test_up_brings_a_killed_replica_back_without_restarting_anything_else(
 
 
 def test_a_replica_brought_back_takes_its_share_of_requests(
-    replicated: Project, killed: Kill, revived: tuple[float, float]
+    replicated: Project, killed: Kill, revived: Revival
 ) -> None:
     with balanced_client(replicated) as client:
         hosts = Counter(predict(client).headers["x-served-by"] for _ in range(90))
@@ -369,9 +410,7 @@ def test_a_replica_brought_back_takes_its_share_of_requests(
     assert hosts[killed.host] > 0
 
 
-def test_up_with_one_replica_gives_the_port_back_to_one_api_container(
-    replicated: Project, revived: tuple[float, float]
-) -> None:
+def test_up_with_one_replica_gives_the_port_back_to_one_api_container(replicated: Project, revived: Revival) -> None:
     printed = replicated.make("up")
     (api,) = replicated.containers("api")
     response = httpx.get(f"{replicated.api_url}/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
