@@ -18,12 +18,22 @@ SCRIPTS := scripts/train.py scripts/evaluate.py
 # 1000:1000 when root owns it too. HOST_UID=... HOST_GID=... override.
 COMPOSE_PROJECT_NAME ?= penguins
 DOCKER_COMPOSE ?= docker compose
-COMPOSE = $(DOCKER_COMPOSE) -f compose/docker-compose.yml --env-file .env
+# REPLICAS=N above 1 runs N API containers behind HAProxy, which takes the API's port
+# (compose/replicas.yml); 1 runs one API container that publishes it (compose/api-port.yml).
+REPLICAS ?= 1
+# HAProxy has a slot for each replica up to a limit, read from its config rather than repeated.
+MAX_REPLICAS := $(shell sed -n 's/^ *server-template [^ ]* \([0-9]*\) .*/\1/p' compose/haproxy/haproxy.cfg)
+SCALED := $(filter-out 1,$(REPLICAS))
+API_SERVICE := $(if $(SCALED),haproxy,api)
+COMPOSE_FILES := -f compose/docker-compose.yml
+COMPOSE = $(DOCKER_COMPOSE) $(COMPOSE_FILES) -f compose/$(if $(SCALED),replicas.yml,api-port.yml) --env-file .env
 # MONITORING=1 adds Prometheus (the compose profile `monitoring`) to `make up`.
 MONITORING ?=
 UP_PROFILES := $(if $(MONITORING),--profile monitoring)
-# Stopping, listing and logs reach every service, whichever profiles started them.
-COMPOSE_ALL = $(COMPOSE) --profile monitoring
+# Stopping, listing and logs reach every service, whichever profiles and files started them.
+COMPOSE_ALL = $(DOCKER_COMPOSE) $(COMPOSE_FILES) -f compose/replicas.yml --env-file .env --profile monitoring
+# One API container publishes the port HAProxy held: HAProxy goes first (nothing when it is not running).
+RELEASE_API_PORT = $(if $(SCALED),,$(COMPOSE_ALL) rm -sf haproxy)
 WAIT_SECONDS ?= 180
 HOST_UID ?= $(shell id -u)
 HOST_GID ?= $(shell id -g)
@@ -105,13 +115,14 @@ notebooks: $(JOB_DEPS) ## sync notebooks/*.ipynb with scripts/*.py (newest side 
 
 .PHONY: serve
 ifdef LOCAL
-serve: venv ## start only the API container; LOCAL=1: uvicorn in the foreground on PORT (default 8000)
+serve: venv ## start only the API (REPLICAS=N: N containers behind HAProxy); LOCAL=1: uvicorn in the foreground on PORT
 	PORT=$(PORT) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-1} $(BIN)/python -m app
 else
 serve: dotenv
-	$(COMPOSE) up -d --build api
-	@$(call wait_healthy,api)
-	@echo "API: http://$$($(COMPOSE) port api 8000)/docs"
+	$(RELEASE_API_PORT)
+	$(COMPOSE) up -d --build --scale api=$(REPLICAS) api $(if $(SCALED),haproxy)
+	@$(call wait_healthy,api $(if $(SCALED),haproxy))
+	@echo "API: http://$$($(COMPOSE) port $(API_SERVICE) 8000)/docs"
 endif
 
 .PHONY: test
@@ -161,13 +172,14 @@ build: dotenv ## build both images (jupyter, api)
 	$(COMPOSE) build
 
 .PHONY: up
-up: build ## build, train if models/ has none, pair the notebooks if notebooks/ has none, start (MONITORING=1: and Prometheus), wait
+up: build ## build, train if models/ has none, pair the notebooks if notebooks/ has none, start (MONITORING=1: and Prometheus; REPLICAS=N: N API containers behind HAProxy), wait
 	@ls models/*.pkl >/dev/null 2>&1 || { echo "models/ has no model yet: training them first"; $(COMPOSE) run --rm -T jupyter python scripts/train.py; }
 	@ls notebooks/*.ipynb >/dev/null 2>&1 || { echo "notebooks/ has no notebook yet: creating them from scripts/"; $(COMPOSE) run --rm -T jupyter python -m jupytext --sync $(SCRIPTS); }
-	$(COMPOSE) $(UP_PROFILES) up -d
-	@$(call wait_healthy,jupyter api $(if $(MONITORING),prometheus))
+	$(RELEASE_API_PORT)
+	$(COMPOSE) $(UP_PROFILES) up -d --scale api=$(REPLICAS)
+	@$(call wait_healthy,jupyter api $(if $(SCALED),haproxy) $(if $(MONITORING),prometheus))
 	@echo "JupyterLab: http://$$($(COMPOSE) port jupyter 8888)/lab?token=$$($(COMPOSE) exec -T jupyter printenv JUPYTER_TOKEN)"
-	@echo "API:        http://$$($(COMPOSE) port api 8000)/docs"
+	@echo "API:        http://$$($(COMPOSE) port $(API_SERVICE) 8000)/docs"
 	@$(if $(MONITORING),echo "Prometheus: http://$$($(COMPOSE_ALL) port prometheus 9090)/")
 
 .PHONY: down
@@ -200,6 +212,8 @@ docker-check:
 # As root, the container user (HOST_UID) is given the folders it writes to.
 .PHONY: dotenv
 dotenv: docker-check
+	@case "$(REPLICAS)" in ''|*[!0-9]*|0*) false;; *) [ "$(REPLICAS)" -le "$(MAX_REPLICAS)" ];; esac || { \
+	  echo "REPLICAS=$(REPLICAS) is not a whole number from 1 to $(MAX_REPLICAS) (the server-template slots in compose/haproxy/haproxy.cfg)." >&2; exit 1; }
 	@umask 077; test -f .env || cp .env.example .env; \
 	$(call ensure_token,JUPYTER_TOKEN,JupyterLab token); \
 	bind=$${BIND_ADDRESS-$$(sed -n 's/^BIND_ADDRESS=//p' .env | tail -n 1)}; \
@@ -237,20 +251,23 @@ chromium:
 jupyter-image: dotenv
 	$(COMPOSE) build jupyter
 
-# $(call wait_healthy,SERVICES): poll each container's health check until it is
-# healthy; docker-compose 1.29 has no `up --wait`. Fails with the logs' tail.
+# $(call wait_healthy,SERVICES): poll the health check of each container of each service
+# (the api has REPLICAS) until it is healthy; docker-compose 1.29 has no `up --wait`.
+# Fails with the logs' tail.
 define wait_healthy
 for service in $(1); do \
-  id=$$($(COMPOSE_ALL) ps -q $$service); \
   printf 'waiting for %s ' $$service; \
-  for _ in $$(seq $(WAIT_SECONDS)); do \
-    state=$$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' $$id 2>/dev/null); \
-    case "$$state" in \
-      "running healthy") echo ok; continue 2;; \
-      "running starting") printf .; sleep 1;; \
-      *) echo "$$state"; $(COMPOSE_ALL) logs --tail=40 $$service; exit 1;; \
-    esac; \
+  for id in $$($(COMPOSE_ALL) ps -q $$service); do \
+    for _ in $$(seq $(WAIT_SECONDS)); do \
+      state=$$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' $$id 2>/dev/null); \
+      case "$$state" in \
+        "running healthy") continue 2;; \
+        "running starting") printf .; sleep 1;; \
+        *) echo "$$state"; $(COMPOSE_ALL) logs --tail=40 $$service; exit 1;; \
+      esac; \
+    done; \
+    echo "not healthy after $(WAIT_SECONDS)s"; $(COMPOSE_ALL) logs --tail=40 $$service; exit 1; \
   done; \
-  echo "not healthy after $(WAIT_SECONDS)s"; $(COMPOSE_ALL) logs --tail=40 $$service; exit 1; \
+  echo ok; \
 done
 endef

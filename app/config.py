@@ -99,6 +99,21 @@ def _token(value: str | None) -> str | None:
     return value
 
 
+def _addresses(value: str) -> str:
+    items = [item.strip() for item in value.split(",")]
+    if not all(item == "*" or _is_network(item) for item in items):
+        raise ValueError("not addresses")
+    return ",".join(items)
+
+
+def _is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def _absolute(path: Path) -> Path:
     # Absolute once, so the containment check compares like with like whatever the cwd later is.
     return path.expanduser().absolute()
@@ -163,6 +178,11 @@ class ServerSettings(EnvironmentSettings):
     headers_timeout: Whole = seconds(10)
     # Below Docker's 10 s between SIGTERM and SIGKILL, so requests in flight finish before a `docker stop` kills.
     graceful_timeout: Whole = seconds(8)
+    # The proxies whose X-Forwarded-For names the client (uvicorn's proxy headers).
+    forwarded_allow_ips: Annotated[str, BeforeValidator(_stripped), AfterValidator(_addresses)] = Field(
+        default="127.0.0.1,::1",
+        description="IP addresses or networks (CIDR), separated by commas, or *",
+    )
 
     def uvicorn_options(self) -> dict[str, Any]:
         """uvicorn.run's keyword arguments for these settings (the head deadline is the protocol's own)."""
@@ -172,6 +192,7 @@ class ServerSettings(EnvironmentSettings):
             "workers": self.web_concurrency,
             "timeout_keep_alive": self.keep_alive_timeout,
             "timeout_graceful_shutdown": self.graceful_timeout,
+            "forwarded_allow_ips": self.forwarded_allow_ips,
             # A new worker imports scikit-learn before it can answer the supervisor's ping; on a busy machine
             # that takes longer than uvicorn's 5 s, and the supervisor would kill it as hung, again and again.
             "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
@@ -209,6 +230,8 @@ class Settings(EnvironmentSettings):
     )
     # Off unless asked for, as in gunicorn: app/README.md's performance section says what a line per request costs.
     access_log: Flag = flag(False)
+    # X-Served-By on every answer: this host's name, which tells replicas behind a load balancer apart.
+    served_by: Flag = flag(False)
     # Count every prediction against its model's reference profile (app/monitoring.py).
     drift_monitoring: Flag = flag(True)
     # The last records per model the drift figures are computed on: at least what a PSI needs to be judged, at most

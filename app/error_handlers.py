@@ -19,7 +19,7 @@ from starlette.types import ExceptionHandler
 from app import original, v2
 from app.errors import ServingError
 from app.http import INTERNAL_ERROR, ErrorResponse, RequestInvalid, logged_status
-from app.request_id import request_id_header
+from app.request_id import identity_headers
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,10 @@ async def unexpected(request: Request, exc: Exception) -> Response:
     """Any other exception: a bare 500 with the request's ID; the server logs the exception, traceback and all.
 
     Starlette runs this handler outermost, after the request-ID middleware has let go of the answer, so the ID
-    is added here; the exception goes on to the server, which logs it while the request's context still holds.
+    (and the replica's name) is added here; the exception goes on to the server, which logs it while the request's
+    context still holds.
     """
-    return dialect_for(request.url.path).error(500, INTERNAL_ERROR, request_id_header(request.scope))
+    return dialect_for(request.url.path).error(500, INTERNAL_ERROR, identity_headers(request.scope))
 
 
 EXCEPTION_HANDLERS: Mapping[Any, ExceptionHandler] = {

@@ -44,6 +44,7 @@ class State(TypedDict):
     data_plane: DataPlane
     metrics: metrics.Metrics | None  # None: METRICS=0
     access_log: bool
+    served_by: bytes | None  # X-Served-By's value; None: SERVED_BY off
 
 
 def is_public(path: str) -> bool:
@@ -72,7 +73,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # re-scanning it while a big answer is built.
         gc.freeze()
         try:
-            yield {"settings": current, "data_plane": plane, "metrics": series, "access_log": current.access_log}
+            yield {
+                "settings": current,
+                "data_plane": plane,
+                "metrics": series,
+                "access_log": current.access_log,
+                "served_by": request_id.served_by() if current.served_by else None,
+            }
         finally:
             if series:
                 series.process_exiting()

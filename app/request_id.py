@@ -2,6 +2,7 @@
 
 The ID is the client's X-Request-ID when it is visible ASCII of at most 128 characters, else a new random
 one. Handlers read it as request.state.request_id; the log lines written meanwhile carry it (app/logs.py).
+With SERVED_BY, every answer also names the host that made it (X-Served-By), so replicas can be told apart.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Sequence
 from urllib.parse import quote
@@ -20,6 +22,7 @@ from app.http import route_template
 from app.logs import RequestContext, current_request
 
 REQUEST_ID_HEADER = b"x-request-id"
+SERVED_BY_HEADER = b"x-served-by"
 # Visible ASCII only, so an echoed ID cannot split a header or a log line.
 SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 access_logger = logging.getLogger("app.access")
@@ -33,10 +36,18 @@ def client_request_id(scope: Scope) -> str | None:
     return None
 
 
-def request_id_header(scope: Scope) -> dict[str, str]:
-    """The header naming the request's ID, for an answer made outside this middleware (an unexpected error's)."""
-    request_id = scope.get("state", {}).get("request_id")
-    return {"X-Request-ID": request_id} if request_id else {}
+def identity_headers(scope: Scope) -> dict[str, str]:
+    """The headers this middleware puts on every answer, for one made outside it (an unexpected error's)."""
+    state = scope.get("state", {})
+    headers = {REQUEST_ID_HEADER.decode(): state["request_id"]} if state.get("request_id") else {}
+    if host := state.get("served_by"):
+        headers[SERVED_BY_HEADER.decode()] = host.decode("ascii")
+    return headers
+
+
+def served_by() -> bytes:
+    """X-Served-By's value: this host's name (in a container, its ID unless set otherwise)."""
+    return socket.gethostname().encode("ascii", "replace")
 
 
 class RequestIdMiddleware:
@@ -56,24 +67,27 @@ class RequestIdMiddleware:
             return
         # 128 random bits in hex, as uuid4().hex gives, for a fraction of its cost.
         request_id = client_request_id(scope) or os.urandom(16).hex()
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         context = RequestContext(request_id)
         # Never reset: the request's task ends with it, and the server's own line about an exception that
         # escaped (uvicorn's "Exception in ASGI application") is logged in that task, naming the request too.
         current_request.set(context)
-        header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        headers = [(REQUEST_ID_HEADER, request_id.encode("ascii"))]
+        if host := state.get("served_by"):
+            headers.append((SERVED_BY_HEADER, host))
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 context.status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), *headers]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if scope["state"].get("access_log"):
+            if state.get("access_log"):
                 self.log_access(scope, context, time.perf_counter() - started)
 
     def log_access(self, scope: Scope, context: RequestContext, seconds: float) -> None:

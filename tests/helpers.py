@@ -238,8 +238,11 @@ def copy_working_tree(target: Path) -> None:
 
 
 @contextmanager
-def temporary_project(root: Path, workers: int = 1) -> Iterator[Project]:
-    """A copy of the working tree in root with its own project name and ports; `make down` at the end."""
+def temporary_project(root: Path, workers: int = 1, settings: Mapping[str, str] | None = None) -> Iterator[Project]:
+    """A copy of the working tree in root with its own project name and ports; `make down` at the end.
+
+    settings: further variables in make's environment, as a user's shell would export them (API_TOKEN, ...).
+    """
     if not docker_answers():
         pytest.skip("no Docker daemon answers (`docker info` failed): start Docker to run the container tests")
     copy_working_tree(root)
@@ -255,6 +258,7 @@ def temporary_project(root: Path, workers: int = 1) -> Iterator[Project]:
         "HOST_UID": str(uid),
         "HOST_GID": str(gid),
         "WEB_CONCURRENCY": str(workers),
+        **(settings or {}),
     }
     try:
         urls = [f"http://127.0.0.1:{port}" for port in (api_port, jupyter_port, prometheus_port)]

@@ -70,6 +70,11 @@ def test_access_log_is_off_unless_asked_for(value: str, expected: bool) -> None:
     assert Settings.from_env({"ACCESS_LOG": value}).access_log is expected
 
 
+@pytest.mark.parametrize(("value", "expected"), [("", False), ("0", False), ("1", True), ("on", True)])
+def test_served_by_is_off_unless_asked_for(value: str, expected: bool) -> None:
+    assert Settings.from_env({"SERVED_BY": value}).served_by is expected
+
+
 @pytest.mark.parametrize(("value", "expected"), [("", True), ("1", True), ("0", False), ("false", False)])
 def test_metrics_are_on_unless_turned_off(value: str, expected: bool) -> None:
     assert Settings.from_env({"METRICS": value}).metrics is expected
@@ -95,6 +100,15 @@ def test_server_values_reach_uvicorn() -> None:
     options = server.uvicorn_options()
     assert (options["host"], options["port"], options["workers"]) == ("0.0.0.0", 8123, 3)
     assert (options["timeout_keep_alive"], options["timeout_graceful_shutdown"], server.headers_timeout) == (2, 4, 3)
+
+
+def test_only_loopback_proxies_are_trusted_by_default() -> None:
+    assert ServerSettings.from_env({}).uvicorn_options()["forwarded_allow_ips"] == "127.0.0.1,::1"
+
+
+def test_trusted_proxies_come_from_the_environment() -> None:
+    server = ServerSettings.from_env({"FORWARDED_ALLOW_IPS": " 172.16.238.2, 10.0.0.0/8 ,* "})
+    assert server.uvicorn_options()["forwarded_allow_ips"] == "172.16.238.2,10.0.0.0/8,*"
 
 
 def test_without_affinity_the_workers_follow_the_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,6 +140,7 @@ def test_without_affinity_the_workers_follow_the_cpu_count(monkeypatch: pytest.M
         pytest.param("STRICT_SKLEARN_VERSION", "maybe", id="strict-sklearn-not-a-flag"),
         pytest.param("ACCESS_LOG", "verbose", id="access-log-not-a-flag"),
         pytest.param("METRICS", "maybe", id="metrics-not-a-flag"),
+        pytest.param("SERVED_BY", "replica", id="served-by-not-a-flag"),
         pytest.param("LOG_FORMAT", "xml", id="log-format-unknown"),
     ],
 )
@@ -141,6 +156,8 @@ def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -
         ("WEB_CONCURRENCY", "many"), ("WEB_CONCURRENCY", "0"), ("WEB_CONCURRENCY", "1.5"),
         ("KEEP_ALIVE_TIMEOUT", "soon"), ("HEADERS_TIMEOUT", "soon"), ("GRACEFUL_TIMEOUT", "soon"),
         ("HOST", "not a host"),
+        ("FORWARDED_ALLOW_IPS", "haproxy"), ("FORWARDED_ALLOW_IPS", "172.16.238.300"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.0/40"), ("FORWARDED_ALLOW_IPS", "127.0.0.1,,::1"),
     ],
 )  # fmt: skip
 def test_a_bad_server_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
@@ -204,6 +221,19 @@ def host(value: str) -> Any:
     return value if named or is_address(value) else REFUSED
 
 
+def proxies(value: str) -> Any:
+    items = [item.strip() for item in value.split(",")]
+    return ",".join(items) if all(item == "*" or is_network(item) for item in items) else REFUSED
+
+
+def is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def is_address(value: str) -> bool:
     try:
         ipaddress.ip_address(value)
@@ -231,6 +261,7 @@ MEANINGS: dict[str, tuple[type[Settings] | type[ServerSettings], Callable[[str],
     "METRICS": (Settings, ON_OFF),
     "LOG_FORMAT": (Settings, words({"text": "text", "json": "json"})),
     "ACCESS_LOG": (Settings, ON_OFF),
+    "SERVED_BY": (Settings, ON_OFF),
     "DRIFT_MONITORING": (Settings, ON_OFF),
     "DRIFT_WINDOW": (Settings, whole(100, 100_000)),
     "HOST": (ServerSettings, host),
@@ -239,6 +270,7 @@ MEANINGS: dict[str, tuple[type[Settings] | type[ServerSettings], Callable[[str],
     "KEEP_ALIVE_TIMEOUT": (ServerSettings, SECONDS),
     "HEADERS_TIMEOUT": (ServerSettings, SECONDS),
     "GRACEFUL_TIMEOUT": (ServerSettings, SECONDS),
+    "FORWARDED_ALLOW_IPS": (ServerSettings, proxies),
 }
 # An environment variable holds no NUL; anything else may come.
 ANY_TEXT = st.text(st.characters(exclude_characters="\x00"), max_size=40)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,17 @@ def test_each_request_gets_its_own_id(client: TestClient) -> None:
     ids = {client.get("/health").headers["x-request-id"] for _ in range(20)}
     assert len(ids) == 20
     assert all(NEW_ID.fullmatch(value) for value in ids)
+
+
+def test_no_served_by_header_unless_asked_for(client: TestClient) -> None:
+    assert "x-served-by" not in client.get("/health").headers
+
+
+@pytest.mark.parametrize("path", [pytest.param("/health", id="answer"), pytest.param("/v2/nowhere", id="error")])
+def test_served_by_names_this_host_on_every_answer(make_client: Callable[..., TestClient], path: str) -> None:
+    response = make_client(served_by=True).get(path)
+    assert response.headers["x-served-by"] == socket.gethostname()
+    assert response.headers["x-request-id"]
 
 
 @pytest.mark.parametrize(
@@ -167,10 +179,11 @@ def test_a_text_line_reads_like_uvicorns_and_names_the_request() -> None:
 def test_json_logs_of_a_live_server_parse_and_carry_the_request_id(models_dir: Path, tmp_path: Path) -> None:
     (models_dir / "broken.pkl").write_bytes(b"not a pickle")
     log = tmp_path / "server.log"
-    with start_server(models_dir, log, workers=2, settings={"LOG_FORMAT": "json", "ACCESS_LOG": "1"}) as server:
-        predicted = httpx.post(
-            f"{server.url}/predict?model=svc", json={"records": [RECORD] * 2}, headers={"X-Request-ID": "json-1"}
-        )
+    # The client's address: X-Forwarded-For counts from a proxy FORWARDED_ALLOW_IPS trusts (this one, loopback).
+    settings = {"LOG_FORMAT": "json", "ACCESS_LOG": "1", "FORWARDED_ALLOW_IPS": "127.0.0.0/8"}
+    with start_server(models_dir, log, workers=2, settings=settings) as server:
+        headers = {"X-Request-ID": "json-1", "X-Forwarded-For": "203.0.113.7"}
+        predicted = httpx.post(f"{server.url}/predict?model=svc", json={"records": [RECORD] * 2}, headers=headers)
         broken = httpx.post(
             f"{server.url}/predict/broken", json={"records": [RECORD]}, headers={"X-Request-ID": "json-2"}
         )
@@ -183,6 +196,7 @@ def test_json_logs_of_a_live_server_parse_and_carry_the_request_id(models_dir: P
     assert all({"time", "level", "logger", "message"} <= entry.keys() for entry in entries)
     (access,) = [entry for entry in entries if entry["logger"] == "app.access" and entry.get("request_id") == "json-1"]
     assert access["duration_ms"] > 0
+    assert access["client"].startswith("203.0.113.7:")
     assert {key: access[key] for key in ["method", "route", "status", "model", "records"]} == {
         "method": "POST", "route": "/predict", "status": 200, "model": "svc", "records": 2,
     }  # fmt: skip
@@ -193,8 +207,10 @@ def test_json_logs_of_a_live_server_parse_and_carry_the_request_id(models_dir: P
 
 def test_text_access_log_names_the_request(models_dir: Path, tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    with start_server(models_dir, log, settings={"ACCESS_LOG": "1"}) as server:
-        httpx.get(f"{server.url}/models/svc", headers={"X-Request-ID": "text-1"})
+    # Only 192.0.2.1 is a trusted proxy: the X-Forwarded-For of a client on loopback is not believed.
+    with start_server(models_dir, log, settings={"ACCESS_LOG": "1", "FORWARDED_ALLOW_IPS": "192.0.2.1"}) as server:
+        headers = {"X-Request-ID": "text-1", "X-Forwarded-For": "203.0.113.7"}
+        httpx.get(f"{server.url}/models/svc", headers=headers)
     (line,) = [line for line in log.read_text().splitlines() if "app.access" in line and "request_id=text-1" in line]
     assert line.startswith("INFO:     app.access: 127.0.0.1:")
     assert '"GET /models/svc HTTP/1.1" 200' in line

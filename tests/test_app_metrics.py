@@ -271,7 +271,11 @@ def prometheus_scraping(target: str, folder: Path, token: str = "") -> Iterator[
     # The alerting rules go beside the config, as compose mounts them.
     shutil.copy(ROOT / "compose" / "prometheus" / "alerts.yml", folder)
     shipped = (ROOT / "compose" / "prometheus" / "prometheus.yml").read_text()
-    replacements = {"api:8000": target, "/tmp/api_token": str(folder / "api_token"), "5s": "1s", "4s": "1s"}
+    # The stack finds its API containers through Docker's DNS, the file's last block; here the one target is named.
+    shipped, discovery, _ = shipped.partition("    dns_sd_configs:")
+    assert discovery
+    shipped += f'    static_configs:\n      - targets: ["{target}"]\n'
+    replacements = {"/tmp/api_token": str(folder / "api_token"), "5s": "1s", "4s": "1s"}
     for old, new in replacements.items():
         assert old in shipped, old
         shipped = shipped.replace(old, new)
