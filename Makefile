@@ -126,8 +126,8 @@ serve: dotenv
 endif
 
 .PHONY: test
-test: venv ## run the test suite (no Docker needed)
-	$(BIN)/python -m pytest -m "not compose and not soak and not browser"
+test: venv ## run the test suite (no Docker needed), its files spread over the CPUs
+	$(BIN)/python -m pytest -n auto --dist worksteal -m "not compose and not soak and not browser"
 
 .PHONY: lint
 lint: venv ## ruff (lint and format) over the project, mypy --strict over app/, tests/ and scripts/

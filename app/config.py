@@ -115,8 +115,9 @@ def _is_network(value: str) -> bool:
 
 
 def _absolute(path: Path) -> Path:
-    # Absolute once, so the containment check compares like with like whatever the cwd later is.
-    return path.expanduser().absolute()
+    # Absolute once, so the containment check compares like with like whatever the cwd later is. ~ and ~user as a
+    # shell expands them: a user without a known home leaves the path as written (Path.expanduser would raise).
+    return Path(os.path.expanduser(path)).absolute()
 
 
 Whole = Annotated[int, BeforeValidator(_whole_number)]

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.types import ASGIApp
 
 from app.features import EXAMPLE_RECORD
 
@@ -138,6 +141,28 @@ def start_server(
     printed = log.read_text()
     assert process.returncode in (0, -signal.SIGTERM), printed[-3000:]
     assert "Application shutdown complete" in printed, printed[-3000:]
+
+
+@contextmanager
+def uvicorn_in_thread(app: ASGIApp) -> Iterator[str]:
+    """An app object under a real uvicorn in a thread of this process, on a free loopback port; yields its URL.
+
+    For an app no settings of `python -m app` can make (a route that breaks), or one the test needs quickly: no
+    new interpreter to start. It logs through the root logger, which pytest's caplog reads.
+    """
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 # --- the compose stack ---------------------------------------------------------------------------

@@ -6,16 +6,12 @@ import json
 import logging
 import re
 import socket
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -27,7 +23,7 @@ from app.error_handlers import EXCEPTION_HANDLERS
 from app.http import INTERNAL_ERROR
 from app.logs import JsonFormatter, RequestFilter, TextFormatter
 from app.request_id import RequestIdMiddleware
-from tests.helpers import RECORD, LiveServer, free_port, start_server
+from tests.helpers import RECORD, LiveServer, start_server, uvicorn_in_thread
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")
 BODY = json.dumps({"records": [RECORD]}).encode()
@@ -127,27 +123,9 @@ def test_an_unhandled_error_answers_500_with_the_id_and_reaches_the_server() -> 
         client.get("/")
 
 
-@contextmanager
-def uvicorn_serving(app: Starlette) -> Iterator[str]:
-    """A real uvicorn in a thread, logging through the root logger (which caplog reads)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
-    thread = threading.Thread(target=server.run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 def test_the_server_logs_an_unhandled_error_with_the_request_id(caplog: pytest.LogCaptureFixture) -> None:
     caplog.handler.addFilter(RequestFilter())
-    with uvicorn_serving(app_with(broken)) as url:
+    with uvicorn_in_thread(app_with(broken)) as url:
         response = httpx.get(url, headers={"X-Request-ID": "crash-2"}, timeout=10)
     assert (response.status_code, response.headers["x-request-id"]) == (500, "crash-2")
     (logged,) = [entry for entry in caplog.records if entry.exc_info]

@@ -32,8 +32,8 @@ IDLE_CONNECTIONS = 500
 # More than MAX_CONCURRENT_REQUESTS (64 by default, as the server runs here): bodies being sent hold no slot.
 BODY_TRICKLERS = 100
 HEAD_TRICKLERS = 50
-TIMEOUT = 4  # HEADERS_TIMEOUT and BODY_TIMEOUT of the trickle test's server, seconds
-BASELINE_SECONDS = 2
+TIMEOUT = 2  # HEADERS_TIMEOUT and BODY_TIMEOUT of the trickle test's server, seconds
+BASELINE_SECONDS = 1
 # Ordinary requests under attack: p99 under 100 ms, or within ten times the same clients' p99 measured without
 # the attack in the same test when the machine itself is that slow (make bench measures latency, not this).
 P99_TARGET_SECONDS = 0.1

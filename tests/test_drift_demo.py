@@ -12,22 +12,23 @@ mass (at most 6,300 g, 13.9 lb) falls below the training minimum, in the first b
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from drift_demo import Api, in_pounds, penguin_records, phase, resampled
 from penguins import FEATURES, SEED
 
-from tests.helpers import ROOT, LiveServer, run_script, start_server
+from app.config import Settings
+from app.main import create_app
+from tests.helpers import ROOT, LiveServer, run_script, uvicorn_in_thread
 
 WINDOW = 1000  # DRIFT_WINDOW's default: the server's own
 
 
-@pytest.fixture(scope="module")
-def live(module_models_dir: Path) -> Iterator[LiveServer]:
-    with start_server(module_models_dir, module_models_dir.parent / "server.log", workers=2) as server:
-        yield server
+@pytest.fixture
+def live(live_server: LiveServer) -> LiveServer:
+    """The shared server: each phase sends a whole window of records, so what others sent it before is gone."""
+    return live_server
 
 
 def psi_of_each_feature(figures: dict[str, object]) -> dict[str, float]:
@@ -68,11 +69,11 @@ def test_the_demo_prints_the_drift_as_it_happens(live: LiveServer) -> None:
     assert lines[-1] == f"drifted (PSI above 0.25): body_mass_g. See {live.url}/monitor"
 
 
-def test_the_demo_sends_the_api_token_when_one_is_set(module_models_dir: Path, tmp_path: Path) -> None:
+def test_the_demo_sends_the_api_token_when_one_is_set(models_dir: Path) -> None:
     token = "drift-demo-0123456789abcdef"
-    with start_server(module_models_dir, tmp_path / "server.log", settings={"API_TOKEN": token}) as server:
-        refused = run_script("drift_demo.py", "--url", server.url, "--records", "100")
-        result = run_script("drift_demo.py", "--url", server.url, "--records", "100", env={"API_TOKEN": token})
+    with uvicorn_in_thread(create_app(Settings(models_dir=models_dir, api_token=token))) as url:
+        refused = run_script("drift_demo.py", "--url", url, "--records", "100")
+        result = run_script("drift_demo.py", "--url", url, "--records", "100", env={"API_TOKEN": token})
 
     assert refused.returncode == 1 and "answered 401" in refused.stderr
     assert result.returncode == 0, result.stderr

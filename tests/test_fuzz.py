@@ -25,7 +25,8 @@ from tests.helpers import RECORD
 
 TOKEN = "fuzz-token-0123456789"
 BODY_ROUTES = ["/predict", "/predict/compare", "/predict/svc"]
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# A hundred cases a test: each test keeps finding nothing new well before that on these small bodies.
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 class Canary:
