@@ -44,7 +44,7 @@ def dialect_for(path: str) -> Dialect:
 
 def _under(path: str, prefix: str) -> bool:
     """The path is the prefix or below it: "/v2" and "/v2/models", not "/v2models"."""
-    return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/" or not prefix)
+    return not prefix or path == prefix or path.startswith(prefix + "/")
 
 
 async def serving_error(request: Request, exc: Exception) -> Response:

@@ -36,7 +36,7 @@ from app.errors import ServingError
 from app.http import Endpoint, data_plane, route_template
 from app.logs import current_request
 from app.monitoring import DriftReport
-from app.multiprocess import MULTIPROC_DIR
+from app.multiprocess import shared_folder
 from app.observer import Observer
 
 # From 100 µs (a cached answer) to 10 s (a large batch through a forest).
@@ -161,21 +161,21 @@ class Metrics(Observer):
 
     def exposition_registry(self) -> CollectorRegistry:
         """This process's series, or with several workers every worker's, summed."""
-        folder = os.environ.get(MULTIPROC_DIR)
-        if not folder:
+        folder = shared_folder()
+        if folder is None:
             return self.registry
-        forget_dead_workers(Path(folder))
+        forget_dead_workers(folder)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=folder)
+        MultiProcessCollector(registry, path=str(folder))
         for collector in self._collectors:
             registry.register(collector)
         return registry
 
     def process_exiting(self) -> None:
         """Drops this worker's live gauges, so that the totals no longer count it."""
-        folder = os.environ.get(MULTIPROC_DIR)
-        if folder:
-            mark_process_dead(os.getpid(), folder)
+        folder = shared_folder()
+        if folder is not None:
+            mark_process_dead(os.getpid(), str(folder))
 
 
 def forget_dead_workers(folder: Path) -> None:

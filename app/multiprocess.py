@@ -31,13 +31,12 @@ def shared_metrics_dir(enabled: bool, environ: MutableMapping[str, str] = os.env
 
     A folder given in PROMETHEUS_MULTIPROC_DIR is used instead, emptied of a previous run's values and kept.
     """
-    given = environ.get(MULTIPROC_DIR, "").strip()
-    if given:
-        folder = Path(given)
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in [*folder.glob("*.db"), *folder.glob(f"{PREFIX}*{SUFFIX}")]:
+    given = shared_folder(environ)
+    if given is not None:
+        given.mkdir(parents=True, exist_ok=True)
+        for stale in [*given.glob("*.db"), *given.glob(f"{PREFIX}*{SUFFIX}")]:
             stale.unlink()
-        yield folder
+        yield given
     elif not enabled:
         yield None
     else:
