@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import re
 import secrets
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -32,7 +28,17 @@ from referencing import Registry, Resource
 
 from app.config import ServerSettings, Settings
 from app.features import FEATURES
-from tests.helpers import RECORD, ROOT, docker, temporary_project
+from tests.helpers import RECORD, ROOT, temporary_project
+from tests.kubernetes_run import (
+    PROBE_KINDS,
+    Cluster,
+    Running,
+    docker_run_arguments,
+    open_to_the_pods_group,
+    port_number,
+    probes,
+    running,
+)
 
 MANIFESTS = ROOT / "compose" / "kubernetes"
 # The Kubernetes release the manifests must fit: the one KServe KSERVE_RELEASE is built against (k8s.io/api v0.34).
@@ -126,19 +132,6 @@ def storage_claim() -> str:
 
 def literal_env(container: Mapping[str, Any]) -> dict[str, str]:
     return {variable["name"]: variable["value"] for variable in container.get("env", []) if "value" in variable}
-
-
-def port_number(container: Mapping[str, Any], port: int | str) -> int:
-    """A probe's or a Service's port, by number or by the container port's name."""
-    numbers = {entry["name"]: entry["containerPort"] for entry in container["ports"]}
-    number = port if isinstance(port, int) else numbers[port]
-    assert number in numbers.values(), f"port {port} is not one the container declares"
-    return number
-
-
-def probes(container: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    kinds = ("startupProbe", "livenessProbe", "readinessProbe")
-    return {kind: container[kind]["httpGet"] for kind in kinds if kind in container}
 
 
 # --- the check: each document against its kind's schema ------------------------------------------
@@ -243,7 +236,7 @@ WRONG_TYPE: dict[str, tuple[tuple[str | int, ...], Any]] = {
     "PersistentVolumeClaim": (("spec", "accessModes"), "ReadWriteMany"),
     "Job": (("spec", "backoffLimit"), "two"),
     "ConfigMap": (("data", "MAX_RECORDS"), 10000),
-    "Deployment": (("spec", "replicas"), "two"),
+    "Deployment": (("spec", "template", "spec", "terminationGracePeriodSeconds"), "thirty"),
     "Service": (("spec", "ports"), {"port": 80}),
     "HorizontalPodAutoscaler": (("spec", "minReplicas"), "2"),
     "PodDisruptionBudget": (("spec", "selector"), "penguins-api"),
@@ -336,11 +329,13 @@ def test_the_service_the_autoscaler_and_the_disruption_budget_reach_the_deployme
     )
 
 
-def test_the_deployment_keeps_two_replicas_through_scaling_and_disruptions() -> None:
-    replicas = the("Deployment")["spec"]["replicas"]
+def test_the_autoscaler_alone_sets_the_replica_count_and_keeps_two_through_disruptions() -> None:
+    minimum = the("HorizontalPodAutoscaler")["spec"]["minReplicas"]
 
-    assert replicas == the("HorizontalPodAutoscaler")["spec"]["minReplicas"] == 2
-    assert the("PodDisruptionBudget")["spec"]["minAvailable"] < replicas
+    # A count in the Deployment would undo the autoscaler's at every `kubectl apply`.
+    assert "replicas" not in the("Deployment")["spec"]
+    assert minimum == 2
+    assert the("PodDisruptionBudget")["spec"]["minAvailable"] < minimum
 
 
 def test_the_probes_and_the_scrape_annotations_name_the_port_the_api_listens_on() -> None:
@@ -351,6 +346,25 @@ def test_the_probes_and_the_scrape_annotations_name_the_port_the_api_listens_on(
     assert {port_number(container, probe["port"]) for probe in probes(container).values()} == {listening}
     assert set(probes(container)) == {"startupProbe", "livenessProbe", "readinessProbe"}
     assert int(deployment["metadata"]["annotations"]["prometheus.io/port"]) == listening
+
+
+def probes_but_their_port(container: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each declared probe whole (its timing included), its httpGet without the port the container listens on."""
+    return {
+        kind: {**container[kind], "httpGet": {k: v for k, v in container[kind]["httpGet"].items() if k != "port"}}
+        for kind in PROBE_KINDS
+        if kind in container
+    }
+
+
+def test_the_runtime_probes_its_container_as_the_deployment_does() -> None:
+    deployment = probes_but_their_port(only_container(pod_spec("Deployment")))
+    startup = deployment["startupProbe"]
+
+    assert probes_but_their_port(only_container(runtime_spec())) == deployment
+    assert set(deployment) == set(PROBE_KINDS)
+    # The comment above the Deployment's startupProbe: a first start may take up to a minute.
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
 
 
 def test_the_runtime_follows_kserves_conventions() -> None:
@@ -416,82 +430,7 @@ def test_the_configmap_holds_settings_the_app_takes() -> None:
     ServerSettings.from_env(data)
 
 
-# --- the containers, run as declared (make test-compose) -----------------------------------------
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """What the manifests refer to by name, as a cluster would hold it: claims as host folders, Secrets, ConfigMaps."""
-
-    claims: Mapping[str, Path]
-    secrets: Mapping[str, Mapping[str, str]]
-    config_maps: Mapping[str, Mapping[str, str]]
-
-
-def docker_run_arguments(pod: Mapping[str, Any], container: Mapping[str, Any], cluster: Cluster) -> list[str]:
-    """`docker run`'s options and command for the container as the kubelet would start it in this pod."""
-    options = security_options({**pod.get("securityContext", {}), **container["securityContext"]})
-    limits = container["resources"]["limits"]
-    options += ["--memory", docker_bytes(limits["memory"]), "--cpus", str(cpus(limits["cpu"]))]
-    for name, value in environment(container, cluster).items():
-        options += ["--env", f"{name}={value}"]
-    for mount in container.get("volumeMounts", []):
-        options += volume_options(pod, mount, cluster)
-    for port in container.get("ports", []):
-        options += ["--publish", f"127.0.0.1::{port['containerPort']}"]
-    if "workingDir" in container:
-        options += ["--workdir", container["workingDir"]]
-    command = container.get("command", [])
-    if command:
-        options += ["--entrypoint", command[0]]
-    return [*options, container["image"], *command[1:], *container.get("args", [])]
-
-
-def security_options(security: Mapping[str, Any]) -> list[str]:
-    # Docker applies its default seccomp profile, which is what RuntimeDefault means under Docker's runtime.
-    assert security["seccompProfile"] == {"type": "RuntimeDefault"}, "no Docker equivalent for this profile"
-    options = ["--user", f"{security['runAsUser']}:{security['runAsGroup']}"]
-    if "fsGroup" in security:
-        options += ["--group-add", str(security["fsGroup"])]
-    if security.get("readOnlyRootFilesystem"):
-        options.append("--read-only")
-    if security.get("allowPrivilegeEscalation") is False:
-        options += ["--security-opt", "no-new-privileges"]
-    return options + [f"--cap-drop={capability}" for capability in security["capabilities"]["drop"]]
-
-
-def environment(container: Mapping[str, Any], cluster: Cluster) -> dict[str, str]:
-    """envFrom's ConfigMaps, then env, which wins, as in a pod."""
-    values: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        values |= cluster.config_maps[source["configMapRef"]["name"]]
-    for variable in container.get("env", []):
-        if "value" in variable:
-            values[variable["name"]] = variable["value"]
-        else:
-            reference = variable["valueFrom"]["secretKeyRef"]
-            values[variable["name"]] = cluster.secrets[reference["name"]][reference["key"]]
-    return values
-
-
-def volume_options(pod: Mapping[str, Any], mount: Mapping[str, Any], cluster: Cluster) -> list[str]:
-    (volume,) = [volume for volume in pod["volumes"] if volume["name"] == mount["name"]]
-    if "emptyDir" in volume:
-        return ["--tmpfs", f"{mount['mountPath']}:size={docker_bytes(volume['emptyDir']['sizeLimit'])}"]
-    claim = volume["persistentVolumeClaim"]
-    read_only = mount.get("readOnly") or claim.get("readOnly")
-    return ["--volume", f"{cluster.claims[claim['claimName']]}:{mount['mountPath']}{':ro' if read_only else ''}"]
-
-
-def docker_bytes(quantity: str) -> str:
-    """A Kubernetes binary quantity (512Mi) in Docker's notation (512m: Docker's units are binary too)."""
-    binary = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
-    assert binary, f"{quantity} is not a quantity in Ki, Mi or Gi"
-    return f"{binary[1]}{binary[2][0].lower()}"
-
-
-def cpus(quantity: str) -> float:
-    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+# --- the containers, run as declared (make test-compose; the docker run emulation: tests/kubernetes_run.py) ---
 
 
 def kserve_pod() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -521,64 +460,6 @@ def scrape_target(kind: str) -> tuple[int, str]:
         annotations = the(kind)["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     return int(annotations["prometheus.io/port"]), str(annotations["prometheus.io/path"])
-
-
-@dataclass(frozen=True)
-class Running:
-    kind: str  # the manifest's kind that declares the container
-    container_id: str
-    spec: Mapping[str, Any]
-
-    def url(self, port: int | str) -> str:
-        number = port_number(self.spec, port)
-        address = docker("port", self.container_id, f"{number}/tcp").splitlines()[0]
-        return f"http://{address}"
-
-    def probe_url(self, kind: str) -> str:
-        probe = probes(self.spec)[kind]
-        return f"{self.url(probe['port'])}{probe['path']}"
-
-    def logs(self) -> str:
-        done = subprocess.run(["docker", "logs", self.container_id], capture_output=True, text=True, timeout=60)
-        return (done.stdout + done.stderr)[-3000:]
-
-
-@contextmanager
-def running(kind: str, cluster: Cluster) -> Iterator[Running]:
-    """The API container that kind declares, started detached, until its readiness probe answers 200; then removed."""
-    pod, container = served_pod(kind)
-    started = Running(
-        kind, docker("run", "--detach", *docker_run_arguments(pod, container, cluster)).strip(), container
-    )
-    try:
-        wait_until_ready(started)
-        yield started
-        assert "Traceback" not in started.logs(), started.logs()
-    finally:
-        subprocess.run(["docker", "rm", "--force", started.container_id], capture_output=True, timeout=120)
-
-
-def wait_until_ready(started: Running) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        state = docker("inspect", "--format", "{{.State.Status}}", started.container_id).strip()
-        assert state == "running", f"the container stopped ({state}): {started.logs()}"
-        try:
-            if httpx.get(started.probe_url("readinessProbe"), timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"not ready within 120 s: {started.logs()}")
-
-
-def open_to_the_pods_group(folder: Path, group: int) -> None:
-    """A fresh volume as fsGroup leaves it: the pod's group may write it. Without root, open to all instead."""
-    if os.geteuid() == 0:
-        os.chown(folder, 0, group)
-        folder.chmod(0o2775)
-    else:
-        folder.chmod(0o777)
 
 
 def one_record_v2() -> dict[str, Any]:
@@ -622,7 +503,7 @@ def served(
 ) -> Iterator[Running]:
     """The API container of the Deployment, then of the serving runtime, over the claim the Job trained into."""
     assert trained.returncode == 0, trained.stderr[-3000:]
-    with running(request.param, cluster) as started:
+    with running(request.param, *served_pod(request.param), cluster) as started:
         yield started
 
 

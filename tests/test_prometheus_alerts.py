@@ -43,6 +43,17 @@ def test_each_alert_fires_and_stays_quiet_as_its_unit_tests_say() -> None:
     [
         pytest.param("penguins_feature_drift_psi > 0.25", "penguins_feature_drift_psi > 0.5", id="drift-threshold"),
         pytest.param("penguins_drift_window_records >= 100", "penguins_drift_window_records >= 0", id="min-records"),
+        # With replicas, a join on the model alone judges one replica's PSI by another's record count.
+        pytest.param(
+            "feature_drift_psi > 0.25 and on (job, instance, model)",
+            "feature_drift_psi > 0.25 and on (model)",
+            id="feature-drift-join-across-replicas",
+        ),
+        pytest.param(
+            "prediction_drift_psi > 0.25 and on (job, instance, model)",
+            "prediction_drift_psi > 0.25 and on (model)",
+            id="prediction-drift-join-across-replicas",
+        ),
         pytest.param("> 0.05", "> 0.2", id="error-rate"),
         pytest.param("for: 5m", "for: 1m", id="error-rate-duration"),
         pytest.param("\n            > 0.5", "\n            > 2", id="latency-threshold"),
