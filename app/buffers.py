@@ -19,7 +19,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-PREFIX, SUFFIX = "drift-", ".bin"
+from app.multiprocess import DRIFT_PREFIX as PREFIX
+from app.multiprocess import DRIFT_SUFFIX as SUFFIX
+
 # The header's length, little-endian, before the header; the data starts at the next multiple of 8.
 LENGTH = struct.Struct("<Q")
 
