@@ -31,8 +31,8 @@ from app.errors import (
     ModelOutsideFolder,
     ModelsFolderUnavailable,
 )
-from app.modelfile import NotAModel, Unpacked, estimator_name, unpack
-from app.monitoring import NO_PROFILE, NoProfile, Profile, read_profile
+from app.modelfile import NotAModel, Stamp, Unpacked, estimator_name, unpack
+from app.monitoring.profile import NO_PROFILE, NoProfile, Profile, read_profile
 from app.observer import Observer
 from app.predictors import Predictor, build_predictor, measure
 from app.rules import MODEL_NAME_MAX_LENGTH, SUFFIX, is_model_name
@@ -42,19 +42,6 @@ VERSION_DIGITS = 12
 logger = logging.getLogger("app")
 # warnings.catch_warnings changes process-wide state: one unpickling at a time sees its own warnings.
 UNPICKLE_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """What tells a replaced file apart: os.replace changes the inode even within the same second."""
-
-    mtime_ns: int
-    size: int
-    inode: int
-
-    @classmethod
-    def of(cls, status: os.stat_result) -> Stamp:
-        return cls(status.st_mtime_ns, status.st_size, status.st_ino)
 
 
 class VersionRefused(ValueError):
@@ -79,7 +66,7 @@ class LoadedModel:
     seconds_per_record: float  # measured at load: each further record
     version: str  # the start of the file's SHA-256: changes with every new file
     sklearn_version_mismatch: VersionMismatch | None = None
-    reference: Profile | NoProfile = NO_PROFILE  # what its drift is measured against (app/monitoring.py)
+    reference: Profile | NoProfile = NO_PROFILE  # what its drift is measured against (app/monitoring/)
 
     @property
     def stem(self) -> str:
