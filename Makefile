@@ -130,10 +130,11 @@ test: venv ## run the test suite (no Docker needed), its files spread over the C
 	$(BIN)/python -m pytest -n auto --dist worksteal -m "not compose and not soak and not browser"
 
 .PHONY: lint
-lint: venv ## ruff (lint and format) over the project, mypy --strict over app/, tests/ and scripts/
+lint: venv ## ruff (lint and format), mypy --strict over app/, tests/ and scripts/, the app's import contract
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 
 .PHONY: test-soak
 test-soak: venv ## soak and fault tests: a live server under load while its models change (about a minute)

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.limits import refuse, settings_of
+from app.error_handlers import Dialects
+from app.http import settings_of
 
 MISSING = "This API needs a token: send the header Authorization: Bearer <API_TOKEN>."
 WRONG = "The bearer token is not this API's token."
@@ -26,8 +27,9 @@ def bearer_credentials(scope: Scope) -> bytes | None:
 
 
 class BearerToken:
-    def __init__(self, app: ASGIApp, public: Callable[[str], bool]) -> None:
+    def __init__(self, app: ASGIApp, dialects: Dialects, public: Callable[[str], bool]) -> None:
         self.app = app
+        self.dialects = dialects
         self.public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -42,4 +44,4 @@ class BearerToken:
         # RFC 6750: a request without credentials gets the bare challenge; a wrong token, the error code too.
         challenge = "Bearer" if credentials is None else 'Bearer error="invalid_token"'
         detail = MISSING if credentials is None else WRONG
-        await refuse(scope, send, 401, detail, {"WWW-Authenticate": challenge})
+        await self.dialects.refuse(scope, send, 401, detail, {"WWW-Authenticate": challenge})

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-PREFIX, SUFFIX = "drift-", ".bin"
+from app.multiprocess import DRIFT_PREFIX, DRIFT_SUFFIX
+
 # The header's length, little-endian, before the header; the data starts at the next multiple of 8.
 LENGTH = struct.Struct("<Q")
 
@@ -119,7 +120,11 @@ class SharedBuffers:
 
     def keys(self) -> list[str]:
         names = os.listdir(self.folder)
-        return [name[len(PREFIX) : -len(SUFFIX)] for name in names if name.startswith(PREFIX) and name.endswith(SUFFIX)]
+        return [
+            name[len(DRIFT_PREFIX) : -len(DRIFT_SUFFIX)]
+            for name in names
+            if name.startswith(DRIFT_PREFIX) and name.endswith(DRIFT_SUFFIX)
+        ]
 
     def drop(self, keys: Iterable[str]) -> None:
         """Removes the files; a worker still writing to one writes to memory no one reads again."""
@@ -130,7 +135,7 @@ class SharedBuffers:
                     self._path(key).unlink()
 
     def _path(self, key: str) -> Path:
-        return self.folder / f"{PREFIX}{key}{SUFFIX}"
+        return self.folder / f"{DRIFT_PREFIX}{key}{DRIFT_SUFFIX}"
 
     def _map(self, key: str, header: bytes | None = None, size: int = 0) -> tuple[bytes, Buffer] | None:
         """Maps the key's file; with a header, creates it when missing. None: no such file (yet)."""

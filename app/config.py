@@ -17,9 +17,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from app.logs import LOG_FORMATS, LogFormat
-from app.monitoring import MIN_RECORDS
-from app.registry import MODEL_NAME_MAX_LENGTH, is_model_name
+from app.rules import LOG_FORMATS, MIN_RECORDS, MODEL_NAME_MAX_LENGTH, LogFormat, is_model_name
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -233,7 +231,7 @@ class Settings(EnvironmentSettings):
     access_log: Flag = flag(False)
     # X-Served-By on every answer: this host's name, which tells replicas behind a load balancer apart.
     served_by: Flag = flag(False)
-    # Count every prediction against its model's reference profile (app/monitoring.py).
+    # Count every prediction against its model's reference profile (app/monitoring/).
     drift_monitoring: Flag = flag(True)
     # The last records per model the drift figures are computed on: at least what a PSI needs to be judged, at most
     # what /tmp holds easily (about 60 bytes a record and model).

@@ -15,10 +15,12 @@ from pathlib import Path
 from app.config import Settings
 from app.errors import ModelLoadFailed, ModelNotFound, ModelPredictFailed, ServingError, TooManyRecords
 from app.features import Batch
-from app.monitoring import DriftReport, Monitor
+from app.modelfile import Stamp
+from app.monitoring.figures import DriftReport
+from app.monitoring.monitor import Monitor
 from app.observer import Observer
 from app.predictors import Prediction
-from app.registry import LoadedModel, Registry, Stamp
+from app.registry import LoadedModel, Registry
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class DataPlane:
         self.settings = settings
         self.observer = observer or Observer()
         self.registry = Registry(settings.models_dir, settings.strict_sklearn_version, self.observer)
-        self.monitor = Monitor(settings.drift_window, settings.drift_monitoring, shared_folder, self.model_stamps)
+        self.monitor = Monitor(settings.drift_window, self.model_stamps, settings.drift_monitoring, shared_folder)
 
     @property
     def folder(self) -> Path:

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route, compile_path
 from starlette.types import Scope
 
+from app.config import Settings
 from app.dataplane import DataPlane
 from app.errors import (
     InvalidInput,
@@ -128,6 +129,12 @@ def logged_status(request: Request, error: ServingError) -> int:
             "%s %s -> %d: %s", request.method, request.url.path, status, error.detail, exc_info=error.__cause__
         )
     return status
+
+
+def settings_of(scope: Scope) -> Settings:
+    """The settings the app started with, from the lifespan's state: a middleware has no Request."""
+    settings: Settings = scope["state"]["settings"]
+    return settings
 
 
 def data_plane(request: Request) -> DataPlane:

@@ -1,8 +1,8 @@
 """What one request may cost a worker: its body's size and sending time, and how many run at once.
 
 Pure ASGI middleware: BaseHTTPMiddleware would buffer bodies and cost throughput. An answer made here takes the
-error shape of the path's dialect (app/error_handlers.py). The settings are read from the lifespan state, so
-they are the ones the app started with.
+error shape of the path's dialect, from the Dialects app/main.py hands over. The settings are read from the
+lifespan state, so they are the ones the app started with.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Collection, Mapping
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
-from app.error_handlers import dialect_for
+from app.error_handlers import Dialects
+from app.http import settings_of
 
 # Ends the connection after a refusal: the rest of the body is not worth reading.
 CLOSE = {"Connection": "close"}
@@ -28,21 +29,6 @@ class BodyRefused(Exception):
         self.status = status
         self.detail = detail
         self.headers = headers
-
-
-def settings_of(scope: Scope) -> Settings:
-    settings: Settings = scope["state"]["settings"]
-    return settings
-
-
-async def refuse(scope: Scope, send: Send, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
-    """Answer in the dialect of the path, without reading the body."""
-    response = dialect_for(scope["path"]).error(status, detail, headers)
-    await response(scope, _nothing_to_receive, send)
-
-
-async def _nothing_to_receive() -> Message:
-    return {"type": "http.disconnect"}
 
 
 def content_length(scope: Scope) -> int | None:
@@ -73,8 +59,9 @@ class BodyLimit:
     working requests could, MAX_CONCURRENT_REQUESTS times MAX_BODY_BYTES; a body that would pass it is refused (503).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, dialects: Dialects) -> None:
         self.app = app
+        self.dialects = dialects
         self.held = 0  # bytes of the bodies being read now; one event loop per worker: no lock needed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,12 +71,12 @@ class BodyLimit:
         settings = settings_of(scope)
         declared = content_length(scope)
         if declared is not None and declared > settings.body_limit:
-            await refuse(scope, send, 413, too_large(declared, settings.body_limit), CLOSE)
+            await self.dialects.refuse(scope, send, 413, too_large(declared, settings.body_limit), CLOSE)
             return
         try:
             body = await self.read(receive, settings)
         except BodyRefused as refusal:
-            await refuse(scope, send, refusal.status, refusal.detail, refusal.headers)
+            await self.dialects.refuse(scope, send, refusal.status, refusal.detail, refusal.headers)
             return
         if body is not None:  # None: the client went away while sending it
             await self.app(scope, replay(body, receive), send)
@@ -145,8 +132,9 @@ class ConcurrencyLimit:
     whole body has arrived: a slow client costs no slot.
     """
 
-    def __init__(self, app: ASGIApp, exempt: Collection[str]) -> None:
+    def __init__(self, app: ASGIApp, dialects: Dialects, exempt: Collection[str]) -> None:
         self.app = app
+        self.dialects = dialects
         self.exempt = exempt  # health checks: a busy worker is still alive
         self.active = 0  # one event loop per worker: no lock needed
 
@@ -157,7 +145,7 @@ class ConcurrencyLimit:
         limit = settings_of(scope).max_concurrent_requests
         if self.active >= limit:
             detail = f"The server is busy: MAX_CONCURRENT_REQUESTS={limit} requests are running; retry shortly."
-            await refuse(scope, send, 503, detail, RETRY_SHORTLY)
+            await self.dialects.refuse(scope, send, 503, detail, RETRY_SHORTLY)
             return
         self.active += 1
         try:

@@ -15,12 +15,11 @@ import logging.config
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from app.observer import Observer
+from app.rules import LogFormat
 
-LOG_FORMATS = ("text", "json")
-LogFormat = Literal["text", "json"]
 # What a log line may carry besides its message, in this order.
 FIELDS = (
     "request_id", "method", "route", "path", "status", "duration_ms", "model", "records", "file", "reason", "client",

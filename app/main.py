@@ -22,7 +22,7 @@ from app import logs, metrics, original, request_id, v2
 from app.auth import BearerToken
 from app.config import Settings
 from app.dataplane import DataPlane
-from app.error_handlers import EXCEPTION_HANDLERS
+from app.error_handlers import Dialect, Dialects
 from app.http import Endpoint, FastJSONResponse, routes
 from app.limits import BodyLimit, ConcurrencyLimit
 from app.multiprocess import shared_folder
@@ -37,6 +37,12 @@ HEALTH_PATHS = frozenset({"/health", "/v2/health/live", "/v2/health/ready"})
 DOCS_PREFIXES = ("/docs", "/openapi.json")
 # The routes that carry the load, tried first; no other route matches their paths.
 BUSIEST_PATHS = ("/predict", "/v2/models/{name}/infer")
+# Each front-end's error shapes, by path: V2's at /v2 and below, the original API's everywhere else.
+DIALECTS = Dialects(
+    Dialect("/v2", v2.error_response, v2.invalid_response),
+    Dialect("", original.error_response, original.invalid_response),
+)
+EXCEPTION_HANDLERS = DIALECTS.handlers()
 
 
 class State(TypedDict):
@@ -109,10 +115,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(request_id.RequestIdMiddleware, routes=table),
             Middleware(metrics.MetricsMiddleware, routes=table),
             # Then: a request without the token costs no body read and no concurrency slot.
-            Middleware(BearerToken, public=is_public),
+            Middleware(BearerToken, dialects=DIALECTS, public=is_public),
             # The body is read whole before the request is counted as running: a slow sender holds no slot.
-            Middleware(BodyLimit),
-            Middleware(ConcurrencyLimit, exempt=HEALTH_PATHS),
+            Middleware(BodyLimit, dialects=DIALECTS),
+            Middleware(ConcurrencyLimit, dialects=DIALECTS, exempt=HEALTH_PATHS),
         ],
         lifespan=lifespan,
     )

@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.errors import ServingError
 from app.http import Endpoint, data_plane, route_template
 from app.logs import current_request
-from app.monitoring import DriftReport
+from app.monitoring.figures import DriftReport
 from app.multiprocess import shared_folder
 from app.observer import Observer
 
@@ -197,7 +197,7 @@ def _alive(pid: int) -> bool:
 
 
 class DriftCollector(Collector):
-    """The drift figures (app/monitoring.py) as series, read at each scrape from the counts every worker shares.
+    """The drift figures (app/monitoring/) as series, read at each scrape from the counts every worker shares.
 
     A Histogram cannot take a batch of observations without a call per record, and the counts must be the
     ones the window is made of: one mechanism, the shared counts, exported here whichever worker is scraped.

@@ -1,4 +1,4 @@
-"""The model-file shapes served: what an unpickled file holds, unpacked into one form.
+"""The model-file shapes served: what an unpickled file holds, unpacked into one form; and its stamp on disk.
 
 The project's bundle {"model", "label_encoder", "metadata"}; a bare fitted estimator or pipeline
 taking the six raw columns; and the original service's bundle {"model", "label_encoder"} whose model
@@ -7,10 +7,24 @@ was fitted on pd.get_dummies(drop_first=True) columns.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
 ModelFormat = Literal["bundle", "legacy_bundle", "estimator"]
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What tells a replaced file apart: os.replace changes the inode even within the same second."""
+
+    mtime_ns: int
+    size: int
+    inode: int
+
+    @classmethod
+    def of(cls, status: os.stat_result) -> Stamp:
+        return cls(status.st_mtime_ns, status.st_size, status.st_ino)
 
 
 class NotAModel(ValueError):

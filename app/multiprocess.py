@@ -2,7 +2,7 @@
 
 prometheus_client picks its value store when it is first imported: `python -m app` prepares the folder and
 names it in PROMETHEUS_MULTIPROC_DIR before uvicorn starts the workers, which inherit the variable. Only the
-standard library here (app/buffers.py too), so preparing it imports nothing that would pick too early.
+standard library here, so preparing it imports nothing that would pick too early.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.buffers import PREFIX, SUFFIX
-
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# The drift counts' files in the folder (app/buffers.py), beside prometheus_client's *.db.
+DRIFT_PREFIX, DRIFT_SUFFIX = "drift-", ".bin"
 
 
 def shared_folder(environ: Mapping[str, str] = os.environ) -> Path | None:
@@ -34,7 +34,7 @@ def shared_metrics_dir(enabled: bool, environ: MutableMapping[str, str] = os.env
     given = shared_folder(environ)
     if given is not None:
         given.mkdir(parents=True, exist_ok=True)
-        for stale in [*given.glob("*.db"), *given.glob(f"{PREFIX}*{SUFFIX}")]:
+        for stale in [*given.glob("*.db"), *given.glob(f"{DRIFT_PREFIX}*{DRIFT_SUFFIX}")]:
             stale.unlink()
         yield given
     elif not enabled:

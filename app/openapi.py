@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter
 from swagger_ui_bundle import swagger_ui_path
 
-from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
+from app.rules import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 
 if TYPE_CHECKING:
     from app.http import Endpoint
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 SWAGGER_UI_DIR = str(swagger_ui_path)
 # The API's version, as the document and V2's server metadata state it.
 API_VERSION = "1.0.0"
-# What the registry accepts as a model name (registry.MODEL_NAME_PATTERN), as both dialects document it.
+# What the registry accepts as a model name (rules.MODEL_NAME_PATTERN), as both dialects document it.
 MODEL_NAME: dict[str, Any] = {
     "type": "string",
     "pattern": f"^{MODEL_NAME_PATTERN.pattern}$",

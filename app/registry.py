@@ -1,6 +1,6 @@
 """The models folder: discover, load once, cache, hot-reload, evict; and the path-safety boundary.
 
-A pickle is code. Only a plain file name (MODEL_NAME_PATTERN) inside MODELS_DIR is ever
+A pickle is code. Only a plain file name (app/rules.py) inside MODELS_DIR is ever
 opened, and a symlink is followed only when its target lies inside MODELS_DIR too.
 A cached model costs one stat per request; a changed (mtime, size, inode) reloads it on next use.
 """
@@ -11,7 +11,6 @@ import hashlib
 import io
 import logging
 import os
-import re
 import stat
 import threading
 import time
@@ -32,37 +31,17 @@ from app.errors import (
     ModelOutsideFolder,
     ModelsFolderUnavailable,
 )
-from app.modelfile import NotAModel, Unpacked, estimator_name, unpack
-from app.monitoring import NO_PROFILE, NoProfile, Profile, read_profile
+from app.modelfile import NotAModel, Stamp, Unpacked, estimator_name, unpack
+from app.monitoring.profile import NO_PROFILE, NoProfile, Profile, read_profile
 from app.observer import Observer
 from app.predictors import Predictor, build_predictor, measure
+from app.rules import MODEL_NAME_MAX_LENGTH, SUFFIX, is_model_name
 
-SUFFIX = ".pkl"
-# A model name is a plain file name: no separators, no leading dot, so never a path.
-MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-MODEL_NAME_MAX_LENGTH = 128
 # Hex digits of the file's SHA-256 that name a loaded version: enough to tell two files apart.
 VERSION_DIGITS = 12
 logger = logging.getLogger("app")
 # warnings.catch_warnings changes process-wide state: one unpickling at a time sees its own warnings.
 UNPICKLE_LOCK = threading.Lock()
-
-
-def is_model_name(value: str) -> bool:
-    return len(value) <= MODEL_NAME_MAX_LENGTH and MODEL_NAME_PATTERN.fullmatch(value) is not None
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """What tells a replaced file apart: os.replace changes the inode even within the same second."""
-
-    mtime_ns: int
-    size: int
-    inode: int
-
-    @classmethod
-    def of(cls, status: os.stat_result) -> Stamp:
-        return cls(status.st_mtime_ns, status.st_size, status.st_ino)
 
 
 class VersionRefused(ValueError):
@@ -87,7 +66,7 @@ class LoadedModel:
     seconds_per_record: float  # measured at load: each further record
     version: str  # the start of the file's SHA-256: changes with every new file
     sklearn_version_mismatch: VersionMismatch | None = None
-    reference: Profile | NoProfile = NO_PROFILE  # what its drift is measured against (app/monitoring.py)
+    reference: Profile | NoProfile = NO_PROFILE  # what its drift is measured against (app/monitoring/)
 
     @property
     def stem(self) -> str:

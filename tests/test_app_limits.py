@@ -18,6 +18,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.limits import BodyLimit, ConcurrencyLimit
+from app.main import DIALECTS
 from app.original import ENDPOINTS
 from tests.helpers import RECORD
 
@@ -90,7 +91,7 @@ def run(app: Any, scope: Scope, receive: Receive) -> Exchange:
 def test_a_declared_length_over_the_limit_is_413_before_reading(tmp_path: Path, path: str, key: str) -> None:
     settings = Settings(models_dir=tmp_path, max_body_bytes=100)
     scope = http_scope(path, settings, [(b"content-length", b"101")])
-    exchange = run(BodyLimit(reading_app), scope, never_read())
+    exchange = run(BodyLimit(reading_app, DIALECTS), scope, never_read())
     assert exchange.status == 413
     assert exchange.headers["connection"] == "close"  # the rest of the upload is not read
     assert exchange.body[key] == "The request body is 101 bytes; at most MAX_BODY_BYTES=100 bytes are accepted."
@@ -100,7 +101,7 @@ def test_a_declared_length_over_the_limit_is_413_before_reading(tmp_path: Path, 
 def test_a_streamed_body_is_cut_off_at_the_limit(tmp_path: Path, path: str, key: str) -> None:
     settings = Settings(models_dir=tmp_path, max_body_bytes=100)
     receive = chunks(b"x" * 60, b"x" * 60, b"x")
-    exchange = run(BodyLimit(reading_app), http_scope(path, settings, CHUNKED), receive)
+    exchange = run(BodyLimit(reading_app, DIALECTS), http_scope(path, settings, CHUNKED), receive)
     assert exchange.status == 413
     assert exchange.body[key] == "The request body is over 100 bytes; at most MAX_BODY_BYTES=100 bytes are accepted."
 
@@ -108,7 +109,7 @@ def test_a_streamed_body_is_cut_off_at_the_limit(tmp_path: Path, path: str, key:
 def test_a_body_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
     settings = Settings(models_dir=tmp_path, max_body_bytes=100)
     scope = http_scope("/predict", settings, [(b"content-length", b"100")])
-    exchange = run(BodyLimit(reading_app), scope, chunks(b"x" * 50, b"x" * 50))
+    exchange = run(BodyLimit(reading_app, DIALECTS), scope, chunks(b"x" * 50, b"x" * 50))
     assert (exchange.status, exchange.body) == (200, {"bytes": 100})
 
 
@@ -138,7 +139,7 @@ def test_max_records_records_fit_the_default_limit(make_client: Callable[..., Te
 def test_a_body_slower_than_the_timeout_is_408(tmp_path: Path, path: str, key: str) -> None:
     settings = Settings(models_dir=tmp_path, body_timeout=1)
     receive = chunks(b"{", b"}", b"", pause=0.6)  # each piece on time, the whole too late
-    exchange = run(BodyLimit(reading_app), http_scope(path, settings, CHUNKED), receive)
+    exchange = run(BodyLimit(reading_app, DIALECTS), http_scope(path, settings, CHUNKED), receive)
     assert exchange.status == 408
     assert exchange.headers["connection"] == "close"
     assert exchange.body[key] == "The request body took longer than BODY_TIMEOUT=1 seconds to arrive."
@@ -157,7 +158,7 @@ def test_a_request_over_the_concurrency_limit_is_503_at_once(tmp_path: Path) -> 
             await release.wait()
             await JSONResponse({"ok": True})(scope, receive, send)
 
-        limit = ConcurrencyLimit(slow_app, exempt={"/health"})
+        limit = ConcurrencyLimit(slow_app, DIALECTS, exempt={"/health"})
         exchanges = [Exchange() for _ in range(6)]
         paths = ["/predict", "/predict", "/predict", "/v2/models/svc/infer", "/health", "/predict"]
         tasks = [
@@ -184,7 +185,7 @@ def test_a_request_over_the_concurrency_limit_is_503_at_once(tmp_path: Path) -> 
 
 def test_a_body_still_arriving_holds_no_concurrency_slot(tmp_path: Path) -> None:
     settings = Settings(models_dir=tmp_path, max_concurrent_requests=1)
-    stack = BodyLimit(ConcurrencyLimit(reading_app, exempt=()))
+    stack = BodyLimit(ConcurrencyLimit(reading_app, DIALECTS, exempt=()), DIALECTS)
 
     async def scenario() -> tuple[Exchange, Exchange]:
         slow, quick = Exchange(), Exchange()
@@ -204,7 +205,7 @@ def test_a_body_still_arriving_holds_no_concurrency_slot(tmp_path: Path) -> None
 def test_bodies_being_read_share_a_budget_of_bytes(tmp_path: Path) -> None:
     # One working slot of 100 bytes: the bodies being read may hold 100 bytes together.
     settings = Settings(models_dir=tmp_path, max_concurrent_requests=1, max_body_bytes=100)
-    limit = BodyLimit(reading_app)
+    limit = BodyLimit(reading_app, DIALECTS)
 
     async def scenario() -> list[Exchange]:
         exchanges = [Exchange() for _ in range(3)]
@@ -230,7 +231,7 @@ def test_a_client_gone_while_sending_gets_no_answer_and_reaches_no_route(tmp_pat
     async def gone() -> Message:
         return {"type": "http.disconnect"}
 
-    limit = BodyLimit(reading_app)
+    limit = BodyLimit(reading_app, DIALECTS)
     exchange = run(limit, http_scope("/predict", settings, CHUNKED), gone)
     assert exchange.messages == []
     assert limit.held == 0

@@ -19,9 +19,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from app.error_handlers import EXCEPTION_HANDLERS
 from app.http import INTERNAL_ERROR
 from app.logs import JsonFormatter, RequestFilter, TextFormatter
+from app.main import EXCEPTION_HANDLERS
 from app.request_id import RequestIdMiddleware
 from tests.helpers import RECORD, LiveServer, start_server, uvicorn_in_thread
 

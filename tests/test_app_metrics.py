@@ -346,7 +346,7 @@ def test_a_real_prometheus_scrapes_without_a_token_and_loads_the_alerting_rules(
     assert not [rule for group in groups for rule in group["rules"] if rule["health"] == "err"]
 
 
-# The drift figures (app/monitoring.py): the same whichever worker answers, labels from the profiles only.
+# The drift figures (app/monitoring/): the same whichever worker answers, labels from the profiles only.
 
 DRIFT_SERIES = (
     "penguins_feature_drift_psi", "penguins_prediction_drift_psi", "penguins_drift_window_records",

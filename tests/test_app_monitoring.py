@@ -1,4 +1,4 @@
-"""app/monitoring.py: the reference profile read at load, every prediction counted, the figures read back exactly."""
+"""app/monitoring/: the reference profile read at load, every prediction counted, the figures read back exactly."""
 
 from __future__ import annotations
 
@@ -18,20 +18,12 @@ import tritonclient.http as triton
 from starlette.testclient import TestClient
 
 from app.buffers import LocalBuffers, SharedBuffers
+from app.config import Settings
+from app.dataplane import DataPlane
 from app.features import CATEGORICAL, FEATURES, ISLANDS, NUMERIC, SEXES, Batch
-from app.monitoring import (
-    CONFIDENCE_BUCKETS,
-    NO_PROFILE,
-    NoProfile,
-    Profile,
-    Tally,
-    build_report,
-    level,
-    parse_profile,
-    psi,
-    read_profile,
-    tally_size,
-)
+from app.monitoring.figures import build_report, level, psi
+from app.monitoring.profile import NO_PROFILE, NoProfile, Profile, parse_profile, read_profile
+from app.monitoring.tally import CONFIDENCE_BUCKETS, Tally, tally_size
 from app.predictors import Prediction
 from tests.helpers import RECORD
 
@@ -318,6 +310,29 @@ def test_a_replaced_model_file_starts_a_fresh_window(client: TestClient, models_
     assert (before["records"], after["records"], after["window"]["records"]) == (5, 2, 2)
     assert after["version"] != before["version"]
     assert after["confidence"] is None  # the new file's model (an SVC) has no probabilities
+
+
+@pytest.mark.parametrize("change", ["removed", "replaced"])
+@pytest.mark.parametrize("read", ["page", "scrape"])
+def test_every_read_sweeps_the_counts_of_a_removed_or_replaced_file(
+    models_dir: Path, tmp_path: Path, read: str, change: str
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    plane = DataPlane(Settings(models_dir=models_dir), shared_folder=shared)
+    # The page reads one model's figures at a time (DataPlane.drift), the scrape every model's (drift_reports).
+    read_figures = {"page": lambda: plane.drift(plane.load("random_forest")), "scrape": plane.drift_reports}[read]
+    plane.predict(plane.load("svc"), Batch.from_records([RECORD]))
+    (counts,) = shared.iterdir()
+    read_figures()
+    assert counts.exists()  # the file is still there, and so are its counts
+
+    if change == "removed":
+        (models_dir / "svc.pkl").unlink()
+    else:
+        replace_atomically(models_dir / "logistic_regression.pkl", models_dir / "svc.pkl")
+    read_figures()
+    assert not counts.exists()
 
 
 def test_a_model_file_without_a_profile_is_served_without_figures(client: TestClient, models_dir: Path) -> None:

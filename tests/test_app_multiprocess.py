@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.buffers import PREFIX, SUFFIX
-from app.multiprocess import MULTIPROC_DIR, shared_metrics_dir
+from app.multiprocess import DRIFT_PREFIX, DRIFT_SUFFIX, MULTIPROC_DIR, shared_metrics_dir
 
 
 def test_a_folder_is_made_for_the_run_named_to_the_workers_and_removed_after_it() -> None:
@@ -29,7 +28,7 @@ def test_one_worker_needs_no_folder() -> None:
 
 def test_a_given_folder_loses_a_previous_runs_values_and_stays(tmp_path: Path) -> None:
     (tmp_path / "counter_1234.db").write_bytes(b"stale")
-    (tmp_path / f"{PREFIX}svc{SUFFIX}").write_bytes(b"stale drift counts")
+    (tmp_path / f"{DRIFT_PREFIX}svc{DRIFT_SUFFIX}").write_bytes(b"stale drift counts")
     (tmp_path / "notes.txt").write_text("kept")
     environ = {MULTIPROC_DIR: str(tmp_path)}
     with shared_metrics_dir(True, environ) as folder:

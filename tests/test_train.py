@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from penguins import CATEGORICAL, FEATURES, MODEL_NAMES, NUMERIC, load_penguins, numeric_profile, split
 
-from app.monitoring import NoProfile, read_profile
+from app.monitoring.profile import NoProfile, read_profile
 from tests.helpers import ROOT, run_script
 
 METADATA_KEYS = {

@@ -60,7 +60,8 @@ from app.original.schemas import (
     Welcome,
 )
 from app.predictors import Prediction
-from app.registry import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN, LoadedModel
+from app.registry import LoadedModel
+from app.rules import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 
 WELCOME = "Bienvenido a la API de inferencia de modelos ML"
 TAG = "Original API"

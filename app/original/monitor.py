@@ -1,4 +1,4 @@
-"""The drift figures (app/monitoring.py) in this dialect: JSON for scripts, one HTML page for a person.
+"""The drift figures (app/monitoring/) in this dialect: JSON for scripts, one HTML page for a person.
 
 The page is made here, whole, with its style inline: no script, no file from anywhere else, so it works offline
 and its Content-Security-Policy can forbid everything else.
@@ -9,8 +9,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from app.monitoring import MIN_RECORDS, MODERATE_FROM, SIGNIFICANT_ABOVE, Distribution, DriftReport
+from app.monitoring.figures import MODERATE_FROM, SIGNIFICANT_ABOVE, Distribution, DriftReport
 from app.registry import LoadedModel
+from app.rules import MIN_RECORDS
 
 # Seconds between the page's reloads: a drift can be watched as it happens.
 REFRESH_SECONDS = 10

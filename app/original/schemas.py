@@ -10,7 +10,7 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 from app.features import EXAMPLE_RECORD as EXAMPLE_RECORD  # the request example, importable from here too
 from app.features import FLOAT32_MAX, Island, Sex, canonical_sex
 from app.modelfile import ModelFormat
-from app.monitoring import Level
+from app.monitoring.figures import Level
 from app.openapi import MODEL_NAME
 
 # strict: "39.1" or true is a client mistake, not a number; JSON integers still count.

@@ -38,7 +38,8 @@ from app.openapi import (
     ref,
     request_body,
 )
-from app.registry import SUFFIX, LoadedModel
+from app.registry import LoadedModel
+from app.rules import SUFFIX
 from app.v2.codec import (
     BINARY_CONTENT_TYPE,
     HEADER_LENGTH,
