@@ -90,6 +90,7 @@ lock: ## regenerate the lock files from the requirements files (needs uv and PyP
 	$(LINUX_LOCK) compose/api/requirements.uv.txt -o compose/api/requirements.lock
 	$(LINUX_LOCK) compose/jupyter/requirements.uv.txt -o compose/jupyter/requirements.lock
 	$(LOCK) --universal requirements-dev.txt -o requirements-dev.lock
+	$(LOCK) --universal scripts/mlserver.txt -o scripts/mlserver.lock
 
 ifdef LOCAL
 RUN_JOB := $(BIN)/python
@@ -154,9 +155,31 @@ drift-demo: jupyter-image
 	  $(COMPOSE) run --rm -T -e API_TOKEN jupyter python scripts/drift_demo.py --url $(DEMO_URL)
 endif
 
+# MLServer 1.7.1 with mlserver-sklearn, measured beside the API by make bench: its own virtualenv from its own
+# lock (scripts/mlserver.lock), never in .venv, whose Starlette and FastAPI pins it does not share.
+MLSERVER_VENV := .venv-mlserver
+ifdef UV
+  MAKE_MLSERVER_VENV := uv venv -q --python $(PYTHON) $(MLSERVER_VENV)
+  INSTALL_MLSERVER := VIRTUAL_ENV=$(MLSERVER_VENV) uv pip install -q --require-hashes -r scripts/mlserver.lock
+else
+  MAKE_MLSERVER_VENV := $(PYTHON) -m venv $(MLSERVER_VENV)
+  INSTALL_MLSERVER := $(MLSERVER_VENV)/bin/pip install -q --require-hashes -r scripts/mlserver.lock
+endif
+
+$(MLSERVER_VENV)/.installed: scripts/mlserver.lock
+	@test -x $(MLSERVER_VENV)/bin/python || $(MAKE_MLSERVER_VENV)
+	$(INSTALL_MLSERVER)
+	@touch $@
+
 .PHONY: bench
-bench: venv ## measure the API against its HTTP and model floors (needs wrk; WORKERS=2 to scale)
-	$(BIN)/python scripts/benchmark.py --workers $(WORKERS)
+bench: venv ## measure the API against its HTTP and model floors, and MLServer when it installs (needs wrk; WORKERS=2 to scale)
+	@if $(MAKE) --no-print-directory -s $(MLSERVER_VENV)/.installed >$(MLSERVER_VENV).log 2>&1; then \
+	  mlserver=$(MLSERVER_VENV)/bin/mlserver; \
+	else \
+	  echo "MLServer rows skipped: installing MLServer 1.7.1 into $(MLSERVER_VENV) failed ($$(grep -v '^ *$$' $(MLSERVER_VENV).log | tail -n 1 | cut -c1-160)); the rest of the bench goes on."; \
+	  mlserver=; \
+	fi; \
+	$(BIN)/python scripts/benchmark.py --workers $(WORKERS) --mlserver "$$mlserver"
 
 .PHONY: test-compose
 test-compose: venv ## end-to-end tests against real containers (needs Docker; builds the images)

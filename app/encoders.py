@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from app.features import CATEGORICAL, FEW_RECORDS, ISLANDS, NUMERIC, SEXES, Batch
+from app.features import CATEGORICAL, CATEGORIES, FEW_RECORDS, ISLANDS, NUMERIC, SEXES, UNKNOWN, Batch
 from app.modelfile import NotAModel
 
 # Writes one block of encoded columns into the output matrix, which starts as zeros.
@@ -26,6 +26,12 @@ Op = Callable[[Batch, np.ndarray], None]
 
 def one_hot(column: str, categories: Sequence[Any], start: int) -> Op:
     index = {category: start + i for i, category in enumerate(categories)}
+    # The output column of each of the batch's codes (features.category_codes), -1 for none: a gather replaces the
+    # lookup of every value, when the model knows no category beyond the contract's (else the codes could not say).
+    table = np.full(UNKNOWN + 1, -1, dtype=np.intp)
+    for code, category in enumerate(CATEGORIES[column]):
+        table[code] = index.get(category, -1)
+    by_code = set(index) <= set(CATEGORIES[column])
 
     def write(batch: Batch, out: np.ndarray) -> None:
         values = batch.categorical[column]
@@ -35,8 +41,11 @@ def one_hot(column: str, categories: Sequence[Any], start: int) -> Op:
                 if position is not None:
                     out[row, position] = 1.0
             return
-        # One C-level pass over the values (map calls index.get(value, -1)), then one numpy assignment.
-        positions = np.fromiter(map(index.get, values, itertools.repeat(-1)), dtype=np.intp, count=len(values))
+        if by_code:
+            positions = table[batch.codes[column]]
+        else:
+            # One C-level pass over the values (map calls index.get(value, -1)).
+            positions = np.fromiter(map(index.get, values, itertools.repeat(-1)), dtype=np.intp, count=len(values))
         # An unknown value (-1) sets no column: OneHotEncoder(handle_unknown="ignore") does the same.
         rows = np.flatnonzero(positions >= 0)
         out[rows, positions[rows]] = 1.0

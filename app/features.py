@@ -5,8 +5,10 @@ scripts/penguins.py states the same contract for training; tests/test_contract.p
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -20,6 +22,9 @@ ISLANDS: tuple[str, ...] = get_args(Island)
 SEXES: tuple[str, ...] = get_args(Sex)
 CATEGORIES: dict[str, tuple[str, ...]] = {"island": ISLANDS, "sex": SEXES}
 CATEGORY_SETS = {name: frozenset(values) for name, values in CATEGORIES.items()}
+# A categorical value's code: its position in CATEGORIES[name]; UNKNOWN for any other word.
+CATEGORY_INDEX = {name: {value: code for code, value in enumerate(values)} for name, values in CATEGORIES.items()}
+UNKNOWN = 255
 CATEGORICAL = ("island", "sex")
 NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
 FEATURES = ("island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "sex")
@@ -50,6 +55,15 @@ class Batch:
 
     categorical: dict[str, list[str]]
     numeric: np.ndarray  # (n, 4) float64, columns in NUMERIC order
+    # The categorical columns as codes, when whoever made the batch found them already (see `codes`).
+    known_codes: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def codes(self) -> dict[str, np.ndarray]:
+        """Each categorical column as uint8 codes (category_codes), found once for the encoder and the monitor."""
+        if self.known_codes is not None:
+            return self.known_codes
+        return {name: category_codes(name, values) for name, values in self.categorical.items()}
 
     @classmethod
     def from_records(cls, records: Sequence[Mapping[str, Any]]) -> Batch:
@@ -75,13 +89,15 @@ class Batch:
             raise InvalidInput(f"Every column must have one value per record; got lengths {lengths}.")
         if not count:
             raise InvalidInput("The columns hold no record; send at least one.")
-        words = {name: _checked_category(name, categorical[name]) for name in CATEGORICAL}
+        checked = {name: _checked_category(name, categorical[name]) for name in CATEGORICAL}
         try:
             # One conversion for the four columns; transposed, each stays contiguous.
             measurements = np.array([numeric[name] for name in NUMERIC], dtype=np.float64).T
         except (TypeError, ValueError):
             raise InvalidInput("Every measurement column must be one number per record.") from None
-        return cls(words, _checked_measurements(measurements))
+        words = {name: words for name, (words, _) in checked.items()}
+        codes = {name: codes for name, (_, codes) in checked.items() if codes is not None}
+        return cls(words, _checked_measurements(measurements), codes if len(codes) == len(checked) else None)
 
     def __len__(self) -> int:
         return len(self.numeric)
@@ -89,19 +105,40 @@ class Batch:
     def head(self, count: int) -> Batch:
         return Batch({key: values[:count] for key, values in self.categorical.items()}, self.numeric[:count])
 
+    def joint_codes(self, start: int = 0) -> np.ndarray:
+        """One code per record from `start` on for its island and sex together: island code * len(SEXES) + sex code."""
+        codes = self.codes
+        joint: np.ndarray = codes["island"][start:] * np.uint8(len(SEXES)) + codes["sex"][start:]
+        return joint
+
     def frame(self, columns: Sequence[str] = FEATURES) -> pd.DataFrame:
         values = {**self.categorical, **{name: self.numeric[:, i] for i, name in enumerate(NUMERIC)}}
         return pd.DataFrame({name: values[name] for name in columns})
 
 
-def _checked_category(name: str, values: Sequence[str]) -> list[str]:
-    allowed = CATEGORY_SETS[name]
-    if not allowed.issuperset(values) and name == "sex":
+def category_codes(name: str, values: Sequence[str]) -> np.ndarray:
+    """Each value's position in CATEGORIES[name], UNKNOWN for another word: one pass in C (map calls dict.get)."""
+    index = CATEGORY_INDEX[name]
+    return np.fromiter(map(index.get, values, itertools.repeat(UNKNOWN)), dtype=np.uint8, count=len(values))
+
+
+def _checked_category(name: str, values: Sequence[str]) -> tuple[list[str], np.ndarray | None]:
+    """The column, every value known (sex in any case); with its codes beyond a few records, found on the way."""
+    codes = None
+    if len(values) > FEW_RECORDS:
+        codes = category_codes(name, values)
+        known = not (codes == UNKNOWN).any()
+    else:
+        known = CATEGORY_SETS[name].issuperset(values)
+    if not known and name == "sex":
         values = [canonical_sex(value) for value in values]
-    if not allowed.issuperset(values):
+        codes = None if codes is None else category_codes(name, values)
+        known = CATEGORY_SETS[name].issuperset(values)
+    if not known:
+        allowed = CATEGORY_SETS[name]
         shown = ", ".join(repr(value) for value in sorted(map(str, set(values).difference(allowed)))[:3])
         raise InvalidInput(f"Column {name!r} holds {shown}; expected one of {', '.join(CATEGORIES[name])}.")
-    return values if type(values) is list else list(values)
+    return (values if type(values) is list else list(values)), codes
 
 
 def _checked_measurements(measurements: np.ndarray) -> np.ndarray:

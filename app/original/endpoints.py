@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
+import pydantic_core
 from pydantic import BaseModel, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -20,7 +22,7 @@ from starlette.responses import HTMLResponse, Response
 
 from app.dataplane import DataPlane, Selection
 from app.errors import TooManyRecords
-from app.features import Batch
+from app.features import FEW_RECORDS, Batch
 from app.http import (
     INLINE_BUDGET_SECONDS,
     Endpoint,
@@ -44,6 +46,7 @@ from app.openapi import (
     request_body,
 )
 from app.original.monitor import PAGE_POLICY, drift_body, monitor_page
+from app.original.records import read_columns
 from app.original.schemas import (
     EXAMPLE_RECORD,
     CompareRequest,
@@ -64,8 +67,18 @@ from app.registry import LoadedModel
 from app.rules import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 
 WELCOME = "Bienvenido a la API de inferencia de modelos ML"
+# Bodies beyond this size (a few records) are read as columns first: below it pydantic alone is quicker.
+COLUMNAR_BODY_BYTES = 2048
 TAG = "Original API"
 RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[RequestT]):
+    """A body's records as the core's Batch, and its other fields; `request.records` is not to be read."""
+
+    request: RequestT
+    batch: Batch
 
 
 class Parser(Generic[RequestT]):
@@ -75,9 +88,37 @@ class Parser(Generic[RequestT]):
         records = Annotated[list[PenguinRecord], Field(min_length=1, max_length=max_records)]
         # The length is checked before the items are: an oversized body is refused cheaply.
         self.model: type[RequestT] = create_model(model.__name__, __base__=model, records=(records, ...))
+        # The other fields, for a body whose records were read as columns (app/original/records.py).
+        self.others: type[RequestT] = create_model(model.__name__, __base__=model, records=(list[Any], []))
         self.max_records = max_records
 
-    def parse(self, body: bytes) -> RequestT:
+    def parse(self, body: bytes) -> Parsed[RequestT]:
+        """Beyond a few records, read as columns when that path takes the body; else, and on any doubt, by pydantic."""
+        if len(body) > COLUMNAR_BODY_BYTES:
+            parsed = self._as_columns(body)
+            if parsed is not None:
+                return parsed
+        request = self.validated(body)
+        records: list[PenguinRecord] = request.__dict__["records"]  # every body of this dialect has them
+        return Parsed(request, Batch.from_records(records))
+
+    def _as_columns(self, body: bytes) -> Parsed[RequestT] | None:
+        try:
+            value = pydantic_core.from_json(body)
+        except ValueError:
+            return None
+        if type(value) is not dict:
+            return None
+        batch = read_columns(value.get("records"), self.max_records)
+        if batch is None:
+            return None
+        try:
+            others = self.others.model_validate({key: item for key, item in value.items() if key != "records"})
+        except ValidationError:
+            return None
+        return Parsed(others, batch)
+
+    def validated(self, body: bytes) -> RequestT:
         try:
             return self.model.model_validate_json(body)
         except ValidationError as error:
@@ -96,6 +137,30 @@ def _parser(request: Request, model: type[RequestT]) -> Parser[RequestT]:
     # Made once per request type and MAX_RECORDS: building the validator costs far more than using it.
     parser: Parser[RequestT] = _cached_parser(model, data_plane(request).settings.max_records)
     return parser
+
+
+def prediction_json(model: LoadedModel, prediction: Prediction) -> bytes:
+    """prediction_body as JSON: the same bytes, written without a dict per record for a big batch."""
+    probabilities, classes = prediction.probabilities, prediction.classes
+    if probabilities is None or len(probabilities) <= FEW_RECORDS or len(set(classes)) != len(classes):
+        return pydantic_core.to_json(prediction_body(model, prediction))
+    # Every probability written at once by the same serializer, then set between the keys of its record's object.
+    values = pydantic_core.to_json(probabilities.ravel().tolist())[1:-1].split(b",")
+    row = b"{" + b",".join(pydantic_core.to_json(name) + b":%s" for name in classes) + b"}"
+    rows = b",".join(map(row.__mod__, zip(*[iter(values)] * len(classes), strict=True)))
+    return b"".join(
+        [
+            b'{"model":',
+            pydantic_core.to_json(model.name),
+            b',"predictions":',
+            pydantic_core.to_json(prediction.labels()),
+            b',"probabilities":[',
+            rows,
+            b'],"classes":',
+            pydantic_core.to_json(list(classes)),
+            b"}",
+        ]
+    )
 
 
 def prediction_body(model: LoadedModel, prediction: Prediction) -> dict[str, Any]:
@@ -186,43 +251,48 @@ def _monitor_page(plane: DataPlane, root_path: str) -> str:
 
 
 async def predict_records(request: Request) -> Response:
-    body = await parse_body(request, _parser(request, PredictRequest).parse)
-    name = request.query_params.get("model", body.model)
-    return await _predict(data_plane(request), name, body.records)
+    parsed = await parse_body(request, _parser(request, PredictRequest).parse)
+    name = request.query_params.get("model", parsed.request.model)
+    return await _predict(data_plane(request), name, parsed.batch)
 
 
 async def predict_with_model(request: Request) -> Response:
-    body = await parse_body(request, _parser(request, PredictRequest).parse)
-    return await _predict(data_plane(request), request.path_params["model_name"], body.records)
+    parsed = await parse_body(request, _parser(request, PredictRequest).parse)
+    return await _predict(data_plane(request), request.path_params["model_name"], parsed.batch)
 
 
-async def _predict(plane: DataPlane, name: str | None, records: list[PenguinRecord]) -> Response:
+async def _predict(plane: DataPlane, name: str | None, batch: Batch) -> Response:
     model = await get_model(plane, name)
-    inline = model.estimated_seconds(len(records)) <= INLINE_BUDGET_SECONDS
-    return FastJSONResponse(await run_inline_or_threaded(inline, _predict_answer, plane, model, records))
+    inline = model.estimated_seconds(len(batch)) <= INLINE_BUDGET_SECONDS
+    content = await run_inline_or_threaded(inline, _predict_answer, plane, model, batch)
+    return Response(content, media_type="application/json")
 
 
-def _predict_answer(plane: DataPlane, model: LoadedModel, records: list[PenguinRecord]) -> dict[str, Any]:
-    return prediction_body(model, plane.predict(model, Batch.from_records(records)))
+def _predict_answer(plane: DataPlane, model: LoadedModel, batch: Batch) -> bytes:
+    return prediction_json(model, plane.predict(model, batch))
 
 
 async def compare(request: Request) -> Response:
-    body = await parse_body(request, _parser(request, CompareRequest).parse)
+    parsed = await parse_body(request, _parser(request, CompareRequest).parse)
     plane = data_plane(request)
     queried = request.query_params.getlist("models")
-    names = split_names(queried) if queried else body.models
+    names = split_names(queried) if queried else parsed.request.models
     cached = plane.select_cached(names)
     selection = cached if cached is not None else await run_in_threadpool(plane.select, names)
-    cost = sum(model.estimated_seconds(len(body.records)) for model in selection.models)
+    cost = sum(model.estimated_seconds(len(parsed.batch)) for model in selection.models)
     results = await run_inline_or_threaded(
-        cost <= INLINE_BUDGET_SECONDS, _compare_answers, plane, selection, body.records
+        cost <= INLINE_BUDGET_SECONDS, _compare_answers, plane, selection, parsed.batch
     )
-    return FastJSONResponse({"results": results, "skipped": selection.skipped})
+    content = b"".join([b'{"results":{', results, b'},"skipped":', pydantic_core.to_json(selection.skipped), b"}"])
+    return Response(content, media_type="application/json")
 
 
-def _compare_answers(plane: DataPlane, selection: Selection, records: list[PenguinRecord]) -> dict[str, Any]:
-    batch = Batch.from_records(records)
-    return {model.name: prediction_body(model, plane.predict(model, batch)) for model in selection.models}
+def _compare_answers(plane: DataPlane, selection: Selection, batch: Batch) -> bytes:
+    """The models' answers as the members of the results object, in the selection's order."""
+    return b",".join(
+        pydantic_core.to_json(model.name) + b":" + prediction_json(model, plane.predict(model, batch))
+        for model in selection.models
+    )
 
 
 def split_names(values: Sequence[str]) -> list[str]:
