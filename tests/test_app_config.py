@@ -17,6 +17,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from app.__main__ import serve
@@ -48,7 +49,14 @@ def test_hardening_values_come_from_the_environment() -> None:
     environ = {"MAX_BODY_BYTES": "1000", "BODY_TIMEOUT": "3", "MAX_CONCURRENT_REQUESTS": "8"}
     settings = Settings.from_env(environ | {"API_TOKEN": f" {token} ", "STRICT_SKLEARN_VERSION": "1"})
     assert (settings.body_limit, settings.body_timeout, settings.max_concurrent_requests) == (1000, 3, 8)
-    assert (settings.api_token, settings.strict_sklearn_version) == (token, True)
+    assert settings.api_token is not None and settings.api_token.get_secret_value() == token
+    assert settings.strict_sklearn_version
+
+
+def test_the_token_never_shows_when_the_settings_are_printed() -> None:
+    token = "0123456789abcdef0123"
+    settings = Settings.from_env({"API_TOKEN": token})
+    assert token not in repr(settings) and token not in str(settings.model_dump())
 
 
 def test_values_come_from_the_environment(tmp_path: Path) -> None:
@@ -84,6 +92,10 @@ def test_drift_monitoring_is_on_over_the_last_1000_records_unless_told_otherwise
     assert (Settings.from_env({}).drift_monitoring, Settings.from_env({}).drift_window) == (True, 1000)
     settings = Settings.from_env({"DRIFT_MONITORING": "off", "DRIFT_WINDOW": "250"})
     assert (settings.drift_monitoring, settings.drift_window) == (False, 250)
+
+
+def test_a_whole_number_may_have_spaces_around_it() -> None:
+    assert Settings.from_env({"MAX_RECORDS": " 3 "}).max_records == 3
 
 
 def test_server_defaults() -> None:
@@ -131,6 +143,9 @@ def test_without_affinity_the_workers_follow_the_cpu_count(monkeypatch: pytest.M
         pytest.param("MAX_RECORDS", "0", id="max-records-zero"),
         pytest.param("MAX_RECORDS", "-3", id="max-records-negative"),
         pytest.param("MAX_RECORDS", "²", id="max-records-superscript-digit"),
+        pytest.param("MAX_RECORDS", "٣", id="max-records-arabic-indic-digit"),
+        pytest.param("MAX_RECORDS", "+3", id="max-records-with-a-sign"),
+        pytest.param("MAX_RECORDS", "3_0", id="max-records-with-an-underscore"),
         pytest.param("DEFAULT_MODEL", "../outside", id="default-model-a-path"),
         pytest.param("MAX_BODY_BYTES", "4MB", id="max-body-bytes-not-a-number"),
         pytest.param("BODY_TIMEOUT", "0", id="body-timeout-zero"),
@@ -298,7 +313,7 @@ def test_every_value_is_taken_as_documented_or_refused_in_one_line(variable: str
     default = getattr(kind.from_env({}), variable.lower())
     expected = default if not value.strip() else meaning(value.strip())
     try:
-        taken = getattr(kind.from_env({variable: value}), variable.lower())
+        taken = revealed(getattr(kind.from_env({variable: value}), variable.lower()))
     except ConfigError as refusal:
         message = str(refusal)
         assert expected is REFUSED, f"{variable}={value!r} refused: {message}"
@@ -306,6 +321,10 @@ def test_every_value_is_taken_as_documented_or_refused_in_one_line(variable: str
         return
     assert expected is not REFUSED, f"{variable}={value!r} taken as {taken!r}"
     assert taken == expected
+
+
+def revealed(value: Any) -> Any:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 # --- each setting named in every place a user meets it ----------------------------------------------
