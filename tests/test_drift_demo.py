@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from drift_demo import Api, in_pounds, penguin_records, phase, resampled
 from penguins import FEATURES, SEED
+from pydantic import SecretStr
 
 from app.config import Settings
 from app.main import create_app
@@ -71,7 +72,7 @@ def test_the_demo_prints_the_drift_as_it_happens(live: LiveServer) -> None:
 
 def test_the_demo_sends_the_api_token_when_one_is_set(models_dir: Path) -> None:
     token = "drift-demo-0123456789abcdef"
-    with uvicorn_in_thread(create_app(Settings(models_dir=models_dir, api_token=token))) as url:
+    with uvicorn_in_thread(create_app(Settings(models_dir=models_dir, api_token=SecretStr(token)))) as url:
         refused = run_script("drift_demo.py", "--url", url, "--records", "100")
         result = run_script("drift_demo.py", "--url", url, "--records", "100", env={"API_TOKEN": token})
 
