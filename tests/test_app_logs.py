@@ -23,7 +23,8 @@ from app.error_handlers import EXCEPTION_HANDLERS
 from app.http import INTERNAL_ERROR
 from app.logs import JsonFormatter, RequestFilter, TextFormatter
 from app.request_id import RequestIdMiddleware
-from tests.helpers import RECORD, LiveServer, start_server, uvicorn_in_thread
+from tests.helpers import RECORD
+from tests.live import LiveServer, start_server, uvicorn_in_thread
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")
 BODY = json.dumps({"records": [RECORD]}).encode()

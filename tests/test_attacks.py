@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.helpers import RECORD, LiveServer, needs_proc, start_server
+from tests.helpers import RECORD
+from tests.live import LiveServer, needs_proc, start_server
 
 # Memory, open files and processes of the live server are read from /proc.
 pytestmark = needs_proc
@@ -236,7 +237,7 @@ def test_idle_and_trickling_clients_are_dropped_and_others_answered(live_models:
                 for connection in [*bodies, *heads, *idle]:
                     connection.tick()
                 time.sleep(1)
-        files_after = settle(server, files_before)
+        server.wait_for_open_files(files_before)  # every connection of the attack closed
 
     print(f"\n{baseline.summary('before the attack')}\n{attacked.summary('during the attack')}")
     assert set(baseline.statuses) == {200}
@@ -247,14 +248,6 @@ def test_idle_and_trickling_clients_are_dropped_and_others_answered(live_models:
     print(f"every connection dropped after {min(filter(None, dropped)):.1f} to {max(filter(None, dropped)):.1f} s")
     assert all(trickler.answer.startswith(b"HTTP/1.1 408 ") for trickler in bodies)
     assert all(trickler.answer == b"" for trickler in heads)  # a head too slow is just closed
-    assert files_after == files_before
-
-
-def settle(server: LiveServer, expected: int) -> int:
-    deadline = time.monotonic() + 10
-    while server.open_files() != expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return server.open_files()
 
 
 def heavy_predict(url: str, start: threading.Barrier) -> tuple[int, str | None]:

@@ -21,7 +21,8 @@ from pydantic import SecretStr
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers import ROOT, LiveServer, run_script, uvicorn_in_thread
+from tests.helpers import ROOT, run_script
+from tests.live import LiveServer, uvicorn_in_thread
 
 WINDOW = 1000  # DRIFT_WINDOW's default: the server's own
 

@@ -32,7 +32,8 @@ from referencing import Registry, Resource
 
 from app.config import ServerSettings, Settings
 from app.features import FEATURES
-from tests.helpers import RECORD, ROOT, docker, temporary_project
+from tests.helpers import RECORD, ROOT
+from tests.stack import docker, temporary_project
 
 MANIFESTS = ROOT / "compose" / "kubernetes"
 # The Kubernetes release the manifests must fit: the one KServe KSERVE_RELEASE is built against (k8s.io/api v0.34).

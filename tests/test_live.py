@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import RECORD, start_server
+from tests.helpers import RECORD
+from tests.live import start_server
 
 
 @pytest.fixture
