@@ -50,7 +50,9 @@ HEAD_TOO_LARGE = raw_response(HEAD_TOO_LARGE_STATUS, HEAD_TOO_LARGE_HEADERS, HEA
 
 async def head_too_large(scope: Scope, receive: Receive, send: Send) -> None:
     """The same answer as HEAD_TOO_LARGE, as an ASGI app: for a head that did complete."""
-    await send({"type": "http.response.start", "status": HEAD_TOO_LARGE_STATUS, "headers": HEAD_TOO_LARGE_HEADERS})
+    await send(
+        {"type": "http.response.start", "status": HEAD_TOO_LARGE_STATUS.value, "headers": HEAD_TOO_LARGE_HEADERS}
+    )
     await send({"type": "http.response.body", "body": HEAD_TOO_LARGE_BODY})
 
 

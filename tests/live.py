@@ -125,10 +125,11 @@ def uvicorn_in_thread(app: ASGIApp, **options: Any) -> Iterator[str]:
 
     For an app no settings of `python -m app` can make (a route that breaks), or one the test needs quickly: no
     new interpreter to start. It logs through the root logger, which pytest's caplog reads. options: further
-    uvicorn.Config arguments (http=..., the protocol class).
+    uvicorn.Config arguments (http=..., the protocol class; lifespan="off" for a bare ASGI function).
     """
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", **options)
+    defaults: dict[str, Any] = {"host": "127.0.0.1", "port": port, "log_config": None, "lifespan": "on"}
+    config = uvicorn.Config(app, **defaults | options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run)
     thread.start()
