@@ -125,11 +125,6 @@ def test_an_uncompilable_pipeline_takes_the_pandas_path(penguins: pd.DataFrame) 
     np.testing.assert_array_equal(answer.probabilities, model.predict_proba(canonical(penguins)))
 
 
-def test_a_dict_without_model_is_not_a_model() -> None:
-    with pytest.raises(NotAModel, match="not a 'model' bundle"):
-        build_predictor(unpack({"weights": [1, 2]}))
-
-
 def test_an_unfitted_estimator_is_not_a_model() -> None:
     with pytest.raises(NotAModel, match="not a fitted classifier"):
         build_predictor(unpack(LogisticRegression()))
