@@ -3,6 +3,8 @@ and every bad column refused with one sentence naming it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -11,12 +13,12 @@ from app.features import FEATURES, FEW_RECORDS, FLOAT32_MAX, NUMERIC, Batch, can
 from tests.helpers import RECORD
 
 
-def columns(count: int, **changed: list[object]) -> tuple[dict[str, list[str]], dict[str, list[float]]]:
+def columns(count: int, **changed: Any) -> tuple[dict[str, list[str]], dict[str, list[float]]]:
     """The example record `count` times as columns, with some columns replaced."""
     categorical = {"island": [RECORD["island"]] * count, "sex": [RECORD["sex"]] * count}
     numeric = {name: [float(RECORD[name])] * count for name in NUMERIC}
     for name, values in changed.items():
-        (categorical if name in categorical else numeric)[name] = values  # type: ignore[assignment]
+        (categorical if name in categorical else numeric)[name] = values
     return categorical, numeric
 
 
