@@ -18,11 +18,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
-from starlette.testclient import TestClient
 
 from app.__main__ import serve
 from app.config import ConfigError, ServerSettings, Settings, default_workers
-from app.main import create_app
 from tests.helpers import ROOT
 
 # --- defaults and values --------------------------------------------------------------------------
@@ -184,18 +182,6 @@ def test_a_refusal_never_repeats_the_token() -> None:
     with pytest.raises(ConfigError) as refused:
         Settings.from_env({"API_TOKEN": "secret words here"})
     assert "secret" not in str(refused.value)
-
-
-def test_the_app_refuses_to_start_with_a_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MAX_RECORDS", "ten")
-    with pytest.raises(ConfigError, match="MAX_RECORDS"), TestClient(create_app()):
-        pass
-
-
-def test_the_app_reads_the_environment_when_it_starts(monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:
-    monkeypatch.setenv("MODELS_DIR", str(models_dir))
-    with TestClient(create_app()) as client:
-        assert client.get("/models").json()["path"] == str(models_dir)
 
 
 def test_the_server_stops_with_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
