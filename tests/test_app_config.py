@@ -26,7 +26,7 @@ from tests.helpers import ROOT
 # --- defaults and values --------------------------------------------------------------------------
 
 
-def test_defaults() -> None:
+def test_the_app_settings_default_to_the_documented_values() -> None:
     settings = Settings.from_env({})
     assert settings.models_dir == Path("models").absolute()
     assert settings.default_model == "random_forest"
@@ -96,7 +96,7 @@ def test_a_whole_number_may_have_spaces_around_it() -> None:
     assert Settings.from_env({"MAX_RECORDS": " 3 "}).max_records == 3
 
 
-def test_server_defaults() -> None:
+def test_the_server_settings_default_to_the_documented_values() -> None:
     server = ServerSettings.from_env({})
     assert (server.host, server.port, server.web_concurrency) == ("127.0.0.1", 8000, default_workers())
     assert (server.keep_alive_timeout, server.headers_timeout, server.graceful_timeout) == (5, 10, 8)
