@@ -1,7 +1,7 @@
 """The workshop in a real browser: JupyterLab, /docs and /monitor in headless Chromium, against `make up`'s stack.
 
 Debian's chromium, driven by playwright (never a browser of its own); the stack runs from a
-temporary copy of the working tree (tests/helpers.py, temporary_project). A failing test leaves a screenshot in a
+temporary copy of the working tree (tests/stack.py, temporary_project). A failing test leaves a screenshot in a
 temporary folder and prints its path. Run by `make test-browser`; skipped when no Docker daemon answers.
 """
 

@@ -1,6 +1,6 @@
 """End to end: the real images and compose stack, driven through the Makefile as a user would.
 
-The stack runs from a temporary copy of the working tree (tests/helpers.py, temporary_project), like a fresh clone.
+The stack runs from a temporary copy of the working tree (tests/stack.py, temporary_project), like a fresh clone.
 Run by `make test-compose`; skipped when no Docker daemon answers.
 """
 

@@ -2,7 +2,7 @@
 
 Routing by replica, the headers that pass through, the client's address in the logs, hot reload on every
 replica, Prometheus finding each one, a replica killed under load and brought back, and the way back to one
-API container. Run by `make test-compose`, from a temporary copy of the working tree (tests/helpers.py).
+API container. Run by `make test-compose`, from a temporary copy of the working tree (tests/stack.py).
 The failover figures of compose/README.md come from here: run with `-s` to see them.
 """
 
