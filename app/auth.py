@@ -38,7 +38,7 @@ class BearerToken:
             await self.app(scope, receive, send)
             return
         credentials = bearer_credentials(scope)
-        if credentials is not None and hmac.compare_digest(credentials, token.encode()):
+        if credentials is not None and hmac.compare_digest(credentials, token.get_secret_value().encode()):
             await self.app(scope, receive, send)
             return
         # RFC 6750: a request without credentials gets the bare challenge; a wrong token, the error code too.

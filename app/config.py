@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError
 
 from app.rules import LOG_FORMATS, MIN_RECORDS, MODEL_NAME_MAX_LENGTH, LogFormat, is_model_name
 
@@ -26,7 +26,8 @@ FALSE_WORDS = ("0", "false", "no", "off")
 BODY_BYTES_PER_RECORD = 400
 TOKEN_MIN_LENGTH = 16
 WORKER_HEALTHCHECK_SECONDS = 30
-# ASCII digits only: int() would also take "٣", "+3", "3_0" and " 3 ", which nobody means in a setting.
+# ASCII digits only, once the surrounding spaces are stripped (" 3 " is 3, as for every setting): int() would also
+# take "٣", "+3" and "3_0", which nobody means in a setting.
 WHOLE_NUMBER = re.compile(r"[0-9]+")
 # Visible ASCII: a token travels in an HTTP header, where anything else is not portable.
 TOKEN = re.compile(rf"[\x21-\x7e]{{{TOKEN_MIN_LENGTH},}}")
@@ -91,8 +92,8 @@ def _host(value: str) -> str:
     return value
 
 
-def _token(value: str | None) -> str | None:
-    if value is not None and not TOKEN.fullmatch(value):
+def _token(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not TOKEN.fullmatch(value.get_secret_value()):
         raise ValueError("not a token")
     return value
 
@@ -216,7 +217,8 @@ class Settings(EnvironmentSettings):
     body_timeout: Whole = seconds(30)
     # Per worker; beyond it, 503 at once.
     max_concurrent_requests: Whole = number(64, 1, 100_000)
-    api_token: Annotated[str | None, BeforeValidator(_stripped), AfterValidator(_token)] = Field(
+    # A SecretStr: printed, logged or repr'd, the settings show '**********', never the token.
+    api_token: Annotated[SecretStr | None, BeforeValidator(_stripped), AfterValidator(_token)] = Field(
         default=None,
         description=f"{TOKEN_MIN_LENGTH} or more visible ASCII characters, no spaces "
         "(a long random string: openssl rand -hex 24)",

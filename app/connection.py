@@ -5,31 +5,55 @@ uvicorn arms no timer while a head arrives: its keep-alive timer stops at a requ
 after the response, and nothing runs between accepting a connection and its first byte. A client sending its
 headers a byte at a time, or nothing at all, would hold the connection for ever; and httptools buffers a header
 of any length. The body's limits are the app's (app/limits.py): by then the request has a path and a dialect.
+
+This leans on uvicorn's httptools protocol beyond its documented surface (`uvicorn.run(http=<a class>)` is the
+documented part). The subclass uses its attributes `transport`, `loop`, `url`, `headers` and `app` (the ASGI app
+it starts for each request), and overrides the httptools parser callbacks `on_message_begin` and
+`on_headers_complete` besides asyncio's `connection_made`, `data_received` and `connection_lost`: the only places
+a head's bytes and its end can be seen. Swapping `app` for one request answers it without the app, as uvicorn
+itself does for `limit_concurrency`. On a uvicorn upgrade, check that those names still exist with the same
+meaning (httptools_impl.py) and run tests/test_app_connection.py, which drives a real uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from http import HTTPStatus
 
-from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import ServerSettings
 
 # As nginx's default large_client_header_buffers (4 x 8k) allows, with room: ample for any client of this API.
 MAX_HEAD_BYTES = 65_536
-HEAD_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: text/plain; charset=utf-8\r\ncontent-length: 31\r\nconnection: close\r\n\r\n"
-    b"The request head is too large.\n"
-)
+# The answer to a head over MAX_HEAD_BYTES, whichever way it is sent.
+HEAD_TOO_LARGE_STATUS = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+HEAD_TOO_LARGE_BODY = b"The request head is too large.\n"
+HEAD_TOO_LARGE_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(HEAD_TOO_LARGE_BODY)).encode("ascii")),
+    (b"connection", b"close"),
+]
 
 
-async def head_too_large(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 431, "headers": headers})
-    await send({"type": "http.response.body", "body": b"The request head is too large.\n"})
+def raw_response(status: HTTPStatus, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """An HTTP/1.1 answer as bytes on the wire, for a connection whose head never completed (no ASGI request)."""
+    lines = [f"HTTP/1.1 {status.value} {status.phrase}".encode("ascii")]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join([*lines, b"", body])
+
+
+HEAD_TOO_LARGE = raw_response(HEAD_TOO_LARGE_STATUS, HEAD_TOO_LARGE_HEADERS, HEAD_TOO_LARGE_BODY)
+
+
+async def head_too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    """The same answer as HEAD_TOO_LARGE, as an ASGI app: for a head that did complete."""
+    await send(
+        {"type": "http.response.start", "status": HEAD_TOO_LARGE_STATUS.value, "headers": HEAD_TOO_LARGE_HEADERS}
+    )
+    await send({"type": "http.response.body", "body": HEAD_TOO_LARGE_BODY})
 
 
 @functools.cache

@@ -6,10 +6,11 @@ protocol-neutral core (app/dataplane.py) that the lifespan creates.
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -57,13 +58,23 @@ def is_public(path: str) -> bool:
     return path in HEALTH_PATHS or path.startswith(DOCS_PREFIXES)
 
 
+@functools.lru_cache(maxsize=4)
+def documents(max_records: int, secured: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The OpenAPI document a server with these settings serves, in 3.1 and in 3.0 (for /docs).
+
+    It states MAX_RECORDS, in each dialect's schemas; a server with API_TOKEN declares the token, and /docs then has
+    an Authorize button. Made at the first request for it, once per setting.
+    """
+    document = openapi_document(ENDPOINTS, SCHEMAS)
+    for state_max_records in (original.state_max_records, v2.state_max_records):
+        state_max_records(document["components"]["schemas"], max_records)
+    if secured:
+        document = with_bearer_scheme(document, HEALTH_PATHS)
+    return document, downgrade_to_3_0(document)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The app; settings default to the environment, read when the app starts."""
-    open_document = openapi_document(ENDPOINTS, SCHEMAS)
-    secured_document = with_bearer_scheme(open_document, HEALTH_PATHS)
-    # The document a server with API_TOKEN serves declares the token; /docs then has an Authorize button.
-    documents = {False: open_document, True: secured_document}
-    documents_3_0 = {secured: downgrade_to_3_0(document) for secured, document in documents.items()}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -91,10 +102,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 series.process_exiting()
 
     async def openapi_json(request: Request) -> Response:
-        return FastJSONResponse(documents[_has_token(request)])
+        return FastJSONResponse(_documents(request)[0])
 
     async def openapi_json_3_0(request: Request) -> Response:
-        return FastJSONResponse(documents_3_0[_has_token(request)])
+        return FastJSONResponse(_documents(request)[1])
 
     async def docs(request: Request) -> Response:
         return HTMLResponse(docs_page(request.scope.get("root_path", "")))
@@ -124,9 +135,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
 
 
-def _has_token(request: Request) -> bool:
+def _documents(request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     settings: Settings = request.state.settings
-    return settings.api_token is not None
+    return documents(settings.max_records, settings.api_token is not None)
 
 
 app = create_app()

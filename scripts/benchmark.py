@@ -51,7 +51,7 @@ from penguins import FEATURES, MODEL_NAMES, resolve_dir
 from app.main import create_app
 from app.original.schemas import EXAMPLE_RECORD as RECORD
 from app.v2.types import EXAMPLE_REQUEST
-from tests.helpers import free_port, wait_until_answering
+from tests.live import free_port, wait_until_answering
 
 BATCH_MODELS = ["logistic_regression", "random_forest"]
 BATCH_SIZES = [1_000, 10_000]

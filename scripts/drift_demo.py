@@ -4,8 +4,9 @@ First, records resampled from data/penguins.csv, as the field would send them: e
 stability index (PSI) stays low. Then the same kind of records from a client whose scales report the body mass
 in pounds: body_mass_g's PSI climbs past 0.25 while the other features stay where they were. Each line printed
 is the PSI of every feature after another slice of traffic, read from GET /models/{name}/drift; the API's
-/monitor page shows the same figures as bars. Standard library only, besides the shared data loader, so it
-runs from the local venv and in the training image alike.
+/monitor page shows the same figures as bars. It speaks to the API with the standard library (urllib); the records
+come from the training scripts' loader (scripts/penguins.py, with pandas, seaborn and scikit-learn), so it runs
+where training runs: the local venv or the training image.
 """
 
 from __future__ import annotations

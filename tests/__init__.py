@@ -1,1 +1,3 @@
-"""The test suite: one file per module or flow; shared helpers in tests/helpers.py, fixtures in conftest.py."""
+"""The test suite: a file per module (app/README.md, Tests, says which are not); helpers in tests/helpers.py
+(paths, scripts, wait_for), tests/live.py (a live server) and tests/stack.py (the compose stack); fixtures in
+conftest.py."""

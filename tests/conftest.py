@@ -13,7 +13,8 @@ from starlette.testclient import TestClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers import FAILED, LiveServer, run_script, start_server
+from tests.helpers import FAILED, run_script
+from tests.live import LiveServer, start_server
 
 
 @pytest.hookimpl(wrapper=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import docker
+from tests.helpers import wait_for
+from tests.stack import docker
 
 PROBE_KINDS = ("startupProbe", "livenessProbe", "readinessProbe")
 # How long a started container may take to answer its readiness probe: a cold start imports scikit-learn.
@@ -185,14 +185,12 @@ def running(kind: str, pod: Mapping[str, Any], container: Mapping[str, Any], clu
 
 
 def wait_until_ready(started: Running) -> None:
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         state = docker("inspect", "--format", "{{.State.Status}}", started.container_id).strip()
         assert state == "running", f"the container stopped ({state}): {started.logs()}"
         try:
-            if httpx.get(started.probe_url("readinessProbe"), timeout=5).status_code == 200:
-                return
+            return httpx.get(started.probe_url("readinessProbe"), timeout=5).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"not ready within {READY_SECONDS} s: {started.logs()}")
+            return False
+
+    wait_for(ready, READY_SECONDS, lambda: f"the readiness probe: {started.logs()}", interval=0.5)

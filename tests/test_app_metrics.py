@@ -12,7 +12,6 @@ import signal
 import string
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -28,7 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from app.features import FEATURES
-from tests.helpers import RECORD, ROOT, LiveServer, free_port, needs_proc, start_server
+from tests.helpers import RECORD, ROOT, wait_for
+from tests.live import LiveServer, free_port, needs_proc, start_server
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -208,10 +208,7 @@ def test_a_killed_workers_live_gauges_stop_counting(server: LiveServer) -> None:
     before = scrape(server.url)
 
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while victim in server.worker_pids() or len(server.worker_pids()) < 2:
-        assert time.monotonic() < deadline, "uvicorn did not replace the killed worker"
-        time.sleep(0.1)
+    wait_for(lambda: replaced(server, victim), 60, "uvicorn to replace the killed worker")
     samples = scrape(server.url)
 
     assert not list(metrics_dir(server).glob(f"gauge_live*_{victim}.db"))
@@ -219,6 +216,12 @@ def test_a_killed_workers_live_gauges_stop_counting(server: LiveServer) -> None:
     assert value(samples, "penguins_models_loaded") == value(before, "penguins_models_loaded") - held
     predicted = "penguins_predicted_records_total"
     assert value(samples, predicted, model="svc") == value(before, predicted, model="svc")
+
+
+def replaced(server: LiveServer, victim: int) -> bool:
+    """The killed worker gone and a new one in its place."""
+    workers = server.worker_pids()
+    return victim not in workers and len(workers) == 2
 
 
 # In one process (TestClient, `uvicorn app.main:app`): the same series, kept in memory.
@@ -282,7 +285,9 @@ def prometheus_scraping(target: str, folder: Path, token: str = "") -> Iterator[
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(f"{url}/-/ready"), 60, f"Prometheus did not get ready: {folder / 'prometheus.log'}")
+        wait_for(
+            lambda: _answers(f"{url}/-/ready"), 60, f"Prometheus to get ready (its log: {folder / 'prometheus.log'})"
+        )
         yield url
     finally:
         process.terminate()
@@ -294,13 +299,6 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, message: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.2)
 
 
 def promql(prometheus: str, query: str) -> float | None:
@@ -322,7 +320,7 @@ def test_a_real_prometheus_scrapes_two_workers_with_the_token_and_counts_the_req
         start_server(models_dir, tmp_path / "server.log", workers=2, settings={"API_TOKEN": token}) as server,
         prometheus_scraping(server.url.removeprefix("http://"), tmp_path, token) as prometheus,
     ):
-        wait_for(functools.partial(answers, prometheus, 'up{job="penguins-api"}', 1), 30, "target never up")
+        wait_for(functools.partial(answers, prometheus, 'up{job="penguins-api"}', 1), 30, "the API's target to be up")
         assert httpx.get(f"{server.url}/metrics", timeout=10).status_code == 401  # without the token: refused
         sent = 25
         headers = {"Authorization": f"Bearer {token}"}
@@ -333,13 +331,13 @@ def test_a_real_prometheus_scrapes_two_workers_with_the_token_and_counts_the_req
             'sum(penguins_predicted_records_total{model="svc"})': sent,
         }
         for query, expected in queries.items():
-            wait_for(functools.partial(answers, prometheus, query, expected), 30, query)
+            wait_for(functools.partial(answers, prometheus, query, expected), 30, f"{query} to be {expected}")
 
 
 def test_a_real_prometheus_scrapes_without_a_token_and_loads_the_alerting_rules(live_url: str, tmp_path: Path) -> None:
     # No API_TOKEN: the token file is empty, as the compose service writes it, and the scrape still goes through.
     with prometheus_scraping(live_url.removeprefix("http://"), tmp_path) as prometheus:
-        wait_for(functools.partial(answers, prometheus, 'up{job="penguins-api"}', 1), 30, "target never up")
+        wait_for(functools.partial(answers, prometheus, 'up{job="penguins-api"}', 1), 30, "the API's target to be up")
         groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
     alerts = {rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "alerting"}
     assert alerts == {"PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsHighErrorRate", "PenguinsSlowAnswers"}

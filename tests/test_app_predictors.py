@@ -125,11 +125,6 @@ def test_an_uncompilable_pipeline_takes_the_pandas_path(penguins: pd.DataFrame) 
     np.testing.assert_array_equal(answer.probabilities, model.predict_proba(canonical(penguins)))
 
 
-def test_a_dict_without_model_is_not_a_model() -> None:
-    with pytest.raises(NotAModel, match="not a 'model' bundle"):
-        build_predictor(unpack({"weights": [1, 2]}))
-
-
 def test_an_unfitted_estimator_is_not_a_model() -> None:
     with pytest.raises(NotAModel, match="not a fitted classifier"):
         build_predictor(unpack(LogisticRegression()))
@@ -144,11 +139,13 @@ def test_a_model_fitted_without_column_names_is_refused(penguins: pd.DataFrame) 
 # The three shapes, served through the API.
 
 
-def test_bundle_shape(client: TestClient) -> None:
+def test_the_projects_bundle_is_served_as_a_bundle(client: TestClient) -> None:
     assert client.get("/models/logistic_regression").json()["format"] == "bundle"
 
 
-def test_bare_pipeline_shape(client: TestClient, models_dir: Path, penguins: pd.DataFrame) -> None:
+def test_a_bare_pipeline_is_served_on_the_fast_path_with_its_own_classes(
+    client: TestClient, models_dir: Path, penguins: pd.DataFrame
+) -> None:
     model = fit_pipeline(penguins, StandardScaler())  # fitted on species names: classes_ are the names
     joblib.dump(model, models_dir / "bare.pkl")
     info = client.get("/models/bare").json()
@@ -174,7 +171,9 @@ def legacy_bundle(penguins: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
     return {"model": model, "label_encoder": label_encoder}, list(dummies.columns)
 
 
-def test_legacy_bundle_shape(client: TestClient, models_dir: Path, penguins: pd.DataFrame) -> None:
+def test_a_legacy_bundle_is_served_with_its_dummy_columns(
+    client: TestClient, models_dir: Path, penguins: pd.DataFrame
+) -> None:
     bundle, columns = legacy_bundle(penguins)
     assert {"island_Dream", "island_Torgersen", "sex_Male"} <= set(columns)
     joblib.dump(bundle, models_dir / "seed.pkl")

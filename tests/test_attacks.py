@@ -1,5 +1,6 @@
 """Attacks on a live server (real uvicorn, `python -m app`, one worker, 127.0.0.1 only), each bounded in count,
-bytes and time: huge uploads, idle and trickling connections, a burst over the concurrency limit, a huge head.
+bytes and time: huge uploads, idle and trickling connections, a burst over the concurrency limit. (A huge head:
+tests/test_app_connection.py.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.helpers import RECORD, LiveServer, needs_proc, start_server
+from tests.helpers import RECORD
+from tests.live import LiveServer, needs_proc, start_server
 
 # Memory, open files and processes of the live server are read from /proc.
 pytestmark = needs_proc
@@ -236,7 +238,7 @@ def test_idle_and_trickling_clients_are_dropped_and_others_answered(live_models:
                 for connection in [*bodies, *heads, *idle]:
                     connection.tick()
                 time.sleep(1)
-        files_after = settle(server, files_before)
+        server.wait_for_open_files(files_before)  # every connection of the attack closed
 
     print(f"\n{baseline.summary('before the attack')}\n{attacked.summary('during the attack')}")
     assert set(baseline.statuses) == {200}
@@ -247,14 +249,6 @@ def test_idle_and_trickling_clients_are_dropped_and_others_answered(live_models:
     print(f"every connection dropped after {min(filter(None, dropped)):.1f} to {max(filter(None, dropped)):.1f} s")
     assert all(trickler.answer.startswith(b"HTTP/1.1 408 ") for trickler in bodies)
     assert all(trickler.answer == b"" for trickler in heads)  # a head too slow is just closed
-    assert files_after == files_before
-
-
-def settle(server: LiveServer, expected: int) -> int:
-    deadline = time.monotonic() + 10
-    while server.open_files() != expected and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return server.open_files()
 
 
 def heavy_predict(url: str, start: threading.Barrier) -> tuple[int, str | None]:
@@ -278,20 +272,3 @@ def test_a_burst_over_the_concurrency_limit_gets_503s_and_the_server_recovers(
     assert set(statuses) == {200, 503}
     assert all(retry == "1" for status, retry in answers if status == 503)
     assert after == 200
-
-
-def test_a_head_over_the_size_limit_is_431(live_server: LiveServer) -> None:
-    server = live_server
-    response = httpx.get(f"{server.url}/models", headers={"X-Big": "a" * 70_000})
-    assert response.status_code == 431
-    assert httpx.get(f"{server.url}/models", headers={"X-Fine": "a" * 8_000}).status_code == 200
-
-
-def test_an_endless_header_is_cut_off_with_431(live_server: LiveServer) -> None:
-    with socket.create_connection(address(live_server), timeout=10) as sock:
-        sock.sendall(b"GET /models HTTP/1.1\r\nX-Endless: ")
-        with contextlib.suppress(OSError):  # the server may close while this is still sending
-            for _ in range(64):
-                sock.sendall(b"a" * 16_384)
-        answer = sock.recv(65536)
-    assert answer.startswith(b"HTTP/1.1 431 ")

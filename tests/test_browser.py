@@ -1,7 +1,7 @@
 """The workshop in a real browser: JupyterLab, /docs and /monitor in headless Chromium, against `make up`'s stack.
 
 Debian's chromium, driven by playwright (never a browser of its own); the stack runs from a
-temporary copy of the working tree (tests/helpers.py, temporary_project). A failing test leaves a screenshot in a
+temporary copy of the working tree (tests/stack.py, temporary_project). A failing test leaves a screenshot in a
 temporary folder and prints its path. Run by `make test-browser`; skipped when no Docker daemon answers.
 """
 
@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import difflib
 import shutil
-import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -20,7 +18,8 @@ import pytest
 from penguins import MODEL_NAMES
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from tests.helpers import FAILED, Project, docker, temporary_project
+from tests.helpers import FAILED, wait_for
+from tests.stack import Project, docker, temporary_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -107,15 +106,6 @@ def run_all_cells(page: Page) -> None:
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
 
-def wait_for_text(path: Path, text: str, seconds: float = 15) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if text in path.read_text():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_running_the_training_notebook_updates_the_served_models(page: Page, stack: Project) -> None:
     before = {model: trained_at(stack, model) for model in MODEL_NAMES}
     started = api_started_at(stack)
@@ -153,7 +143,7 @@ def test_a_cell_edited_in_the_browser_is_saved_to_the_script_on_the_host(page: P
         page.keyboard.type("\n# Edited in the browser.")
         page.keyboard.press("Control+s")
 
-        assert wait_for_text(script, "\n# Edited in the browser.\n"), "the edit did not reach scripts/train.py"
+        wait_for(lambda: "\n# Edited in the browser.\n" in script.read_text(), 15, "the edit to reach scripts/train.py")
         # Nothing else changes: no metadata churn in the committed script.
         diff = difflib.ndiff(original.splitlines(), script.read_text().splitlines())
         assert [line for line in diff if line[:2] in ("+ ", "- ")] == ["+ # Edited in the browser."]

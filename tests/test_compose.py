@@ -1,6 +1,6 @@
 """End to end: the real images and compose stack, driven through the Makefile as a user would.
 
-The stack runs from a temporary copy of the working tree (tests/helpers.py, temporary_project), like a fresh clone.
+The stack runs from a temporary copy of the working tree (tests/stack.py, temporary_project), like a fresh clone.
 Run by `make test-compose`; skipped when no Docker daemon answers.
 """
 
@@ -22,8 +22,8 @@ import pytest
 import websocket
 from penguins import MODEL_NAMES
 
-from tests.helpers import (
-    RECORD,
+from tests.helpers import RECORD, wait_for
+from tests.stack import (
     USER_SETTINGS,
     Project,
     copy_working_tree,
@@ -286,17 +286,15 @@ def monitored(stack_up: Project) -> Project:
     return stack_up
 
 
+def target_health(project: Project) -> dict[str, str]:
+    answer = httpx.get(f"{project.prometheus_url}/api/v1/targets", timeout=30).json()
+    return {target["labels"]["job"]: target["health"] for target in answer["data"]["activeTargets"]}
+
+
 def test_prometheus_scrapes_the_api_with_the_monitoring_profile(monitored: Project) -> None:
     assert monitored.containers("prometheus")
-    deadline = time.monotonic() + 60
-    while True:
-        answer = httpx.get(f"{monitored.prometheus_url}/api/v1/targets", timeout=30).json()
-        health = {target["labels"]["job"]: target["health"] for target in answer["data"]["activeTargets"]}
-        if health == {"penguins-api": "up"} or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    wait_for(lambda: target_health(monitored) == {"penguins-api": "up"}, 60, "the API's target to be up", interval=1)
 
-    assert health == {"penguins-api": "up"}
     query = httpx.get(f"{monitored.prometheus_url}/api/v1/query", params={"query": "penguins_model_files"}, timeout=30)
     # The files in the served folder now: earlier tests of this module add some.
     files = len(list((monitored.root / "models").glob("*.pkl")))

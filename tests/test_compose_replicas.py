@@ -2,7 +2,7 @@
 
 Routing by replica, the headers that pass through, the client's address in the logs, hot reload on every
 replica, Prometheus finding each one, a replica killed under load and brought back, and the way back to one
-API container. Run by `make test-compose`, from a temporary copy of the working tree (tests/helpers.py).
+API container. Run by `make test-compose`, from a temporary copy of the working tree (tests/stack.py).
 The failover figures of compose/README.md come from here: run with `-s` to see them.
 """
 
@@ -28,7 +28,8 @@ import httpx
 import pytest
 
 from app.registry import VERSION_DIGITS
-from tests.helpers import RECORD, ROOT, Project, docker, temporary_project
+from tests.helpers import RECORD, ROOT, wait_for
+from tests.stack import Project, docker, temporary_project
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1200)]
 
@@ -115,13 +116,6 @@ def predict(client: httpx.Client, model: str = "svc") -> httpx.Response:
     return client.post("/predict", params={"model": model}, json={"records": [RECORD]})
 
 
-def wait_for(condition: Callable[[], bool], message: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.5)
-
-
 def test_up_prints_jupyterlab_and_the_api_behind_haproxy(printed: str, project: Project) -> None:
     (haproxy,) = project.containers("haproxy")
 
@@ -159,14 +153,17 @@ def test_the_request_id_and_the_token_pass_through_haproxy(replicated: Project) 
 
 def logged_client(container: str, request_id: str) -> str:
     """The client address in the replica's access-log line for the request."""
-    for _ in range(50):
-        for line in log_lines(container):
-            if line.startswith("{") and f'"request_id": "{request_id}"' in line:
-                entry = json.loads(line)
-                if entry["logger"] == "app.access":
-                    return str(entry["client"]).rsplit(":", 1)[0]
-        time.sleep(0.2)
-    raise AssertionError(f"{container} logged no access line for {request_id}")
+    line = wait_for(lambda: access_line(container, request_id), 10, f"{container}'s access line for {request_id}", 0.2)
+    return str(line["client"]).rsplit(":", 1)[0]
+
+
+def access_line(container: str, request_id: str) -> dict[str, Any] | None:
+    for line in log_lines(container):
+        if line.startswith("{") and f'"request_id": "{request_id}"' in line:
+            entry: dict[str, Any] = json.loads(line)
+            if entry["logger"] == "app.access":
+                return entry
+    return None
 
 
 def test_a_replica_logs_the_client_haproxy_forwards_not_the_one_claimed(replicated: Project) -> None:
@@ -232,7 +229,7 @@ def test_prometheus_finds_each_replica_and_sums_their_requests(replicated: Proje
     shutil.copy2(models / "svc.pkl", models / "counted.pkl")
     network = f"{replicated.name}_default"
     expected = {f"{address(replica, network)}:8000": "up" for replica in replicated.containers("api")}
-    wait_for(lambda: scraped_targets(replicated) == expected, f"Prometheus never saw {expected}")
+    wait_for(lambda: scraped_targets(replicated) == expected, WAIT_SECONDS, f"Prometheus to see {expected}", 0.5)
     sent = 90
     with balanced_client(replicated) as client:
         statuses = [predict(client, "counted").status_code for _ in range(sent)]
@@ -241,7 +238,7 @@ def test_prometheus_finds_each_replica_and_sums_their_requests(replicated: Proje
     def counted() -> bool:
         return [result["value"][1] for result in promql(replicated, total)] == [str(sent)]
 
-    wait_for(counted, f"{total} never reached {sent}: {promql(replicated, total)}")
+    wait_for(counted, WAIT_SECONDS, lambda: f"{total} to reach {sent} (now {promql(replicated, total)})", 0.5)
     assert statuses == [200] * sent
     by_replica = promql(replicated, 'penguins_predicted_records_total{model="counted"}')
     assert {result["metric"]["instance"] for result in by_replica} == set(expected)
@@ -281,8 +278,11 @@ def steady_load(project: Project, during: Callable[[], None]) -> list[int | str]
     clients = [threading.Thread(target=run_client) for _ in range(LOAD_CLIENTS)]
     for client in clients:
         client.start()
-    while len(outcomes) < LOAD_REQUESTS // 4 and any(client.is_alive() for client in clients):
-        time.sleep(0.01)
+
+    def quarter_answered() -> bool:
+        return len(outcomes) >= LOAD_REQUESTS // 4 or not any(client.is_alive() for client in clients)
+
+    wait_for(quarter_answered, WAIT_SECONDS, "a quarter of the load to be answered (the fault comes then)", 0.01)
     during()
     for client in clients:
         client.join(timeout=600)

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 from drift_demo import Api, in_pounds, penguin_records, phase, resampled
 from penguins import FEATURES, SEED
+from pydantic import SecretStr
 
 from app.config import Settings
 from app.main import create_app
-from tests.helpers import ROOT, LiveServer, run_script, uvicorn_in_thread
+from tests.helpers import ROOT, run_script
+from tests.live import LiveServer, uvicorn_in_thread
 
 WINDOW = 1000  # DRIFT_WINDOW's default: the server's own
 
@@ -71,7 +73,7 @@ def test_the_demo_prints_the_drift_as_it_happens(live: LiveServer) -> None:
 
 def test_the_demo_sends_the_api_token_when_one_is_set(models_dir: Path) -> None:
     token = "drift-demo-0123456789abcdef"
-    with uvicorn_in_thread(create_app(Settings(models_dir=models_dir, api_token=token))) as url:
+    with uvicorn_in_thread(create_app(Settings(models_dir=models_dir, api_token=SecretStr(token)))) as url:
         refused = run_script("drift_demo.py", "--url", url, "--records", "100")
         result = run_script("drift_demo.py", "--url", url, "--records", "100", env={"API_TOKEN": token})
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import RECORD, LiveServer, needs_proc, start_server
+from tests.helpers import RECORD, wait_for
+from tests.live import LiveServer, needs_proc, start_server
 
 pytestmark = [pytest.mark.soak, needs_proc]
 
@@ -36,6 +37,14 @@ def live_models(trained_models_dir: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "models"
     shutil.copytree(trained_models_dir, folder)
     return folder
+
+
+def is_dead(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def workers(server: LiveServer) -> set[int]:
@@ -83,9 +92,7 @@ class Load:
 
 def test_a_killed_worker_is_replaced_and_only_its_requests_fail(live_models: Path, tmp_path: Path) -> None:
     with start_server(live_models, tmp_path / "server.log", workers=2) as server:
-        deadline = time.monotonic() + 30
-        while len(workers(server)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: len(workers(server)) == 2, 30, "both workers to start")
         load = Load(server.url)
         threads = [threading.Thread(target=load.client) for _ in range(CLIENTS)]
         for thread in threads:
@@ -95,10 +102,7 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_fail(live_models: Pat
             victim = min(workers(server))
             killed_at = time.monotonic()
             os.kill(victim, signal.SIGKILL)
-            while Path(f"/proc/{victim}/cmdline").exists() and (
-                Path(f"/proc/{victim}/stat").read_text().split()[2] != "Z"
-            ):
-                time.sleep(0.01)
+            wait_for(lambda: is_dead(victim), 30, f"worker {victim} to die", interval=0.01)
             dead_at = time.monotonic()
             back_at = None
             while time.monotonic() - killed_at < RESPAWN_SECONDS + 5:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from app.config import Settings
@@ -61,7 +62,7 @@ def client(sandbox: Path) -> Iterator[TestClient]:
 @pytest.fixture(scope="module")
 def guarded(sandbox: Path) -> Iterator[TestClient]:
     """Small limits and a token: the middleware answers most of what this one is sent."""
-    settings = Settings(models_dir=sandbox / "models", max_records=50, max_body_bytes=2_000, api_token=TOKEN)
+    settings = Settings(models_dir=sandbox / "models", max_records=50, max_body_bytes=2_000, api_token=SecretStr(TOKEN))
     with TestClient(create_app(settings)) as client:
         yield client
 

@@ -28,7 +28,7 @@ from referencing import Registry, Resource
 
 from app.config import ServerSettings, Settings
 from app.features import FEATURES
-from tests.helpers import RECORD, ROOT, temporary_project
+from tests.helpers import RECORD, ROOT
 from tests.kubernetes_run import (
     PROBE_KINDS,
     Cluster,
@@ -39,6 +39,7 @@ from tests.kubernetes_run import (
     probes,
     running,
 )
+from tests.stack import temporary_project
 
 MANIFESTS = ROOT / "compose" / "kubernetes"
 # The Kubernetes release the manifests must fit: the one KServe KSERVE_RELEASE is built against (k8s.io/api v0.34).

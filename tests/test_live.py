@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import RECORD, start_server
+from tests.helpers import RECORD
+from tests.live import start_server
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def server(live_url: str) -> str:
     return live_url
 
 
-def test_real_http_requests(server: str) -> None:
+def test_a_live_server_answers_predictions_and_refuses_a_broken_body(server: str) -> None:
     assert httpx.get(f"{server}/").json()["message"] == "Bienvenido a la API de inferencia de modelos ML"
     response = httpx.post(f"{server}/predict", json={"records": [RECORD]})
     assert response.status_code == 200

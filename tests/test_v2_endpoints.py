@@ -64,7 +64,7 @@ def test_server_metadata_names_the_extensions(client: TestClient) -> None:
     assert {"binary_tensor_data", "model_repository"} <= set(body["extensions"])
 
 
-def test_live_and_ready(client: TestClient) -> None:
+def test_live_and_ready_once_a_model_loads(client: TestClient) -> None:
     assert client.get("/v2/health/live").json() == {"live": True}
     response = client.get("/v2/health/ready")
     assert (response.status_code, response.json()) == (200, {"ready": True})
@@ -149,7 +149,7 @@ def test_folder_unreadable_is_503(make_client: Callable[..., TestClient], tmp_pa
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_infer_equals_predict(client: TestClient, name: str) -> None:
+def test_infer_answers_as_predict_does_for_the_same_records(client: TestClient, name: str) -> None:
     answer = infer(client, v2_request(), name).json()
     expected = client.post(f"/predict?model={name}", json={"records": RECORDS}).json()
     got = outputs(answer)
@@ -202,7 +202,9 @@ def test_flat_data_with_an_n_by_1_shape(client: TestClient) -> None:
         ("FP16", [181, 218, 192]),
     ],
 )
-def test_any_numeric_datatype(client: TestClient, datatype: str, values: list[Any]) -> None:
+def test_every_numeric_datatype_gives_the_same_predictions(
+    client: TestClient, datatype: str, values: list[Any]
+) -> None:
     body = v2_request()
     body["inputs"][3] = tensor("flipper_length_mm", values, datatype=datatype)
     assert infer(client, body).json()["outputs"] == infer(client, v2_request()).json()["outputs"]

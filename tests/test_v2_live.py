@@ -103,7 +103,7 @@ def test_tritonclient_health_and_metadata(client: triton.InferenceServerClient) 
     assert not client.is_model_ready("random_forest", model_version="0")
 
 
-def test_tritonclient_model_repository(client: triton.InferenceServerClient) -> None:
+def test_tritonclient_loads_and_unloads_through_the_repository(client: triton.InferenceServerClient) -> None:
     client.load_model("svc")
     assert {entry["name"]: entry["state"] for entry in client.get_model_repository_index()}["svc"] == "READY"
     client.unload_model("svc")

@@ -2,5 +2,6 @@
 
 from app.original.endpoints import ENDPOINTS, SCHEMAS
 from app.original.errors import error_response, invalid_response
+from app.original.schemas import state_max_records
 
-__all__ = ["ENDPOINTS", "SCHEMAS", "error_response", "invalid_response"]
+__all__ = ["ENDPOINTS", "SCHEMAS", "error_response", "invalid_response", "state_max_records"]

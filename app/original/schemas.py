@@ -28,6 +28,12 @@ ModelName = Annotated[
 ]
 
 
+def state_max_records(schemas: dict[str, Any], max_records: int) -> None:
+    """MAX_RECORDS as the bodies' `records` bound in the document (a setting, so stated when the app serves it)."""
+    for name in ("PredictRequest", "CompareRequest"):
+        schemas[name]["properties"]["records"]["maxItems"] = max_records
+
+
 class PenguinRecord(TypedDict):
     """One penguin's measurements; fields not listed here are ignored."""
 

@@ -2,5 +2,6 @@
 
 from app.v2.endpoints import ENDPOINTS, SCHEMAS
 from app.v2.errors import error_response, invalid_response
+from app.v2.types import state_max_records
 
-__all__ = ["ENDPOINTS", "SCHEMAS", "error_response", "invalid_response"]
+__all__ = ["ENDPOINTS", "SCHEMAS", "error_response", "invalid_response", "state_max_records"]

@@ -66,6 +66,14 @@ DATA_OR_BINARY: list[dict[str, Any]] = [
         },
     },
 ]
+# An input's parameters: free-form, but a binary_data_size, when given, is a size (never null: the codec would
+# not know whether binary data follows).
+PARAMETERS: dict[str, Any] = {
+    "anyOf": [
+        {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
+        {"type": "null"},
+    ]
+}
 MEASUREMENT: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": FLOAT32_MAX}
 # Each input's words, by name: an island as written, a sex in any letter case.
 WORDS: dict[str, dict[str, Any]] = {
@@ -87,6 +95,7 @@ def _column(schema: dict[str, Any], names: tuple[str, ...]) -> None:
     properties = schema["properties"]
     properties["name"]["enum"] = list(names)
     properties["shape"].update(SHAPE)
+    properties["parameters"] = PARAMETERS
     schema["oneOf"] = DATA_OR_BINARY
     values = {name: WORDS.get(name, MEASUREMENT) for name in names}
     schema["allOf"] = [
@@ -109,6 +118,17 @@ def _request(schema: dict[str, Any]) -> None:
     properties["inputs"]["allOf"] = _once_each(FEATURES, 1)
     outputs = next(variant for variant in properties["outputs"]["anyOf"] if variant.get("type") == "array")
     outputs["allOf"] = _once_each(OUTPUT_NAMES, 0)
+
+
+def state_max_records(schemas: dict[str, Any], max_records: int) -> None:
+    """MAX_RECORDS in the document, where JSON Schema can state it: the N of an input's shape, and the length of
+    its flat data (a setting, so stated when the app serves the document)."""
+    for name in ("NumericInput", "BytesInput"):
+        schema = schemas[name]
+        schema["properties"]["shape"]["prefixItems"][0]["maximum"] = max_records
+        for rule in schema["allOf"]:
+            flat = rule["then"]["properties"]["data"]["anyOf"][0]
+            flat["maxItems"] = max_records
 
 
 class _Tensor(TypedDict):

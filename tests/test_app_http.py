@@ -1,0 +1,115 @@
+"""app/http.py: what the front-ends share: the route table, each error kind's status, the route label, the
+thread rule. Each dialect's use of it is in tests/test_original_endpoints.py and tests/test_v2_endpoints.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Scope
+
+from app.errors import InvalidInput, ModelLoadFailed, ServingError, TooManyRecords
+from app.http import (
+    STATUS_CODES,
+    UNMATCHED,
+    Endpoint,
+    FastJSONResponse,
+    RequestInvalid,
+    route_template,
+    routes,
+    run_inline_or_threaded,
+    status_code,
+)
+
+
+async def nothing(request: Request) -> Response:
+    return Response()
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/models/{name:path}", nothing),
+    Endpoint("DELETE", "/models/{name:path}", nothing),
+    Endpoint("POST", "/predict", nothing),
+]
+
+
+def scope(method: str, path: str) -> Scope:
+    return {"type": "http", "method": method, "path": path, "root_path": "", "headers": [], "query_string": b""}
+
+
+@pytest.mark.parametrize("kind", STATUS_CODES)
+def test_each_error_kind_has_its_status(kind: type[ServingError]) -> None:
+    assert status_code(kind("why")) == STATUS_CODES[kind]
+
+
+def test_a_finer_kind_takes_its_parents_status() -> None:
+    class UnknownIsland(InvalidInput):
+        pass
+
+    assert status_code(UnknownIsland("Atlantis")) == 400
+
+
+def test_a_kind_the_table_does_not_know_is_the_servers_fault() -> None:
+    assert status_code(ServingError("?")) == 500
+    assert (status_code(ModelLoadFailed("x")), status_code(TooManyRecords("x"))) == (500, 413)
+
+
+def test_a_path_is_documented_without_its_converter() -> None:
+    assert ENDPOINTS[0].documented_path == "/models/{name}"
+
+
+def test_two_methods_on_one_path_are_two_routes() -> None:
+    table = routes(ENDPOINTS)
+    assert [(route.path, route.methods) for route in table] == [
+        ("/models/{name:path}", {"GET", "HEAD"}), ("/models/{name:path}", {"DELETE"}), ("/predict", {"POST"}),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "template"),
+    [
+        pytest.param("GET", "/models/svc", "/models/{name}", id="matched"),
+        pytest.param("POST", "/models/svc", "/models/{name}", id="matched-but-not-its-method"),
+        pytest.param("GET", "/wp-admin/setup.php", UNMATCHED, id="unknown-path"),
+    ],
+)
+def test_the_route_label_is_the_template_never_the_raw_path(method: str, path: str, template: str) -> None:
+    assert route_template(scope(method, path), routes(ENDPOINTS)) == template
+
+
+def test_the_route_the_router_chose_is_taken_as_it_is() -> None:
+    table = routes(ENDPOINTS)
+    routed = {**scope("GET", "/wp-admin"), "route": table[2]}
+    assert route_template(routed, table) == "/predict"
+
+
+class Body(BaseModel):
+    records: list[int]
+
+
+def test_a_validation_error_is_located_where_it_was_found() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Body.model_validate({"records": [1, "many"]})
+    invalid = RequestInvalid.from_pydantic(caught.value, "body")
+    assert [(error["loc"], error["type"]) for error in invalid.errors] == [(["body", "records", 1], "int_parsing")]
+
+
+def test_the_fast_json_response_renders_what_json_would_parse_back() -> None:
+    content = {"model": "svc.pkl", "probabilities": [{"Adelie": 0.25}], "skipped": {}}
+    assert json.loads(bytes(FastJSONResponse(content).body)) == content
+
+
+def test_cheap_work_runs_on_the_event_loop_and_dear_work_on_a_thread() -> None:
+    async def threads() -> tuple[str, str]:
+        inline = await run_inline_or_threaded(True, lambda: threading.current_thread().name)
+        threaded = await run_inline_or_threaded(False, lambda: threading.current_thread().name)
+        return inline, threaded
+
+    inline, threaded = asyncio.run(threads())
+    assert inline == threading.current_thread().name
+    assert threaded != inline
