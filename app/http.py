@@ -29,6 +29,7 @@ from app.errors import (
     ModelPredictFailed,
     ModelsFolderUnavailable,
     ServingError,
+    StoreUnavailable,
     TooManyRecords,
 )
 from app.registry import LoadedModel
@@ -46,6 +47,7 @@ STATUS_CODES: dict[type[ServingError], int] = {
     ModelLoadFailed: 500,
     ModelPredictFailed: 500,
     ModelsFolderUnavailable: 503,
+    StoreUnavailable: 503,
 }
 Handler = Callable[[Request], Awaitable[Response]]
 # A dialect's error answer: status, one sentence, extra headers.

@@ -43,6 +43,8 @@ from app.openapi import (
     ref,
     request_body,
 )
+from app.original.feedback import FEEDBACK_ENDPOINT, PERFORMANCE_ENDPOINT
+from app.original.feedback import SCHEMAS as FEEDBACK_SCHEMAS
 from app.original.monitor import PAGE_POLICY, drift_body, monitor_page
 from app.original.schemas import (
     EXAMPLE_RECORD,
@@ -289,6 +291,7 @@ ENDPOINTS = [
             parameters=[path_parameter("name", MODEL_NAME)],
         ),
     ),
+    PERFORMANCE_ENDPOINT,
     Endpoint("GET", "/monitor", monitor, MONITOR_PAGE),
     # :path so that "../x" reaches the handler and gets its 400, instead of a bare routing 404.
     Endpoint(
@@ -325,6 +328,7 @@ ENDPOINTS = [
             requestBody=request_body(CompareRequest, COMPARE_EXAMPLE),
         ),
     ),
+    FEEDBACK_ENDPOINT,
     Endpoint(
         "POST",
         "/predict/{model_name:path}",
@@ -351,4 +355,5 @@ SCHEMAS: list[Schema] = [
     Health,
     ErrorDetail,
     ValidationErrorDetail,
+    *FEEDBACK_SCHEMAS,
 ]
