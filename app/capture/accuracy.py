@@ -74,5 +74,5 @@ def performance(version: VersionRow, window: Sequence[Joined], coverage: tuple[i
         confusion=dict(confusion),
         labelled_recent=coverage[0],
         recent=coverage[1],
-        delays=dict(zip(DELAY_QUANTILES, quantiles, strict=True)),
+        delays=dict(zip(DELAY_QUANTILES, quantiles, strict=True)) if total else {},
     )
