@@ -84,7 +84,9 @@ def test_postgresql_stopped_under_traffic_then_started_again(
                 predict(server.url, f"down-{index}")
             refused = httpx.post(f"{server.url}/feedback", json={"request_id": "x", "label": "Adelie"}, timeout=30)
             assert refused.status_code == 503
-            assert refused.json() == {"detail": "The capture store cannot be reached now; the cause is in the server log."}
+            assert refused.json() == {
+                "detail": "The capture store cannot be reached now; the cause is in the server log."
+            }
             wait_for(lambda: (series(server.url, "penguins_capture_dropped_total") or 0) >= 20)
             assert "capture store postgresql cannot be written" in log.read_text()
         finally:

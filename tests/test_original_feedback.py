@@ -68,8 +68,12 @@ def test_an_unknown_request_id_is_counted_unknown(client: TestClient) -> None:
     ("body", "status", "words"),
     [
         pytest.param({"request_id": "r", "label": "Emperor"}, 400, "'Emperor' is not a species", id="unknown-species"),
-        pytest.param([{"request_id": "r", "label": "Adelie"}, {"request_id": "r", "label": "adelie"}], 400,
-                     "(label 1)", id="species-in-a-list"),  # fmt: skip
+        pytest.param(
+            [{"request_id": "r", "label": "Adelie"}, {"request_id": "r", "label": "adelie"}],
+            400,
+            "(label 1)",
+            id="species-in-a-list",
+        ),
         pytest.param({"label": "Adelie"}, 422, "Field required", id="no-request-id"),
         pytest.param({"request_id": "r", "label": "Adelie", "row": -1}, 422, "greater than or equal", id="bad-row"),
         pytest.param({"request_id": "r", "label": "Adelie", "row": "1"}, 422, "valid integer", id="row-as-text"),
@@ -77,9 +81,7 @@ def test_an_unknown_request_id_is_counted_unknown(client: TestClient) -> None:
         pytest.param("Adelie", 422, "label object", id="a-string"),
     ],
 )
-def test_bad_labels_are_refused_in_one_sentence(
-    client: TestClient, body: Any, status: int, words: str
-) -> None:
+def test_bad_labels_are_refused_in_one_sentence(client: TestClient, body: Any, status: int, words: str) -> None:
     answer = client.post("/feedback", json=body)
     assert answer.status_code == status
     assert words in str(answer.json()["detail"])
