@@ -35,7 +35,7 @@ def test_species_are_the_data_sets() -> None:
 
 
 def test_rows_carry_the_request_the_answer_and_the_features() -> None:
-    (row,) = rows(captured(1))
+    (row,) = rows([captured(1)])
     assert row[:7] == ("r", "v2-id", 0, 5.0, "m", "v1", "Adelie")
     assert json.loads(row[7]) == [0.7, 0.2, 0.1]
     assert row[8:] == (False, "Torgersen", 39.1, 18.7, 181.0, 3750.0, "Male")

@@ -31,7 +31,7 @@ def captured(
 
 def write(store: Store, *items: Captured) -> None:
     store.insert(
-        [row for item in items for row in rows(item)],
+        rows(items),
         [SeenVersion(item.model, item.version, CLASSES, item.at) for item in items],
     )
 

@@ -62,7 +62,7 @@ predictions = sa.Table(
     *_feature_columns(),
     sa.Index("predictions_request", "request_id", "batch_row"),
     sa.Index("predictions_version", "model", "version", "id"),
-    sa.Index("predictions_at", "at"),
+    # No index on `at`: each insert would pay for it, and only the pruning, every few minutes, reads by time.
 )
 labels = sa.Table(
     "labels",

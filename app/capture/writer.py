@@ -128,7 +128,7 @@ class Writer:
                 logger.info("capture store %s is reachable again: capture resumes", self.store.backend)
 
     def _write(self, batch: list[Captured]) -> None:
-        stored = [row for item in batch for row in rows(item)]
+        stored = rows(batch)
         seen = {(item.model, item.version): item for item in batch if not item.shadow}
         versions = [SeenVersion(item.model, item.version, item.prediction.classes, item.at) for item in seen.values()]
         self.store.insert(stored, versions)
