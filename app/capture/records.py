@@ -73,10 +73,8 @@ def rows(batches: Sequence[Captured]) -> list[tuple[Any, ...]]:
         return chain.from_iterable(map(repeat, values, counts))
 
     numeric = dict(zip(NUMERIC, np.concatenate([item.batch.numeric for item in batches]).T.tolist(), strict=True))
-    features = [
-        chain.from_iterable(item.batch.categorical[name] for item in batches) if name in CATEGORICAL else numeric[name]
-        for name in FEATURE_COLUMNS
-    ]
+    categorical = {name: [value for item in batches for value in item.batch.categorical[name]] for name in CATEGORICAL}
+    features = [categorical[name] if name in CATEGORICAL else numeric[name] for name in FEATURE_COLUMNS]
     return list(
         zip(
             spread(item.request_id for item in batches),
