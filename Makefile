@@ -233,6 +233,7 @@ docker-check:
 # .env holds the tokens (git-ignored, readable by its owner only). JupyterLab always
 # gets one; the API gets one when its port is published beyond loopback, so it is
 # never exposed open by accident. A token exported in the shell wins over .env.
+# data/capture/ is made here, as the caller, before compose would make it as root.
 # As root, the container user (HOST_UID) is given the folders it writes to.
 .PHONY: dotenv
 dotenv: docker-check
@@ -249,7 +250,8 @@ dotenv: docker-check
 	     fi; \
 	     $(call ensure_token,API_TOKEN,API token for BIND_ADDRESS=$$bind);; \
 	esac
-	@if [ "$$(id -u)" = 0 ]; then find models notebooks scripts ! -user $(HOST_UID) -exec chown $(HOST_UID):$(HOST_GID) {} +; fi
+	@mkdir -p data/capture
+	@if [ "$$(id -u)" = 0 ]; then find models notebooks scripts data/capture ! -user $(HOST_UID) -exec chown $(HOST_UID):$(HOST_GID) {} +; fi
 
 # $(call ensure_token,NAME,what): unless NAME is exported or set in .env, write a
 # random token to .env as NAME and print it. Runs under the caller's umask 077.

@@ -35,6 +35,8 @@ TOKEN = re.compile(rf"[\x21-\x7e]{{{TOKEN_MIN_LENGTH},}}")
 HOST_NAME = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
+# The capture stores (app/capture/store.py): an SQLite file, or PostgreSQL through psycopg 3.
+STORE_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://")
 # How much of a refused value the refusal repeats.
 SHOWN_CHARACTERS = 40
 # A field whose value a refusal never repeats.
@@ -95,6 +97,12 @@ def _host(value: str) -> str:
 def _token(value: SecretStr | None) -> SecretStr | None:
     if value is not None and not TOKEN.fullmatch(value.get_secret_value()):
         raise ValueError("not a token")
+    return value
+
+
+def _store_url(value: str | None) -> str | None:
+    if value is not None and not any(value.startswith(s) and len(value) > len(s) for s in STORE_SCHEMES):
+        raise ValueError("not a store URL")
     return value
 
 
@@ -238,7 +246,26 @@ class Settings(EnvironmentSettings):
     # The last records per model the drift figures are computed on: at least what a PSI needs to be judged, at most
     # what /tmp holds easily (about 60 bytes a record and model).
     drift_window: Whole = number(1000, MIN_RECORDS, 100_000)
+    # Every prediction recorded with its features, and labels joined to it later (app/capture/).
+    capture: Flag = flag(True)
+    # None: an SQLite file in data/capture/ beside the models folder (capture_store_url).
+    capture_url: Annotated[str | None, BeforeValidator(_stripped), AfterValidator(_store_url)] = Field(
+        default=None,
+        description="sqlite:///path or postgresql://user:password@host:port/database",
+        json_schema_extra=SECRET,
+    )
+    # Records waiting to be written, per worker: what a killed worker can lose, and the queue's memory bound.
+    capture_queue: Whole = number(100_000, 1, 10_000_000)
+    capture_retention_days: Whole = number(30, 1, 36_500, " of days")
+    capture_max_rows: Whole = number(1_000_000, 1_000, 1_000_000_000)
+    # The last labelled records per model version the live accuracy is computed on.
+    feedback_window: Whole = number(1000, 10, 100_000)
 
     @property
     def body_limit(self) -> int:
         return self.max_body_bytes or BODY_BYTES_PER_RECORD * self.max_records
+
+    @property
+    def capture_store_url(self) -> str:
+        """CAPTURE_URL, else data/capture/capture.db beside the models folder (models/ and data/ are siblings)."""
+        return self.capture_url or f"sqlite:///{self.models_dir.parent / 'data' / 'capture' / 'capture.db'}"

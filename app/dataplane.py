@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.capture import Recorder
 from app.config import Settings
 from app.errors import ModelLoadFailed, ModelNotFound, ModelPredictFailed, ServingError, TooManyRecords
 from app.features import Batch
@@ -39,6 +40,12 @@ class DataPlane:
         self.observer = observer or Observer()
         self.registry = Registry(settings.models_dir, settings.strict_sklearn_version, self.observer)
         self.monitor = Monitor(settings.drift_window, self.model_stamps, settings.drift_monitoring, shared_folder)
+        self.capture = _recorder(settings, self.observer) if settings.capture else None
+
+    def close(self) -> None:
+        """Writes what is waiting to be captured (a graceful stop)."""
+        if self.capture is not None:
+            self.capture.close()
 
     @property
     def folder(self) -> Path:
@@ -64,7 +71,8 @@ class DataPlane:
         if records > self.settings.max_records:
             raise TooManyRecords.of(records, self.settings.max_records)
 
-    def predict(self, model: LoadedModel, batch: Batch) -> Prediction:
+    def predict(self, model: LoadedModel, batch: Batch, client_id: str | None = None) -> Prediction:
+        """client_id: the request's own ID in its dialect (V2's "id"), captured beside the request's X-Request-ID."""
         self.check_size(len(batch))
         started = time.perf_counter()
         try:
@@ -77,6 +85,8 @@ class DataPlane:
         self.observer.predicted(model.stem, len(batch), time.perf_counter() - started)
         if self.monitor.enabled:
             self.monitor.record(model, batch, prediction)
+        if self.capture is not None:
+            self.capture.record(model, batch, prediction, client_id)
         return prediction
 
     def drift(self, model: LoadedModel) -> DriftReport:
@@ -147,3 +157,16 @@ class DataPlane:
             if requested:
                 raise
             return None
+
+
+def _recorder(settings: Settings, observer: Observer) -> Recorder:
+    recorder = Recorder(
+        settings.capture_store_url,
+        settings.capture_queue,
+        settings.capture_retention_days,
+        settings.capture_max_rows,
+        settings.feedback_window,
+        observer,
+    )
+    recorder.start()
+    return recorder

@@ -48,3 +48,14 @@ class ModelPredictFailed(ServingError):
 
 class ModelsFolderUnavailable(ServingError):
     """The models folder cannot be read right now."""
+
+
+class StoreUnavailable(ServingError):
+    """The capture store cannot be reached or written now; `reason` (the driver's words) is for the log only."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("The capture store cannot be reached now; the cause is in the server log.")
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason

@@ -30,6 +30,7 @@ from app.errors import (
     ModelPredictFailed,
     ModelsFolderUnavailable,
     ServingError,
+    StoreUnavailable,
     TooManyRecords,
 )
 from app.registry import LoadedModel
@@ -47,6 +48,7 @@ STATUS_CODES: dict[type[ServingError], int] = {
     ModelLoadFailed: 500,
     ModelPredictFailed: 500,
     ModelsFolderUnavailable: 503,
+    StoreUnavailable: 503,
 }
 Handler = Callable[[Request], Awaitable[Response]]
 # A dialect's error answer: status, one sentence, extra headers.

@@ -24,6 +24,7 @@ from app.auth import BearerToken
 from app.config import Settings
 from app.dataplane import DataPlane
 from app.error_handlers import Dialect, Dialects
+from app.feedback_metrics import FeedbackCollector
 from app.http import Endpoint, FastJSONResponse, routes
 from app.limits import BodyLimit, ConcurrencyLimit
 from app.multiprocess import shared_folder
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         plane = DataPlane(current, Observers(observers), shared_folder())
         if series and current.drift_monitoring:
             series.export(metrics.DriftCollector(plane.drift_reports))
+        if series and plane.capture is not None:
+            series.export(FeedbackCollector(plane.capture, plane.available))
         # What is loaded by now lives as long as the process. Frozen, the garbage collector stops
         # re-scanning it while a big answer is built.
         gc.freeze()
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 "served_by": request_id.served_by() if current.served_by else None,
             }
         finally:
+            plane.close()
             if series:
                 series.process_exiting()
 

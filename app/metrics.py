@@ -105,6 +105,10 @@ class Metrics(Observer):
             "penguins_model_files", "Model files in the models folder at its last scan.",
             registry=registry, multiprocess_mode="livemostrecent",
         )  # fmt: skip
+        self.captures_lost = Counter(
+            "penguins_capture_dropped", "Predicted records not captured: the queue was full or the store unwritable.",
+            registry=registry,
+        )  # fmt: skip
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._models: dict[str, ModelSeries] = {}
         self._collectors: list[Collector] = []
@@ -146,6 +150,9 @@ class Metrics(Observer):
 
     def model_files(self, count: int) -> None:
         self.files_now.set(count)
+
+    def captures_dropped(self, records: int) -> None:
+        self.captures_lost.inc(records)
 
     def _model(self, model: str) -> ModelSeries:
         series = self._models.get(model)

@@ -31,6 +31,9 @@ class Observer:
     def model_files(self, count: int) -> None:
         """How many model files the folder held at its last scan."""
 
+    def captures_dropped(self, records: int) -> None:
+        """Predicted records not captured: the queue was full, or the store could not be written."""
+
 
 class Observers(Observer):
     """Several observers as one."""
@@ -61,3 +64,7 @@ class Observers(Observer):
     def model_files(self, count: int) -> None:
         for observer in self.observers:
             observer.model_files(count)
+
+    def captures_dropped(self, records: int) -> None:
+        for observer in self.observers:
+            observer.captures_dropped(records)

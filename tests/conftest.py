@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
+import uuid
 from collections.abc import Callable, Generator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -15,6 +17,7 @@ from app.config import Settings
 from app.main import create_app
 from tests.helpers import FAILED, run_script
 from tests.live import LiveServer, start_server
+from tests.postgres import PostgresServer, postgres_server
 
 
 @pytest.hookimpl(wrapper=True)
@@ -96,3 +99,26 @@ def make_client(models_dir: Path) -> Iterator[Callable[..., TestClient]]:
 @pytest.fixture
 def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (Debian's package); every test makes its own database.
+
+    Its folder is not under pytest's, which only root may enter: the server runs as the postgres user.
+    """
+    root = Path(tempfile.mkdtemp(prefix="penguins-postgres-"))
+    try:
+        with postgres_server(root) as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty capture store of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'capture' / 'capture.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"test_{uuid.uuid4().hex[:12]}")

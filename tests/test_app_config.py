@@ -155,6 +155,11 @@ def test_without_affinity_the_workers_follow_the_cpu_count(monkeypatch: pytest.M
         pytest.param("METRICS", "maybe", id="metrics-not-a-flag"),
         pytest.param("SERVED_BY", "replica", id="served-by-not-a-flag"),
         pytest.param("LOG_FORMAT", "xml", id="log-format-unknown"),
+        pytest.param("CAPTURE", "sometimes", id="capture-not-a-flag"),
+        pytest.param("CAPTURE_URL", "mysql://db/penguins", id="capture-url-another-database"),
+        pytest.param("CAPTURE_URL", "sqlite:///", id="capture-url-no-file"),
+        pytest.param("CAPTURE_QUEUE", "0", id="capture-queue-zero"),
+        pytest.param("FEEDBACK_WINDOW", "9", id="feedback-window-below-10"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
@@ -176,6 +181,19 @@ def test_a_bad_value_is_refused_naming_the_variable(variable: str, value: str) -
 def test_a_bad_server_value_is_refused_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{variable}=.*\.$"):
         ServerSettings.from_env({variable: value})
+
+
+def test_the_capture_store_defaults_to_sqlite_beside_the_models_folder(tmp_path: Path) -> None:
+    settings = Settings(models_dir=tmp_path / "models")
+    assert settings.capture and settings.capture_url is None
+    assert settings.capture_store_url == f"sqlite:///{tmp_path / 'data' / 'capture' / 'capture.db'}"
+    assert Settings.from_env({"CAPTURE_URL": "postgresql://u:p@db/x"}).capture_store_url == "postgresql://u:p@db/x"
+
+
+def test_a_refused_store_url_is_never_repeated() -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"CAPTURE_URL": "mysql://user:secret@db/x"})
+    assert "secret" not in str(refused.value) and str(refused.value).startswith("CAPTURE_URL is not")
 
 
 def test_a_refusal_never_repeats_the_token() -> None:
@@ -231,6 +249,11 @@ def proxies(value: str) -> Any:
     return ",".join(items) if all(item == "*" or is_network(item) for item in items) else REFUSED
 
 
+def store_url(value: str) -> Any:
+    schemes = ("sqlite:///", "postgresql://", "postgresql+psycopg://")
+    return value if any(value.startswith(scheme) and len(value) > len(scheme) for scheme in schemes) else REFUSED
+
+
 def is_network(value: str) -> bool:
     try:
         ipaddress.ip_network(value, strict=False)
@@ -269,6 +292,12 @@ MEANINGS: dict[str, tuple[type[Settings] | type[ServerSettings], Callable[[str],
     "SERVED_BY": (Settings, ON_OFF),
     "DRIFT_MONITORING": (Settings, ON_OFF),
     "DRIFT_WINDOW": (Settings, whole(100, 100_000)),
+    "CAPTURE": (Settings, ON_OFF),
+    "CAPTURE_URL": (Settings, store_url),
+    "CAPTURE_QUEUE": (Settings, whole(1, 10_000_000)),
+    "CAPTURE_RETENTION_DAYS": (Settings, whole(1, 36_500)),
+    "CAPTURE_MAX_ROWS": (Settings, whole(1_000, 1_000_000_000)),
+    "FEEDBACK_WINDOW": (Settings, whole(10, 100_000)),
     "HOST": (ServerSettings, host),
     "PORT": (ServerSettings, whole(1, 65535)),
     "WEB_CONCURRENCY": (ServerSettings, whole(1, 64)),

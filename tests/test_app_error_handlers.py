@@ -34,12 +34,13 @@ BODIES: dict[str, Any] = {
     "/predict/{model_name:path}": {"records": [RECORD]},
     "/v2/models/{name}/infer": EXAMPLE_REQUEST,
     "/v2/models/{name}/versions/{version}/infer": EXAMPLE_REQUEST,
+    "/feedback": {"request_id": "r", "label": "Adelie"},
 }
 # Routes that answer whatever the models folder holds: nothing in them reads it, or (V2 readiness) the
 # specification asks for a not-ready answer rather than an error.
 FOLDER_BLIND = {
     "/", "/docs", "/openapi.json", "/docs/openapi-3.0.json", "/metrics", "/v2", "/v2/health/live",
-    "/v2/health/ready",
+    "/v2/health/ready", "/feedback",
 }  # fmt: skip
 
 

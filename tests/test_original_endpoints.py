@@ -39,8 +39,9 @@ def test_root_welcomes_in_spanish_and_lists_endpoints(client: TestClient) -> Non
 def test_every_listed_endpoint_exists(client: TestClient) -> None:
     for path in client.get("/").json()["endpoints"]:
         concrete = path.replace("{name}", "svc").replace("{model_name}", "svc")
-        method = "POST" if concrete.startswith("/predict") else "GET"
-        response = client.request(method, concrete, json={"records": [RECORD]})
+        method = "POST" if concrete.startswith(("/predict", "/feedback")) else "GET"
+        body = {"request_id": "r", "label": "Adelie"} if concrete == "/feedback" else {"records": [RECORD]}
+        response = client.request(method, concrete, json=body)
         assert response.status_code == 200, path
 
 

@@ -45,6 +45,8 @@ from app.openapi import (
     ref,
     request_body,
 )
+from app.original.feedback import FEEDBACK_ENDPOINT, PERFORMANCE_ENDPOINT
+from app.original.feedback import SCHEMAS as FEEDBACK_SCHEMAS
 from app.original.monitor import PAGE_POLICY, drift_body, monitor_page
 from app.original.records import read_columns
 from app.original.schemas import (
@@ -360,6 +362,7 @@ ENDPOINTS = [
             parameters=[path_parameter("name", MODEL_NAME)],
         ),
     ),
+    PERFORMANCE_ENDPOINT,
     Endpoint("GET", "/monitor", monitor, MONITOR_PAGE),
     # :path so that "../x" reaches the handler and gets its 400, instead of a bare routing 404.
     Endpoint(
@@ -396,6 +399,7 @@ ENDPOINTS = [
             requestBody=request_body(CompareRequest, COMPARE_EXAMPLE),
         ),
     ),
+    FEEDBACK_ENDPOINT,
     Endpoint(
         "POST",
         "/predict/{model_name:path}",
@@ -422,4 +426,5 @@ SCHEMAS: list[Schema] = [
     Health,
     ErrorDetail,
     ValidationErrorDetail,
+    *FEEDBACK_SCHEMAS,
 ]

@@ -130,7 +130,7 @@ def _predict_and_encode(
     Its id is the client's, else the request's own (given by a middleware), else a new one.
     """
     outputs = output_names(model, decoded)
-    prediction = plane.predict(model, decoded.batch)
+    prediction = plane.predict(model, decoded.batch, decoded.id)
     return encode(model, prediction, outputs, decoded.id or request_id or uuid4().hex)
 
 

@@ -1,0 +1,114 @@
+"""The capture as the core uses it: record a prediction, take labels, read the live figures.
+
+record() is all the request path pays: references on a queue. Labels are written on the caller's thread in one
+transaction (the caller chooses the thread). The figures every scrape reads are cached for FIGURES_SECONDS, so any
+worker or replica serves the store's numbers without asking it at every scrape.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.capture.accuracy import Performance, performance
+from app.capture.records import Captured, Label
+from app.capture.store import LabelOutcome, Store, VersionRow
+from app.capture.writer import Writer
+from app.features import Batch
+from app.logs import current_request
+from app.observer import Observer
+from app.predictors import Prediction
+from app.registry import LoadedModel
+
+FIGURES_SECONDS = 2.0
+# Versions of one model file shown, newest first: a file replaced many times adds no series beyond these.
+VERSIONS_SHOWN = 3
+# Seconds a stopping worker gives its writer to empty the queue.
+STOP_SECONDS = 5.0
+# What the store keeps of a V2 request's own id (its column's width).
+CLIENT_ID_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What /metrics shows: labels received by outcome, and each shown version's live figures."""
+
+    outcomes: dict[str, int]
+    versions: list[Performance]
+
+
+class Recorder:
+    def __init__(
+        self,
+        url: str,
+        queue_length: int,
+        retention_days: int,
+        max_rows: int,
+        window: int,
+        observer: Observer | None = None,
+    ) -> None:
+        self.store = Store(url)
+        self.window = window
+        self.retention_days = retention_days
+        self.max_rows = max_rows
+        self.observer = observer or Observer()
+        self.writer = Writer(self.store, queue_length, self._prune, self.observer.captures_dropped)
+        self._figures: tuple[float, tuple[str, ...], Figures] | None = None
+        self._figures_lock = threading.Lock()
+
+    def start(self) -> None:
+        self.writer.start()
+
+    def close(self) -> None:
+        self.writer.stop(STOP_SECONDS)
+        self.store.close()
+
+    def record(self, model: LoadedModel, batch: Batch, prediction: Prediction, client_id: str | None) -> None:
+        """On the request path: a reference on the queue, or a count when the queue is full."""
+        context = current_request.get()
+        request_id = context.request_id if context is not None else os.urandom(16).hex()
+        client_id = client_id[:CLIENT_ID_LENGTH] if client_id is not None else None
+        item = Captured(request_id, client_id, time.time(), model.stem, model.version, batch, prediction)
+        if not self.writer.queue.put(item):
+            self.observer.captures_dropped(len(batch))
+
+    def flush(self) -> None:
+        """Writes what this worker has queued (blocking); StoreUnavailable when it cannot."""
+        self.writer.flush()
+
+    def add_labels(self, labels: Sequence[Label]) -> LabelOutcome:
+        """Stores the labels, committed when this returns (blocking); StoreUnavailable when it cannot.
+
+        This worker's queue is written first, so a label for a prediction it just answered finds it.
+        """
+        self.flush()
+        outcome = self.store.add_labels(labels, time.time())
+        self._figures = None
+        return outcome
+
+    def performance(self, model: str) -> list[Performance]:
+        """The model's versions' live figures, newest first, read now (blocking)."""
+        return [self._performance_of(version) for version in self.store.versions_of([model], VERSIONS_SHOWN)]
+
+    def figures(self, models: Sequence[str]) -> Figures:
+        """The figures of these model files, at most FIGURES_SECONDS old (blocking when they are older)."""
+        key = tuple(sorted(models))
+        with self._figures_lock:
+            cached = self._figures
+            if cached is not None and cached[1] == key and time.monotonic() - cached[0] < FIGURES_SECONDS:
+                return cached[2]
+            versions = self.store.versions_of(key, VERSIONS_SHOWN) if key else []
+            figures = Figures(self.store.outcome_counts(), [self._performance_of(version) for version in versions])
+            self._figures = (time.monotonic(), key, figures)
+            return figures
+
+    def _performance_of(self, version: VersionRow) -> Performance:
+        window = self.store.window(version.model, version.version, self.window)
+        coverage = self.store.coverage(version.model, version.version, self.window)
+        return performance(version, window, coverage)
+
+    def _prune(self) -> None:
+        self.store.prune(time.time(), self.retention_days, self.max_rows)

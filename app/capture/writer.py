@@ -1,0 +1,152 @@
+"""The per-worker queue of captured batches and the thread that writes them to the store in batches.
+
+The queue is bounded by records, not requests: a batch that does not fit is dropped whole and counted, so its
+memory never grows with the traffic. The writer wakes every FLUSH_SECONDS (sooner when the queue is half full or
+someone waits for a flush), writes what is queued in transactions of up to WRITE_RECORDS records, and prunes the
+store now and then. While the store cannot be written, what is queued is dropped and counted, one log line says
+why, and the next round tries again: capture resumes by itself when the store is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from app.capture.records import Captured, SeenVersion, rows
+from app.capture.store import Store
+from app.errors import StoreUnavailable
+
+FLUSH_SECONDS = 0.2
+RETRY_SECONDS = 1.0
+PRUNE_SECONDS = 300.0
+# Records per transaction: a big batch is written in a few commits, not one huge one.
+WRITE_RECORDS = 20_000
+logger = logging.getLogger("app")
+
+
+class CaptureQueue:
+    """Batches waiting to be written, at most `capacity` records in all."""
+
+    def __init__(self, capacity: int, wake: threading.Event) -> None:
+        self.capacity = capacity
+        self._items: deque[Captured] = deque()
+        self._records = 0
+        self._lock = threading.Lock()
+        self._wake = wake
+        self._high_water = capacity // 2
+
+    def put(self, item: Captured) -> bool:
+        """Queued, or False when it does not fit (the caller counts it dropped)."""
+        count = len(item.batch)
+        with self._lock:
+            if self._records + count > self.capacity:
+                return False
+            self._items.append(item)
+            self._records += count
+            full = self._records >= self._high_water
+        if full:
+            self._wake.set()
+        return True
+
+    def take(self, records: int) -> list[Captured]:
+        """The oldest batches, up to about `records` records (at least one batch when any is queued)."""
+        taken: list[Captured] = []
+        total = 0
+        with self._lock:
+            while self._items and (not taken or total + len(self._items[0].batch) <= records):
+                item = self._items.popleft()
+                taken.append(item)
+                total += len(item.batch)
+            self._records -= total
+        return taken
+
+    @property
+    def records(self) -> int:
+        return self._records
+
+
+class Writer:
+    """The thread that empties the queue into the store, and prunes the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        queue_length: int,
+        prune: Callable[[], None],
+        dropped: Callable[[int], None],
+    ) -> None:
+        self.store = store
+        self._wake = threading.Event()
+        self.queue = CaptureQueue(queue_length, self._wake)
+        self._prune = prune
+        self._dropped = dropped
+        self._stop = threading.Event()
+        self._write_lock = threading.Lock()
+        self._failing = False
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Writes what is queued, then stops (a graceful shutdown)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def flush(self) -> None:
+        """Writes everything queued so far, on the caller's thread; raises StoreUnavailable when it cannot."""
+        self._write_queued(raise_on_failure=True)
+
+    def _run(self) -> None:
+        next_prune = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(RETRY_SECONDS if self._failing else FLUSH_SECONDS)
+            self._wake.clear()
+            self._write_queued(raise_on_failure=False)
+            if not self._failing and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_SECONDS
+                self._prune_quietly()
+        self._write_queued(raise_on_failure=False)
+
+    def _write_queued(self, raise_on_failure: bool) -> None:
+        with self._write_lock:
+            while batch := self.queue.take(WRITE_RECORDS):
+                try:
+                    self._write(batch)
+                except StoreUnavailable as error:
+                    self._drop(batch, error)
+                    if raise_on_failure:
+                        raise
+                    return
+            if self._failing:
+                self._failing = False
+                logger.info("capture store %s is reachable again: capture resumes", self.store.backend)
+
+    def _write(self, batch: list[Captured]) -> None:
+        stored = rows(batch)
+        seen = {(item.model, item.version): item for item in batch if not item.shadow}
+        versions = [SeenVersion(item.model, item.version, item.prediction.classes, item.at) for item in seen.values()]
+        self.store.insert(stored, versions)
+
+    def _drop(self, batch: list[Captured], error: StoreUnavailable) -> None:
+        # Everything queued goes with the batch that failed: the store is down, and waiting would only fill memory.
+        rest = self.queue.take(self.queue.capacity)
+        self._dropped(sum(len(item.batch) for item in [*batch, *rest]))
+        if not self._failing:
+            self._failing = True
+            logger.warning(
+                "capture store %s cannot be written, captured predictions are dropped until it can: %s",
+                self.store.backend,
+                error,
+            )
+
+    def _prune_quietly(self) -> None:
+        try:
+            self._prune()
+        except StoreUnavailable as error:
+            logger.warning("capture store %s could not be pruned: %s", self.store.backend, error)

@@ -1,0 +1,105 @@
+"""The capture's parts apart: rows from a batch, the bounded queue, the writer, the Wilson interval."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.capture.accuracy import performance, wilson
+from app.capture.records import SPECIES, Captured, rows
+from app.capture.store import Joined, Store, VersionRow
+from app.capture.writer import CaptureQueue, Writer
+from app.errors import StoreUnavailable
+from app.features import Batch
+from app.predictors import Prediction
+from tests.helpers import RECORD, ROOT, wait_for
+
+CLASSES = ("Adelie", "Chinstrap", "Gentoo")
+
+
+def captured(count: int, request_id: str = "r") -> Captured:
+    probabilities = np.tile([0.7, 0.2, 0.1], (count, 1))
+    prediction = Prediction(CLASSES, np.zeros(count, dtype=int), probabilities)
+    return Captured(request_id, "v2-id", 5.0, "m", "v1", Batch.from_records([RECORD] * count), prediction)
+
+
+def test_species_are_the_data_sets() -> None:
+    assert tuple(sorted(pd.read_csv(ROOT / "data" / "penguins.csv")["species"].dropna().unique())) == SPECIES
+
+
+def test_rows_carry_the_request_the_answer_and_the_features() -> None:
+    (row,) = rows([captured(1)])
+    assert row[:7] == ("r", "v2-id", 0, 5.0, "m", "v1", "Adelie")
+    assert json.loads(row[7]) == [0.7, 0.2, 0.1]
+    assert row[8:] == (False, "Torgersen", 39.1, 18.7, 181.0, 3750.0, "Male")
+
+
+def test_the_queue_drops_a_batch_that_does_not_fit_and_keeps_its_bound() -> None:
+    queue = CaptureQueue(10, threading.Event())
+    assert queue.put(captured(6)) and not queue.put(captured(5)) and queue.put(captured(4))
+    assert queue.records == 10
+    assert [len(item) for item in queue.take(5)] == [6]  # at least one batch, whatever its size
+    assert queue.records == 4
+
+
+def test_the_writer_writes_in_the_background_and_everything_on_stop(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    dropped: list[int] = []
+    writer = Writer(store, 1000, lambda: None, dropped.append)
+    writer.start()
+    writer.queue.put(captured(3, "a"))
+    wait_for(lambda: store.coverage("m", "v1", 10)[1] >= 3, 10, "the writer's first three records")
+    writer.queue.put(captured(2, "b"))
+    writer.stop(10)
+    assert store.coverage("m", "v1", 10) == (0, 5) and dropped == []
+
+
+def test_an_unwritable_store_drops_counts_and_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "app")
+    blocker = tmp_path / "folder"
+    blocker.write_text("a file where the store's folder should be")
+    store = Store(f"sqlite:///{blocker / 'c.db'}")
+    dropped: list[int] = []
+    writer = Writer(store, 1000, lambda: None, dropped.append)
+    writer.queue.put(captured(3))
+    with pytest.raises(StoreUnavailable, match="File exists"):
+        writer.flush()
+    assert dropped == [3] and writer.queue.records == 0
+    assert any("cannot be written" in record.getMessage() for record in caplog.records)
+    blocker.unlink()
+    writer.queue.put(captured(2))
+    writer.flush()
+    assert store.coverage("m", "v1", 10) == (0, 2)
+    assert any("reachable again" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("correct", "total", "low", "high"),
+    [
+        # Reference values: the roots of (p - share)² = z² p (1 - p) / n, solved apart.
+        pytest.param(8, 10, 0.4901624, 0.9433178, id="8-of-10"),
+        pytest.param(0, 10, 0.0, 0.2775328, id="none-right"),
+        pytest.param(10, 10, 0.7224672, 1.0, id="all-right"),
+        pytest.param(950, 1000, 0.9346862, 0.9618697, id="950-of-1000"),
+    ],
+)
+def test_the_wilson_interval(correct: int, total: int, low: float, high: float) -> None:
+    assert wilson(correct, total) == pytest.approx((low, high), abs=1e-6)
+
+
+def test_performance_of_a_window() -> None:
+    version = VersionRow("m", "v1", CLASSES, 0.0, 10.0)
+    window = [Joined("Adelie", "Adelie", 0.0, 10.0), Joined("Adelie", "Gentoo", 0.0, 20.0),
+              Joined("Gentoo", "Gentoo", 5.0, 4.0)]  # fmt: skip
+    figures = performance(version, window, (3, 6))
+    assert (figures.correct, figures.window_labels, figures.coverage) == (2, 3, 0.5)
+    assert figures.confusion == {("Adelie", "Adelie"): 1, ("Gentoo", "Adelie"): 1, ("Gentoo", "Gentoo"): 1}
+    assert figures.delays == {0.5: 10.0, 0.9: pytest.approx(18.0)}  # a label before its prediction took 0 s
+    empty = performance(version, [], (0, 0))
+    assert (empty.accuracy, empty.coverage, empty.delays) == (None, None, {})

@@ -1,0 +1,143 @@
+"""Capture and feedback against a real server: several workers, a PostgreSQL stopped and started, kills, stops."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import RECORD, wait_for
+from tests.live import LiveServer, needs_proc, start_server
+from tests.postgres import PostgresServer
+
+
+def predict(url: str, request_id: str, records: int = 1, model: str = "logistic_regression") -> None:
+    answer = httpx.post(f"{url}/predict/{model}", json={"records": [RECORD] * records},
+                        headers={"x-request-id": request_id}, timeout=30)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+
+
+def series(url: str, name: str, **labels: str) -> float | None:
+    """One sample of a scrape, made on a new connection (so either worker may answer)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+            if all(found.get(key) == value for key, value in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def store_file(models_dir: Path) -> Path:
+    return models_dir.parent / "data" / "capture" / "capture.db"
+
+
+def count(database: Path, table: str) -> int:
+    with sqlite3.connect(database) as connection:
+        return int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # a test's fixed table name
+
+
+def test_the_figures_are_the_same_whichever_of_two_workers_is_scraped(module_models_dir: Path, tmp_path: Path) -> None:
+    with start_server(module_models_dir, tmp_path / "server.log", workers=2) as server:
+        for index in range(10):
+            predict(server.url, f"two-{index}")
+        labels = [{"request_id": f"two-{index}", "label": "Adelie" if index < 7 else "Gentoo"} for index in range(10)]
+        answer = httpx.post(f"{server.url}/feedback", json=labels, timeout=30).json()
+        assert answer["matched"] + answer["unknown"] == 10
+        model = {"model": "logistic_regression"}
+        wait_for(
+            lambda: series(server.url, "penguins_live_window_labels", **model) == 10, 20, "10 labels in the window"
+        )
+        for _ in range(12):
+            assert series(server.url, "penguins_live_window_labels", **model) == 10
+            assert series(server.url, "penguins_live_accuracy", **model) == 0.7
+            assert series(server.url, "penguins_live_labelled_records", correct="false", **model) == 3
+            assert series(server.url, "penguins_live_confusion_records", label="Gentoo", predicted="Adelie",
+                          **model) == 3  # fmt: skip
+            assert series(server.url, "penguins_feedback_labels_total", outcome="matched") == answer["matched"]
+            lower = series(server.url, "penguins_live_accuracy_lower", **model)
+            assert lower is not None and 0.39 < lower < 0.7
+
+
+def test_postgresql_stopped_under_traffic_then_started_again(
+    module_models_dir: Path, tmp_path: Path, postgres: PostgresServer
+) -> None:
+    url = postgres.create_database(f"live_{uuid.uuid4().hex[:12]}")
+    log = tmp_path / "server.log"
+    with start_server(module_models_dir, log, settings={"CAPTURE_URL": url}) as server:
+        predict(server.url, "before")
+        label = httpx.post(f"{server.url}/feedback", json={"request_id": "before", "label": "Adelie"}, timeout=30)
+        assert label.json()["matched"] == 1
+        postgres.stop()
+        try:
+            for index in range(20):
+                predict(server.url, f"down-{index}")
+            refused = httpx.post(f"{server.url}/feedback", json={"request_id": "x", "label": "Adelie"}, timeout=30)
+            assert refused.status_code == 503
+            assert refused.json() == {
+                "detail": "The capture store cannot be reached now; the cause is in the server log."
+            }
+            wait_for(
+                lambda: (series(server.url, "penguins_capture_dropped_total") or 0) >= 20, 20, "20 captures dropped"
+            )
+            assert "capture store postgresql cannot be written" in log.read_text()
+        finally:
+            postgres.start()
+        predict(server.url, "after")
+        after = {"request_id": "after", "label": "Adelie"}
+        accepted = lambda: httpx.post(f"{server.url}/feedback", json=after, timeout=30).status_code == 200  # noqa: E731
+        wait_for(accepted, 20, "/feedback accepting labels again")
+        again = httpx.post(f"{server.url}/feedback", json={"request_id": "after", "label": "Adelie"}, timeout=30)
+        assert again.json()["unchanged"] == 1
+    assert "reachable again" in log.read_text()
+
+
+@needs_proc
+def test_a_killed_worker_loses_no_acknowledged_label(models_dir: Path, tmp_path: Path) -> None:
+    with start_server(models_dir, tmp_path / "server.log", workers=2) as server:
+        predict(server.url, "kept", records=5)
+        labels = [{"request_id": "kept", "row": row, "label": "Adelie"} for row in range(5)]
+        assert httpx.post(f"{server.url}/feedback", json=labels, timeout=30).status_code == 200
+        for pid in server.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        assert count(store_file(models_dir), "labels") == 5
+        wait_for(lambda: _answers(server), 90, "new workers answering")  # uvicorn starts new workers
+
+
+def _answers(server: LiveServer) -> bool:
+    try:
+        return httpx.get(f"{server.url}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_a_graceful_stop_writes_what_is_queued(models_dir: Path, tmp_path: Path) -> None:
+    with start_server(models_dir, tmp_path / "server.log") as server:
+        for index in range(30):
+            predict(server.url, f"stop-{index}", records=3)
+    assert count(store_file(models_dir), "predictions") == 90
+
+
+def test_a_replaced_model_file_starts_new_figures(models_dir: Path, tmp_path: Path) -> None:
+    with start_server(models_dir, tmp_path / "server.log") as server:
+        predict(server.url, "old-version")
+        httpx.post(f"{server.url}/feedback", json={"request_id": "old-version", "label": "Adelie"}, timeout=30)
+        old = httpx.get(f"{server.url}/models/logistic_regression/performance", timeout=30).json()
+        replacement = models_dir / "replacement.tmp"
+        replacement.write_bytes((models_dir / "svc.pkl").read_bytes())
+        replacement.replace(models_dir / "logistic_regression.pkl")
+        predict(server.url, "new-version")
+        body = httpx.get(f"{server.url}/models/logistic_regression/performance", timeout=30).json()
+        assert body["version"] != old["version"]
+        versions = {version["version"]: version for version in body["versions"]}
+        assert versions[body["version"]]["window_labels"] == 0 and versions[body["version"]]["current"]
+        assert versions[old["version"]]["window_labels"] == 1 and not versions[old["version"]]["current"]
+
+
+pytestmark = pytest.mark.timeout(300)
