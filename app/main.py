@@ -69,6 +69,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         plane = DataPlane(current, Observers(observers), shared_folder())
         if series and current.drift_monitoring:
             series.export(metrics.DriftCollector(plane.drift_reports))
+        if series:
+            series.export(metrics.ReferenceAccuracyCollector(plane.loaded))
         # What is loaded by now lives as long as the process. Frozen, the garbage collector stops
         # re-scanning it while a big answer is built.
         gc.freeze()

@@ -24,6 +24,7 @@ import joblib
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
+from app.calibration import NO_CALIBRATOR, Calibrator, NoCalibrator, read_calibrator
 from app.encoders import probe_batch
 from app.errors import (
     InvalidModelName,
@@ -36,6 +37,7 @@ from app.modelfile import NotAModel, Unpacked, estimator_name, unpack
 from app.monitoring import NO_PROFILE, NoProfile, Profile, read_profile
 from app.observer import Observer
 from app.predictors import Predictor, build_predictor, measure
+from app.reference_accuracy import ReferenceAccuracy, read_reference_accuracy
 
 SUFFIX = ".pkl"
 # A model name is a plain file name: no separators, no leading dot, so never a path.
@@ -88,6 +90,8 @@ class LoadedModel:
     version: str  # the start of the file's SHA-256: changes with every new file
     sklearn_version_mismatch: VersionMismatch | None = None
     reference: Profile | NoProfile = NO_PROFILE  # what its drift is measured against (app/monitoring.py)
+    calibrator: Calibrator | NoCalibrator = NO_CALIBRATOR  # its accuracy estimate (app/calibration.py)
+    reference_accuracy: ReferenceAccuracy | None = None  # from training (app/reference_accuracy.py)
 
     @property
     def stem(self) -> str:
@@ -167,6 +171,11 @@ class Registry:
         with self._lock(file_name):
             found = self.cached(name)
             return found if found is not None else self._load(file_name)
+
+    def loaded(self) -> list[LoadedModel]:
+        """The models this process holds now, by file name (possibly older than a file replaced since)."""
+        entries = list(self._entries.values())
+        return sorted((entry for entry in entries if isinstance(entry, LoadedModel)), key=lambda entry: entry.name)
 
     def stamp(self, name: str) -> Stamp:
         """The model file's stamp now (one stat); ModelNotFound once it is gone."""
@@ -262,6 +271,8 @@ class Registry:
             )
         if isinstance(loaded.reference, NoProfile) and loaded.reference.malformed:
             logger.warning("%s is served without drift figures: %s", file_name, loaded.reference.reason)
+        if isinstance(loaded.calibrator, NoCalibrator) and loaded.calibrator.malformed:
+            logger.warning("%s is served without an accuracy estimate: %s", file_name, loaded.calibrator.reason)
         self.observer.loaded(loaded.stem, time.perf_counter() - started)
         self._count_loaded()
         estimator = estimator_name(loaded.unpacked)
@@ -321,7 +332,10 @@ class Registry:
         per_record = max(seconds_all - seconds_one, 0.0) / (len(probe) - 1)
         version = hashlib.sha256(content).hexdigest()[:VERSION_DIGITS]
         reference = read_profile(unpacked.metadata, predictor.classes, predictor.has_probabilities)
-        return LoadedModel(file_name, stamp, predictor, unpacked, seconds_one, per_record, version, mismatch, reference)
+        return LoadedModel(
+            file_name, stamp, predictor, unpacked, seconds_one, per_record, version, mismatch, reference,
+            read_calibrator(unpacked, predictor), read_reference_accuracy(unpacked.metadata, file_name),
+        )  # fmt: skip
 
 
 def _reason(error: OSError) -> str:
