@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from app.features import FEATURES
-from tests.helpers import RECORD, ROOT, LiveServer, free_port, needs_proc, start_server
+from tests.helpers import RECORD, ROOT, LiveServer, free_port, needs_proc, older_model_file, start_server
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -244,6 +244,25 @@ def test_model_files_are_counted_at_each_scrape(client: TestClient, models_dir: 
     assert value(parse(client.get("/metrics").text), "penguins_model_files") == 3
     (models_dir / "svc.pkl").unlink()
     assert value(parse(client.get("/metrics").text), "penguins_model_files") == 2
+
+
+def test_the_reference_accuracy_of_each_loaded_version_is_exported(client: TestClient, models_dir: Path) -> None:
+    older_model_file(models_dir / "svc.pkl", models_dir / "older.pkl", "reference_accuracy")
+    assert not [name for name, _ in parse(client.get("/metrics").text) if name.startswith("penguins_reference")]
+    assert client.post("/predict/compare", json={"records": [RECORD]}).status_code == 200
+    samples = parse(client.get("/metrics").text)
+    for name in ["logistic_regression", "random_forest", "svc"]:
+        info = client.get(f"/models/{name}").json()["reference_accuracy"]
+        version = client.get(f"/v2/models/{name}").json()["versions"][0]
+        for series, key in [("", "mean"), ("_lower", "lower"), ("_upper", "upper")]:
+            assert (
+                samples[(f"penguins_reference_accuracy{series}", (("model", name), ("version", version)))]
+                == (info[key])
+            )
+    # A file without it has no series.
+    assert not [
+        labels for name, labels in samples if name.startswith("penguins_reference") and ("model", "older") in labels
+    ]
 
 
 def test_metrics_off_answers_404(make_client: Callable[..., TestClient]) -> None:
