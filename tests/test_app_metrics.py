@@ -360,7 +360,10 @@ def test_a_real_prometheus_scrapes_without_a_token_and_loads_the_alerting_rules(
         wait_for(functools.partial(answers, prometheus, 'up{job="penguins-api"}', 1), 30, "target never up")
         groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
     alerts = {rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "alerting"}
-    assert alerts == {"PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsHighErrorRate", "PenguinsSlowAnswers"}
+    assert alerts == {
+        "PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsLiveAccuracyBelowReference",
+        "PenguinsEstimatedAccuracyLow", "PenguinsLabelCoverageLow", "PenguinsHighErrorRate", "PenguinsSlowAnswers",
+    }  # fmt: skip
     assert not [rule for group in groups for rule in group["rules"] if rule["health"] == "err"]
 
 
