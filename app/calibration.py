@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from app.features import Batch
 from app.modelfile import Unpacked
 from app.predictors import Prediction, Predictor
-
-if TYPE_CHECKING:
-    from app.registry import LoadedModel
 
 TOP_PROBABILITY = "top_probability"
 DECISION_MARGIN = "decision_margin"
@@ -128,7 +125,17 @@ def scores(predictor: Predictor, batch: Batch, prediction: Prediction, kind: str
     return margin
 
 
-def confidence(model: LoadedModel, batch: Batch, prediction: Prediction) -> np.ndarray | None:
+class Calibrated(Protocol):
+    """What confidence reads of a loaded model (app/registry.py's LoadedModel), without importing the registry."""
+
+    @property
+    def predictor(self) -> Predictor: ...
+
+    @property
+    def calibrator(self) -> Calibrator | NoCalibrator: ...
+
+
+def confidence(model: Calibrated, batch: Batch, prediction: Prediction) -> np.ndarray | None:
     """The calibrated probability that each record's predicted class is right; None without a calibrator.
 
     prediction is what the model answered for batch. Blocking (for a decision margin, one pass of the batch
