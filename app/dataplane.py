@@ -67,6 +67,10 @@ class DataPlane:
     def unload(self, name: str) -> None:
         self.registry.unload(name)
 
+    def loaded(self) -> list[LoadedModel]:
+        """The models this process holds now; cheap: no folder scan, nothing loaded."""
+        return self.registry.loaded()
+
     def check_size(self, records: int) -> None:
         if records > self.settings.max_records:
             raise TooManyRecords.of(records, self.settings.max_records)

@@ -38,6 +38,7 @@ from app.logs import current_request
 from app.monitoring.figures import DriftReport
 from app.multiprocess import shared_folder
 from app.observer import Observer
+from app.registry import LoadedModel
 
 # From 100 µs (a cached answer) to 10 s (a large batch through a forest).
 REQUEST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -271,6 +272,40 @@ def add_drift(families: dict[str, Any], report: DriftReport) -> None:
         cumulative = list(itertools.accumulate(confidence.counts))
         bounds = [*map(floatToGoString, confidence.buckets), "+Inf"]
         families["confidence"].add_metric([model], list(zip(bounds, cumulative, strict=True)), confidence.total)
+
+
+class ReferenceAccuracyCollector(Collector):
+    """Each loaded model version's reference accuracy from training (app/reference_accuracy.py), read at each
+    scrape from the models the scraped process holds: what the live accuracy and the estimate are compared with.
+    """
+
+    def __init__(self, models: Callable[[], list[LoadedModel]]) -> None:
+        self.models = models
+
+    def describe(self) -> list[Metric]:
+        return []  # the series come and go with the models
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["model", "version"]
+        families = {
+            "mean": GaugeMetricFamily(
+                "penguins_reference_accuracy",
+                "Mean accuracy of the model's repeated cross-validation at training.",
+                labels=labels,
+            ),
+            "lower": GaugeMetricFamily(
+                "penguins_reference_accuracy_lower", "Lower bound of that accuracy's 95 % interval.", labels=labels
+            ),
+            "upper": GaugeMetricFamily(
+                "penguins_reference_accuracy_upper", "Upper bound of that accuracy's 95 % interval.", labels=labels
+            ),
+        }
+        for model in self.models():
+            reference = model.reference_accuracy
+            if reference is not None:
+                for key, family in families.items():
+                    family.add_metric([model.stem, model.version], getattr(reference, key))
+        yield from families.values()
 
 
 class MetricsMiddleware:

@@ -1,8 +1,8 @@
 """The model-file shapes served: what an unpickled file holds, unpacked into one form; and its stamp on disk.
 
-The project's bundle {"model", "label_encoder", "metadata"}; a bare fitted estimator or pipeline
-taking the six raw columns; and the original service's bundle {"model", "label_encoder"} whose model
-was fitted on pd.get_dummies(drop_first=True) columns.
+The project's bundle {"model", "label_encoder", "metadata"} (and "calibrator", app/calibration.py); a
+bare fitted estimator or pipeline taking the six raw columns; and the original service's bundle
+{"model", "label_encoder"} whose model was fitted on pd.get_dummies(drop_first=True) columns.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Unpacked:
     label_encoder: Any | None
     metadata: dict[str, Any] | None
     format: ModelFormat
+    calibrator: Any = None  # the bundle's "calibrator" entry as it is; read by app/calibration.py
 
 
 def unpack(content: Any) -> Unpacked:
@@ -49,6 +50,7 @@ def unpack(content: Any) -> Unpacked:
             content.get("label_encoder"),
             metadata if isinstance(metadata, dict) else None,
             "bundle" if isinstance(metadata, dict) else "legacy_bundle",
+            content.get("calibrator"),
         )
     return Unpacked(content, None, None, "estimator")
 

@@ -23,6 +23,7 @@ import joblib
 import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
+from app.calibration import NO_CALIBRATOR, Calibrator, NoCalibrator, read_calibrator
 from app.encoders import probe_batch
 from app.errors import (
     InvalidModelName,
@@ -35,6 +36,7 @@ from app.modelfile import NotAModel, Stamp, Unpacked, estimator_name, unpack
 from app.monitoring.profile import NO_PROFILE, NoProfile, Profile, read_profile
 from app.observer import Observer
 from app.predictors import Predictor, build_predictor, measure
+from app.reference_accuracy import ReferenceAccuracy, read_reference_accuracy
 from app.rules import MODEL_NAME_MAX_LENGTH, SUFFIX, is_model_name
 
 # Hex digits of the file's SHA-256 that name a loaded version: enough to tell two files apart.
@@ -67,6 +69,8 @@ class LoadedModel:
     version: str  # the start of the file's SHA-256: changes with every new file
     sklearn_version_mismatch: VersionMismatch | None = None
     reference: Profile | NoProfile = NO_PROFILE  # what its drift is measured against (app/monitoring/)
+    calibrator: Calibrator | NoCalibrator = NO_CALIBRATOR  # its accuracy estimate (app/calibration.py)
+    reference_accuracy: ReferenceAccuracy | None = None  # from training (app/reference_accuracy.py)
 
     @property
     def stem(self) -> str:
@@ -146,6 +150,11 @@ class Registry:
         with self._lock(file_name):
             found = self.cached(name)
             return found if found is not None else self._load(file_name)
+
+    def loaded(self) -> list[LoadedModel]:
+        """The models this process holds now, by file name (possibly older than a file replaced since)."""
+        entries = list(self._entries.values())
+        return sorted((entry for entry in entries if isinstance(entry, LoadedModel)), key=lambda entry: entry.name)
 
     def stamp(self, name: str) -> Stamp:
         """The model file's stamp now (one stat); ModelNotFound once it is gone."""
@@ -241,6 +250,8 @@ class Registry:
             )
         if isinstance(loaded.reference, NoProfile) and loaded.reference.malformed:
             logger.warning("%s is served without drift figures: %s", file_name, loaded.reference.reason)
+        if isinstance(loaded.calibrator, NoCalibrator) and loaded.calibrator.malformed:
+            logger.warning("%s is served without an accuracy estimate: %s", file_name, loaded.calibrator.reason)
         self.observer.loaded(loaded.stem, time.perf_counter() - started)
         self._count_loaded()
         estimator = estimator_name(loaded.unpacked)
@@ -300,7 +311,10 @@ class Registry:
         per_record = max(seconds_all - seconds_one, 0.0) / (len(probe) - 1)
         version = hashlib.sha256(content).hexdigest()[:VERSION_DIGITS]
         reference = read_profile(unpacked.metadata, predictor.classes, predictor.has_probabilities)
-        return LoadedModel(file_name, stamp, predictor, unpacked, seconds_one, per_record, version, mismatch, reference)
+        return LoadedModel(
+            file_name, stamp, predictor, unpacked, seconds_one, per_record, version, mismatch, reference,
+            read_calibrator(unpacked, predictor), read_reference_accuracy(unpacked.metadata, file_name),
+        )  # fmt: skip
 
 
 def _reason(error: OSError) -> str:

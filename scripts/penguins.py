@@ -1,4 +1,4 @@
-"""What train.py and evaluate.py share: where things are, the data, the split.
+"""What train.py and evaluate.py share: where things are, the data, the split, and what a model file holds.
 
 Plain module (not a notebook): both scripts, and their paired notebooks, import it.
 """
@@ -29,6 +29,15 @@ SEED = 42
 TEST_SIZE = 0.2
 # The reference profile's numeric bins: edges at the nine inner deciles of the training values.
 DECILES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+SPECIES = ["Adelie", "Chinstrap", "Gentoo"]
+ISLANDS = ["Biscoe", "Dream", "Torgersen"]
+SEXES = ["Female", "Male"]
+# The calibrator's input (the model file's "calibrator"): the top class probability for a model that has
+# probabilities, else the margin between the two highest scores of its one-vs-rest decision function.
+TOP_PROBABILITY = "top_probability"
+DECISION_MARGIN = "decision_margin"
+# Field records with their true species, added to the training rows when the file exists (make export-labelled).
+LABELLED = "labelled.csv"
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -68,6 +77,65 @@ def load_penguins(data_dir: Path) -> pd.DataFrame:
             f"copy seaborn-data's {DATASET}.csv into {data_dir}."
         ) from None
     return frame.dropna().reset_index(drop=True)
+
+
+def load_labelled(path: Path) -> pd.DataFrame:
+    """Labelled field records (species and the six features, as in penguins.csv; other columns are ignored).
+
+    Every row must be complete and valid: a file that is not stops training with one sentence naming the problem.
+    """
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"{path} cannot be read as a CSV file ({type(error).__name__}: {error}).") from None
+    missing = [column for column in [TARGET, *FEATURES] if column not in frame.columns]
+    if missing:
+        raise SystemExit(
+            f"{path} lacks the column(s) {', '.join(missing)}: it needs {TARGET} and {', '.join(FEATURES)}."
+        )
+    frame = frame[[TARGET, *FEATURES]].copy()
+    incomplete = frame.isna().any(axis=1).to_numpy()
+    if incomplete.any():
+        raise SystemExit(
+            f"{path} has a missing value on line {_line(incomplete)}: every labelled record must be complete."
+        )
+    frame["sex"] = frame["sex"].astype(str).str.title()
+    for column, allowed in ((TARGET, SPECIES), ("island", ISLANDS), ("sex", SEXES)):
+        unknown = ~frame[column].isin(allowed).to_numpy()
+        if unknown.any():
+            raise SystemExit(
+                f"{path} has {column} {frame[column].iloc[int(unknown.argmax())]!r} on line {_line(unknown)}; "
+                f"known: {', '.join(allowed)}."
+            )
+    for column in NUMERIC:
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        wrong = ~(np.isfinite(values) & (values > 0))
+        if wrong.any():
+            raise SystemExit(
+                f"{path} has {column} {frame[column].iloc[int(wrong.argmax())]!r} on line {_line(wrong)}: "
+                "measurements must be positive numbers."
+            )
+        frame[column] = values
+    return frame.reset_index(drop=True)
+
+
+def _line(rows: np.ndarray) -> int:
+    """The file's line number of the first flagged row (line 1 is the header)."""
+    return int(rows.argmax()) + 2
+
+
+def top_label_score(model: Any, rows: pd.DataFrame) -> np.ndarray:
+    """What the calibrator maps to a probability of being right, one per row: TOP_PROBABILITY or DECISION_MARGIN."""
+    if hasattr(model, "predict_proba"):
+        top: np.ndarray = model.predict_proba(rows).max(axis=1)
+        return top
+    decision = np.asarray(model.decision_function(rows), dtype=float)
+    if decision.ndim == 1:  # two classes: one signed distance, whose size is the margin
+        distance: np.ndarray = np.abs(decision)
+        return distance
+    decision = np.sort(decision, axis=1)
+    margin: np.ndarray = decision[:, -1] - decision[:, -2]
+    return margin
 
 
 def split(frame: pd.DataFrame, seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:

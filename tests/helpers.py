@@ -51,6 +51,21 @@ def run_script(
 ) -> subprocess.CompletedProcess[str]:
     """Run scripts/<script> with the test's Python, warnings as errors, no network."""
     inherited = {key: value for key, value in os.environ.items() if key not in ("MODELS_DIR", "DATA_DIR")}
+    # A developer's data/labelled.csv must not change what the tests train, unless a test asks for it.
+    inherited["LABELLED_CSV"] = "none"
     env = {**inherited, **OFFLINE, "PYTHONWARNINGS": "error", **(env or {})}
     command = [sys.executable, str(ROOT / "scripts" / script), *map(str, args)]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def older_model_file(source: Path, target: Path, *metadata_keys: str, calibrator: Any = None) -> None:
+    """A copy of a trained bundle as an older train.py wrote it: without the metadata keys named, and with
+    the given calibrator entry (none by default)."""
+    import joblib  # only the tests that write model files pay for it
+
+    bundle = joblib.load(source)
+    bundle["metadata"] = {key: value for key, value in bundle["metadata"].items() if key not in metadata_keys}
+    bundle.pop("calibrator", None)
+    if calibrator is not None:
+        bundle["calibrator"] = calibrator
+    joblib.dump(bundle, target)

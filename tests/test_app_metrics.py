@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from app.features import FEATURES
-from tests.helpers import RECORD, ROOT, wait_for
+from tests.helpers import RECORD, ROOT, older_model_file, wait_for
 from tests.live import LiveServer, free_port, needs_proc, start_server
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -153,6 +153,11 @@ def random_name(rng: random.Random) -> str:
     return "".join(rng.choices(string.ascii_lowercase + string.digits, k=12))
 
 
+def per_request_series(samples: Samples) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """The series requests can add; not the reference figures, which come with the models a worker has loaded."""
+    return {key for key in samples if not key[0].startswith("penguins_reference_accuracy")}
+
+
 def test_a_flood_of_unknown_names_and_paths_adds_no_series(server: LiveServer) -> None:
     rng = random.Random(9)
     kinds: list[Callable[[str], tuple[str, str]]] = [
@@ -176,12 +181,16 @@ def test_a_flood_of_unknown_names_and_paths_adds_no_series(server: LiveServer) -
 
     send(requests)
     scrape(server.url)
-    before = set(scrape(server.url))
+    before = per_request_series(scrape(server.url))
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(send, [flood[start::4] for start in range(4)]))
     after = scrape(server.url)
 
-    assert set(after) == before
+    assert per_request_series(after) == before
+    # The reference figures are those of the models the scraped worker holds: only real model files.
+    assert {dict(labels)["model"] for name, labels in after if name.startswith("penguins_reference")} <= {
+        "logistic_regression", "random_forest", "svc",
+    }  # fmt: skip
     assert value(after, "penguins_http_requests_total", method="other", route="/predict", status="405") >= FLOOD // 7
 
 
@@ -248,6 +257,25 @@ def test_model_files_are_counted_at_each_scrape(client: TestClient, models_dir: 
     assert value(parse(client.get("/metrics").text), "penguins_model_files") == 3
     (models_dir / "svc.pkl").unlink()
     assert value(parse(client.get("/metrics").text), "penguins_model_files") == 2
+
+
+def test_the_reference_accuracy_of_each_loaded_version_is_exported(client: TestClient, models_dir: Path) -> None:
+    older_model_file(models_dir / "svc.pkl", models_dir / "older.pkl", "reference_accuracy")
+    assert not [name for name, _ in parse(client.get("/metrics").text) if name.startswith("penguins_reference")]
+    assert client.post("/predict/compare", json={"records": [RECORD]}).status_code == 200
+    samples = parse(client.get("/metrics").text)
+    for name in ["logistic_regression", "random_forest", "svc"]:
+        info = client.get(f"/models/{name}").json()["reference_accuracy"]
+        version = client.get(f"/v2/models/{name}").json()["versions"][0]
+        for series, key in [("", "mean"), ("_lower", "lower"), ("_upper", "upper")]:
+            assert (
+                samples[(f"penguins_reference_accuracy{series}", (("model", name), ("version", version)))]
+                == (info[key])
+            )
+    # A file without it has no series.
+    assert not [
+        labels for name, labels in samples if name.startswith("penguins_reference") and ("model", "older") in labels
+    ]
 
 
 def test_metrics_off_answers_404(make_client: Callable[..., TestClient]) -> None:
@@ -340,7 +368,10 @@ def test_a_real_prometheus_scrapes_without_a_token_and_loads_the_alerting_rules(
         wait_for(functools.partial(answers, prometheus, 'up{job="penguins-api"}', 1), 30, "the API's target to be up")
         groups = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
     alerts = {rule["name"] for group in groups for rule in group["rules"] if rule["type"] == "alerting"}
-    assert alerts == {"PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsHighErrorRate", "PenguinsSlowAnswers"}
+    assert alerts == {
+        "PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsLiveAccuracyBelowReference",
+        "PenguinsEstimatedAccuracyLow", "PenguinsLabelCoverageLow", "PenguinsHighErrorRate", "PenguinsSlowAnswers",
+    }  # fmt: skip
     assert not [rule for group in groups for rule in group["rules"] if rule["health"] == "err"]
 
 

@@ -304,7 +304,10 @@ def test_prometheus_scrapes_the_api_with_the_monitoring_profile(monitored: Proje
 def test_prometheus_loads_the_alerting_rules(monitored: Project) -> None:
     answer = httpx.get(f"{monitored.prometheus_url}/api/v1/rules", timeout=30).json()
     alerts = {rule["name"] for group in answer["data"]["groups"] for rule in group["rules"]}
-    assert alerts == {"PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsHighErrorRate", "PenguinsSlowAnswers"}
+    assert alerts == {
+        "PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsLiveAccuracyBelowReference",
+        "PenguinsEstimatedAccuracyLow", "PenguinsLabelCoverageLow", "PenguinsHighErrorRate", "PenguinsSlowAnswers",
+    }  # fmt: skip
 
 
 def test_drift_demo_runs_in_a_container_against_the_stack(stack_up: Project) -> None:

@@ -8,7 +8,7 @@ import joblib
 import pandas as pd
 import penguins
 
-from app import features
+from app import calibration, features
 from app.original.schemas import PenguinRecord
 from tests.helpers import ROOT
 
@@ -17,6 +17,14 @@ def test_the_scripts_and_the_app_name_the_same_features_in_the_same_order() -> N
     assert tuple(penguins.FEATURES) == features.FEATURES
     assert tuple(penguins.CATEGORICAL) == features.CATEGORICAL
     assert tuple(penguins.NUMERIC) == features.NUMERIC
+
+
+def test_the_scripts_and_the_app_name_the_calibrator_scores_alike() -> None:
+    assert (penguins.TOP_PROBABILITY, penguins.DECISION_MARGIN) == (
+        calibration.TOP_PROBABILITY,
+        calibration.DECISION_MARGIN,
+    )
+    assert (sorted(penguins.ISLANDS), sorted(penguins.SEXES)) == (sorted(features.ISLANDS), sorted(features.SEXES))
 
 
 def test_the_request_schema_has_a_field_per_feature() -> None:

@@ -13,7 +13,7 @@ from penguins import MODEL_NAMES
 from starlette.testclient import TestClient
 
 from app.original.schemas import CompareResponse, ModelInfo, ModelList, PredictResponse
-from tests.helpers import RECORD
+from tests.helpers import RECORD, older_model_file
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
 GENTOO = {"island": "Biscoe", "bill_length_mm": 47.5, "bill_depth_mm": 15.0, "flipper_length_mm": 218,
@@ -119,6 +119,30 @@ def test_model_info_describes_a_bundle(client: TestClient, name: str) -> None:
 
 def test_model_info_says_svc_has_no_probabilities(client: TestClient) -> None:
     assert client.get("/models/svc").json()["probabilities"] is False
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_info_shows_the_reference_accuracy_and_the_calibrator(client: TestClient, name: str) -> None:
+    info = ModelInfo.model_validate(client.get(f"/models/{name}").json())
+    reference = info.reference_accuracy
+    assert reference is not None and (reference.folds, reference.repeats, reference.level) == (5, 2, 0.95)
+    assert 0.9 < reference.lower <= reference.mean <= reference.upper <= 1
+    calibrator = info.calibrator
+    assert calibrator.available and calibrator.method == "isotonic" and calibrator.reason is None
+    assert calibrator.score == ("decision_margin" if name == "svc" else "top_probability")
+    assert calibrator.rows == 2 * 266  # each training row held out once per repeat
+
+
+def test_model_info_of_an_older_file_has_no_reference_accuracy_and_says_why_no_estimate(
+    client: TestClient, models_dir: Path
+) -> None:
+    older_model_file(models_dir / "svc.pkl", models_dir / "older.pkl", "reference_accuracy")
+    info = client.get("/models/older").json()
+    assert info["reference_accuracy"] is None
+    assert info["calibrator"] == {
+        "available": False, "method": None, "score": None, "rows": None, "points": None, "reason": "no calibrator",
+    }  # fmt: skip
+    assert client.post("/predict/older", json={"records": [RECORD]}).status_code == 200
 
 
 def test_model_info_unknown_is_404(client: TestClient) -> None:

@@ -15,7 +15,10 @@ import pytest
 from tests.helpers import ROOT
 
 RULES = ROOT / "compose" / "prometheus"
-ALERTS = ["PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsHighErrorRate", "PenguinsSlowAnswers"]
+ALERTS = [
+    "PenguinsFeatureDrift", "PenguinsPredictionDrift", "PenguinsLiveAccuracyBelowReference",
+    "PenguinsEstimatedAccuracyLow", "PenguinsLabelCoverageLow", "PenguinsHighErrorRate", "PenguinsSlowAnswers",
+]  # fmt: skip
 
 
 def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -55,6 +58,16 @@ def test_each_alert_fires_and_stays_quiet_as_its_unit_tests_say() -> None:
             id="prediction-drift-join-across-replicas",
         ),
         pytest.param("> 0.05", "> 0.2", id="error-rate"),
+        pytest.param("penguins_live_window_labels >= 50", "penguins_live_window_labels >= 0", id="min-labels"),
+        pytest.param(
+            "penguins_live_accuracy_upper < on", "penguins_live_accuracy_upper - 0.05 < on", id="live-vs-reference"
+        ),
+        pytest.param(
+            "penguins_reference_accuracy_lower - 0.05", "penguins_reference_accuracy_lower - 0.1", id="well-below"
+        ),
+        pytest.param("for: 30m", "for: 5m", id="estimate-duration"),
+        pytest.param("penguins_label_coverage < 0.05", "penguins_label_coverage < 0.5", id="coverage"),
+        pytest.param("[1h]) > 0", "[1h]) >= 0", id="coverage-needs-traffic"),
         pytest.param("for: 5m", "for: 1m", id="error-rate-duration"),
         pytest.param("\n            > 0.5", "\n            > 2", id="latency-threshold"),
     ],

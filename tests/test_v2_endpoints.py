@@ -16,7 +16,7 @@ from penguins import MODEL_NAMES
 from starlette.testclient import TestClient
 
 from app.features import FEATURES
-from tests.helpers import RECORD
+from tests.helpers import RECORD, older_model_file
 
 NUMERIC = [name for name in FEATURES if name not in ("island", "sex")]
 RECORDS = [
@@ -97,6 +97,16 @@ def test_model_metadata_describes_inputs_outputs_and_classes(client: TestClient,
     if name != "svc":
         expected.append(("predict_proba", "FP64", [-1, 3]))
     assert [(t["name"], t["datatype"], t["shape"]) for t in body["outputs"]] == expected
+
+
+def test_model_metadata_gives_the_reference_accuracy_and_an_older_file_none(
+    client: TestClient, models_dir: Path
+) -> None:
+    parameters = client.get("/v2/models/random_forest").json()["parameters"]
+    low, mean, high = (parameters[f"reference_accuracy{end}"] for end in ("_lower", "", "_upper"))
+    assert 0.9 < low <= mean <= high <= 1
+    older_model_file(models_dir / "random_forest.pkl", models_dir / "older.pkl", "reference_accuracy")
+    assert client.get("/v2/models/older").json()["parameters"] == {"classes": ["Adelie", "Chinstrap", "Gentoo"]}
 
 
 def test_model_metadata_at_its_version(client: TestClient) -> None:

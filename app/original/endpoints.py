@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from app.calibration import Calibrator
 from app.dataplane import DataPlane, Selection
 from app.errors import TooManyRecords
 from app.features import FEW_RECORDS, Batch
@@ -198,6 +199,22 @@ def model_info(model: LoadedModel) -> dict[str, Any]:
         "modified_at": datetime.fromtimestamp(model.stamp.mtime_ns / 1e9, UTC).isoformat(),
         "probabilities": model.predictor.has_probabilities,
         "fast_path": model.predictor.fast_path,
+        "reference_accuracy": None if model.reference_accuracy is None else model.reference_accuracy.plain(),
+        "calibrator": _calibrator(model),
+    }
+
+
+def _calibrator(model: LoadedModel) -> dict[str, Any]:
+    calibrator = model.calibrator
+    if isinstance(calibrator, Calibrator):
+        return {"available": True, **calibrator.plain(), "reason": None}
+    return {
+        "available": False,
+        "method": None,
+        "score": None,
+        "rows": None,
+        "points": None,
+        "reason": calibrator.reason,
     }
 
 

@@ -93,6 +93,31 @@ class SklearnVersionMismatch(BaseModel):
     serving_with: str = Field(examples=["1.9.1"])
 
 
+class ReferenceAccuracy(BaseModel):
+    """The mean accuracy of repeated stratified cross-validation on the training split, and its interval."""
+
+    mean: float = Field(examples=[0.9955])
+    lower: float = Field(examples=[0.9862])
+    upper: float = Field(examples=[1.0])
+    level: float = Field(description="The interval's confidence level.", examples=[0.95])
+    folds: int = Field(examples=[5])
+    repeats: int = Field(examples=[10])
+    method: str
+
+
+class CalibratorInfo(BaseModel):
+    """What turns each answer into a probability of being right, whose mean estimates the accuracy before labels."""
+
+    available: bool
+    method: str | None = Field(examples=["isotonic"])
+    score: Literal["top_probability", "decision_margin"] | None = Field(
+        description="What it reads: the top class probability, or the margin of the decision function."
+    )
+    rows: int | None = Field(description="The held-out records it was fitted on.", examples=[2660])
+    points: int | None = Field(description="The points of its piecewise linear map.")
+    reason: str | None = Field(description="Why there is no estimate, when there is none.")
+
+
 class ModelInfo(BaseModel):
     """What a model file holds, from its metadata when it has some, and from the file itself."""
 
@@ -112,6 +137,10 @@ class ModelInfo(BaseModel):
     modified_at: str
     probabilities: bool
     fast_path: bool = Field(description="Records are encoded by the compiled numpy encoder, not pandas.")
+    reference_accuracy: ReferenceAccuracy | None = Field(
+        description="The accuracy expected from training, with its interval; null for a file without it."
+    )
+    calibrator: CalibratorInfo
 
 
 class ModelList(BaseModel):

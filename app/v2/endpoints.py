@@ -168,7 +168,19 @@ def metadata(model: LoadedModel) -> dict[str, Any]:
         "platform": PLATFORM,
         "inputs": inputs,
         "outputs": outputs,
-        "parameters": {"classes": classes},
+        "parameters": {"classes": classes, **_reference_accuracy(model)},
+    }
+
+
+def _reference_accuracy(model: LoadedModel) -> dict[str, float]:
+    """The accuracy expected from training and its 95 % interval, as flat parameters; none for a file without it."""
+    reference = model.reference_accuracy
+    if reference is None:
+        return {}
+    return {
+        "reference_accuracy": reference.mean,
+        "reference_accuracy_lower": reference.lower,
+        "reference_accuracy_upper": reference.upper,
     }
 
 

@@ -209,7 +209,8 @@ class MetadataTensor(BaseModel):
 
 
 class ModelMetadata(BaseModel):
-    """What a model takes and gives; `versions` holds the loaded file's version, `parameters.classes` its labels."""
+    """What a model takes and gives; `versions` holds the loaded file's version, `parameters.classes` its labels,
+    and `parameters.reference_accuracy` (with `_lower`, `_upper`) the accuracy expected from its training."""
 
     name: str
     versions: list[str]
