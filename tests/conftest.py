@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from starlette.testclient import TestClient
 
 from app.config import Settings
@@ -18,6 +19,11 @@ from app.main import create_app
 from tests.helpers import FAILED, run_script
 from tests.live import LiveServer, start_server
 from tests.postgres import PostgresServer, postgres_server
+
+# Generated cases judge behaviour, never the machine's speed: no per-example deadline, which a busy machine
+# (the suite spreads over every CPU) would break by chance.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -31,6 +31,9 @@ class Recorder(Observer):
     def model_files(self, count: int) -> None:
         self.notes.append((self.name, "model_files", count))
 
+    def captures_dropped(self, records: int) -> None:
+        self.notes.append((self.name, "captures_dropped", records))
+
 
 def tell_everything(observer: Observer) -> None:
     observer.predicted("svc", 3, 0.5)
@@ -39,6 +42,7 @@ def tell_everything(observer: Observer) -> None:
     observer.load_failed("broken", 0.125)
     observer.models_loaded(2)
     observer.model_files(4)
+    observer.captures_dropped(7)
 
 
 def test_every_event_reaches_every_listener_in_order() -> None:
@@ -51,6 +55,7 @@ def test_every_event_reaches_every_listener_in_order() -> None:
         ("metrics", "load_failed", "broken", 0.125), ("logs", "load_failed", "broken", 0.125),
         ("metrics", "models_loaded", 2), ("logs", "models_loaded", 2),
         ("metrics", "model_files", 4), ("logs", "model_files", 4),
+        ("metrics", "captures_dropped", 7), ("logs", "captures_dropped", 7),
     ]  # fmt: skip
 
 

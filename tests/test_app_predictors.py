@@ -93,7 +93,7 @@ def fast_predictors(trained_models_dir: Path) -> list[tuple[Predictor, dict[str,
     return [load_predictor(trained_models_dir, name) for name in ("logistic_regression", "random_forest")]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(record_strategy, min_size=1, max_size=50))
 def test_fast_path_equals_the_pipeline_on_generated_records(
     fast_predictors: list[tuple[Predictor, dict[str, Any]]], rows: list[dict[str, Any]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import RECORD
+from tests.helpers import RECORD, wait_for
 from tests.live import start_server
 
 
@@ -70,13 +71,22 @@ def test_a_model_replaced_mid_load_fails_no_request(server: str, models_dir: Pat
     threads = [threading.Thread(target=hammer) for _ in range(6)]
     for thread in threads:
         thread.start()
-    # train.py's way: write a dot-named temporary, os.replace it over the served name, while requests load it.
-    for round_ in range(16):
+    rounds = itertools.count()
+
+    def replace_once() -> bool:
+        # train.py's way: write a dot-named temporary, os.replace it over the served name, while requests load it.
+        round_ = next(rounds)
         temporary = models_dir / f".served.{round_}.tmp"
         temporary.write_bytes(saved["svc" if round_ % 2 == 0 else "forest"])
         os.replace(temporary, target)
         time.sleep(0.05)
-    stop.set()
+        # At least 16 replacements, and on until both versions have answered: a busy machine may start the clients late.
+        return round_ >= 16 and answers == {True, False}
+
+    try:
+        wait_for(replace_once, 120, "both versions answering while the file is replaced", interval=0)
+    finally:
+        stop.set()
     for thread in threads:
         thread.join()
     assert failures == []
