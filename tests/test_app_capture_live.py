@@ -49,7 +49,7 @@ def store_file(models_dir: Path) -> Path:
 def stored_references(database: Path) -> int:
     """Versions with a reference in the store; 0 while the writer has not made it yet."""
     try:
-        with sqlite3.connect(database) as connection:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:  # read-only: never makes the file
             query = "SELECT COUNT(*) FROM model_versions WHERE reference_mean IS NOT NULL"
             return int(connection.execute(query).fetchone()[0])
     except sqlite3.OperationalError:  # no file, or no table yet

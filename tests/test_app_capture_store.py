@@ -140,8 +140,11 @@ def test_the_estimate_is_the_mean_confidence_of_the_recent_predictions(store: St
                 {"value": value, "id": f"r{index}"},
             )
     store.add_labels([Label("r4", 0, "Adelie")], 2000.0)
-    assert store.recent("m", "v1", 3) == Recent(1, 3, pytest.approx(0.9), 3)  # r4, r3, r2
-    assert store.recent("m", "v1", 10) == Recent(1, 5, pytest.approx(0.7), 5)
+    newest, every = store.recent("m", "v1", 3), store.recent("m", "v1", 10)
+    assert (newest.labelled, newest.total, newest.estimated_records) == (1, 3, 3)  # r4, r3, r2
+    assert newest.estimated == pytest.approx(0.9)
+    assert (every.labelled, every.total, every.estimated_records) == (1, 5, 5)
+    assert every.estimated == pytest.approx(0.7)
     assert store.recent("m", "v2", 10) == Recent(0, 1, None, 0)
 
 
