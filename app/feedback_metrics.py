@@ -1,8 +1,9 @@
 """The capture's and the labels' figures (app/capture/) as Prometheus series, read from the store at a scrape.
 
 The store is the truth every worker and replica shares: whichever is scraped reads the same numbers, cached for a
-few seconds (app/capture/recorder.py) so that a scrape stays cheap. Labels are bounded: the outcomes, the model
-files in the folder now (a few versions each), and the classes of each version.
+few seconds (app/capture/recorder.py) so that a scrape stays cheap. That holds for the live accuracy, its estimate
+before labels, and the reference accuracy from training, stored with each version when it first answered. Labels
+are bounded: the outcomes, the model files in the folder now (a few versions each), and the classes of each version.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.capture import OUTCOMES, Figures, Performance, Recorder
+from app.capture import OUTCOMES, Figures, Performance, Recorder, Reference
 from app.errors import ServingError
 
 logger = logging.getLogger("app")
@@ -85,7 +86,38 @@ def version_families() -> dict[str, GaugeMetricFamily]:
             "Seconds from prediction to label over the window, by quantile.",
             labels=[*series, "quantile"],
         ),
+        "estimated": GaugeMetricFamily(
+            "penguins_estimated_accuracy",
+            "Mean calibrated confidence of the version's recent predictions, labelled or not: its accuracy "
+            "estimated before labels.",
+            labels=series,
+        ),
+        **reference_families(),
     }
+
+
+def reference_families() -> dict[str, GaugeMetricFamily]:
+    """The reference accuracy from training, by model and version: what the live accuracy is compared with."""
+    series = ["model", "version"]
+    return {
+        "reference_mean": GaugeMetricFamily(
+            "penguins_reference_accuracy",
+            "Mean accuracy of the model's repeated cross-validation at training.",
+            labels=series,
+        ),
+        "reference_lower": GaugeMetricFamily(
+            "penguins_reference_accuracy_lower", "Lower bound of that accuracy's 95 % interval.", labels=series
+        ),
+        "reference_upper": GaugeMetricFamily(
+            "penguins_reference_accuracy_upper", "Upper bound of that accuracy's 95 % interval.", labels=series
+        ),
+    }
+
+
+def add_reference(families: dict[str, GaugeMetricFamily], series: list[str], reference: Reference) -> None:
+    families["reference_mean"].add_metric(series, reference.mean)
+    families["reference_lower"].add_metric(series, reference.lower)
+    families["reference_upper"].add_metric(series, reference.upper)
 
 
 def add_version(families: dict[str, GaugeMetricFamily], figures: Performance) -> None:
@@ -104,3 +136,7 @@ def add_version(families: dict[str, GaugeMetricFamily], figures: Performance) ->
         families["coverage"].add_metric(series, figures.coverage)
     for quantile, seconds in figures.delays.items():
         families["delay"].add_metric([*series, str(quantile)], seconds)
+    if figures.estimated_accuracy is not None:
+        families["estimated"].add_metric(series, figures.estimated_accuracy)
+    if figures.reference is not None:
+        add_reference(families, series, figures.reference)

@@ -89,7 +89,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             series.export(metrics.DriftCollector(plane.drift_reports))
         if series and plane.capture is not None:
             series.export(FeedbackCollector(plane.capture, plane.available))
-        if series:
+        if series and plane.capture is None:
+            # Without the store, each process exports the models it holds (per process; see the collector).
             series.export(metrics.ReferenceAccuracyCollector(plane.loaded))
         # What is loaded by now lives as long as the process. Frozen, the garbage collector stops
         # re-scanning it while a big answer is built.

@@ -32,7 +32,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.capture import Reference
 from app.errors import ServingError
+from app.feedback_metrics import add_reference, reference_families
 from app.http import Endpoint, data_plane, route_template
 from app.logs import current_request
 from app.monitoring.figures import DriftReport
@@ -275,8 +277,9 @@ def add_drift(families: dict[str, Any], report: DriftReport) -> None:
 
 
 class ReferenceAccuracyCollector(Collector):
-    """Each loaded model version's reference accuracy from training (app/reference_accuracy.py), read at each
-    scrape from the models the scraped process holds: what the live accuracy and the estimate are compared with.
+    """Each loaded model version's reference accuracy from training (app/reference_accuracy.py), from the models
+    the scraped process holds: per process, so workers may differ. Only with CAPTURE=0; with capture on, the
+    store holds each version's reference and every worker exports the same (app/feedback_metrics.py).
     """
 
     def __init__(self, models: Callable[[], list[LoadedModel]]) -> None:
@@ -286,25 +289,12 @@ class ReferenceAccuracyCollector(Collector):
         return []  # the series come and go with the models
 
     def collect(self) -> Iterator[Metric]:
-        labels = ["model", "version"]
-        families = {
-            "mean": GaugeMetricFamily(
-                "penguins_reference_accuracy",
-                "Mean accuracy of the model's repeated cross-validation at training.",
-                labels=labels,
-            ),
-            "lower": GaugeMetricFamily(
-                "penguins_reference_accuracy_lower", "Lower bound of that accuracy's 95 % interval.", labels=labels
-            ),
-            "upper": GaugeMetricFamily(
-                "penguins_reference_accuracy_upper", "Upper bound of that accuracy's 95 % interval.", labels=labels
-            ),
-        }
+        families = reference_families()
         for model in self.models():
-            reference = model.reference_accuracy
-            if reference is not None:
-                for key, family in families.items():
-                    family.add_metric([model.stem, model.version], getattr(reference, key))
+            accuracy = model.reference_accuracy
+            if accuracy is not None:
+                reference = Reference(accuracy.mean, accuracy.lower, accuracy.upper)
+                add_reference(families, [model.stem, model.version], reference)
         yield from families.values()
 
 

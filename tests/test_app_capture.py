@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from starlette.testclient import TestClient
 
+from app import calibration
 from app.capture.accuracy import performance, wilson
-from app.capture.records import SPECIES, Captured, rows
-from app.capture.store import Joined, Store, VersionRow
+from app.capture.records import SPECIES, Captured, Reference, rows
+from app.capture.store import Joined, Recent, Store, VersionRow
 from app.capture.writer import CaptureQueue, Writer
 from app.errors import StoreUnavailable
 from app.features import Batch
 from app.predictors import Prediction
+from app.registry import LoadedModel, Registry
 from tests.helpers import RECORD, ROOT, wait_for
 
 CLASSES = ("Adelie", "Chinstrap", "Gentoo")
@@ -37,7 +41,7 @@ def test_rows_carry_the_request_the_answer_and_the_features() -> None:
     (row,) = rows([captured(1)])
     assert row[:7] == ("r", "v2-id", 0, 5.0, "m", "v1", "Adelie")
     assert json.loads(row[7]) == [0.7, 0.2, 0.1]
-    assert row[8:] == (False, "Torgersen", 39.1, 18.7, 181.0, 3750.0, "Male")
+    assert row[8:] == (None, False, "Torgersen", 39.1, 18.7, 181.0, 3750.0, "Male")  # no model, no confidence
 
 
 def test_the_queue_drops_a_batch_that_does_not_fit_and_keeps_its_bound() -> None:
@@ -79,6 +83,45 @@ def test_an_unwritable_store_drops_counts_and_recovers(tmp_path: Path, caplog: p
     assert any("reachable again" in record.getMessage() for record in caplog.records)
 
 
+@pytest.fixture(scope="module")
+def svc(trained_models_dir: Path) -> LoadedModel:
+    return Registry(trained_models_dir).get("svc")
+
+
+def test_rows_carry_the_answering_models_calibrated_confidence(svc: LoadedModel) -> None:
+    batch = Batch.from_records([RECORD, {**RECORD, "island": "Biscoe", "flipper_length_mm": 215.0}])
+    prediction = svc.predictor.predict(batch)
+    item = Captured("r", None, 5.0, "svc", svc.version, batch, prediction, loaded=svc)
+    expected = calibration.confidence(svc, batch, prediction)
+    assert expected is not None and ((expected > 0) & (expected <= 1)).all()
+    assert [row[8] for row in rows([item])] == pytest.approx(expected.tolist())
+
+
+def test_a_shadow_answer_has_no_confidence(svc: LoadedModel) -> None:
+    batch = Batch.from_records([RECORD])
+    item = Captured("r", None, 5.0, "svc", svc.version, batch, svc.predictor.predict(batch), True, loaded=svc)
+    assert rows([item])[0][8] is None
+
+
+def test_the_calibrator_runs_on_the_writers_thread_never_a_requests(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    real = calibration.confidence
+
+    def counted(model: calibration.Calibrated, batch: Batch, prediction: Prediction) -> np.ndarray | None:
+        threads.append(threading.current_thread().name)
+        return real(model, batch, prediction)
+
+    monkeypatch.setattr(calibration, "confidence", counted)
+    client = make_client()
+    for name in ("svc", "logistic_regression"):
+        assert client.post(f"/predict/{name}", json={"records": [RECORD] * 3}).status_code == 200
+    assert client.post("/predict/compare", json={"records": [RECORD]}).status_code == 200
+    wait_for(lambda: len(threads) >= 5, 10, "the writer to estimate the five answers")
+    assert set(threads) == {"capture-writer"}
+
+
 @pytest.mark.parametrize(
     ("correct", "total", "low", "high"),
     [
@@ -94,12 +137,13 @@ def test_the_wilson_interval(correct: int, total: int, low: float, high: float) 
 
 
 def test_performance_of_a_window() -> None:
-    version = VersionRow("m", "v1", CLASSES, 0.0, 10.0)
+    version = VersionRow("m", "v1", CLASSES, 0.0, 10.0, Reference(0.97, 0.95, 0.99))
     window = [Joined("Adelie", "Adelie", 0.0, 10.0), Joined("Adelie", "Gentoo", 0.0, 20.0),
               Joined("Gentoo", "Gentoo", 5.0, 4.0)]  # fmt: skip
-    figures = performance(version, window, (3, 6))
+    figures = performance(version, window, Recent(3, 6, 0.9, 5))
     assert (figures.correct, figures.window_labels, figures.coverage) == (2, 3, 0.5)
     assert figures.confusion == {("Adelie", "Adelie"): 1, ("Gentoo", "Adelie"): 1, ("Gentoo", "Gentoo"): 1}
     assert figures.delays == {0.5: 10.0, 0.9: pytest.approx(18.0)}  # a label before its prediction took 0 s
-    empty = performance(version, [], (0, 0))
-    assert (empty.accuracy, empty.coverage, empty.delays) == (None, None, {})
+    assert (figures.estimated_accuracy, figures.estimated_records, figures.reference) == (0.9, 5, version.reference)
+    empty = performance(version, [], Recent(0, 0, None, 0))
+    assert (empty.accuracy, empty.coverage, empty.delays, empty.estimated_accuracy) == (None, None, {}, None)

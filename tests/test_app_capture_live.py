@@ -8,9 +8,11 @@ import signal
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import RECORD, wait_for
 from tests.live import LiveServer, needs_proc, start_server
@@ -34,8 +36,24 @@ def series(url: str, name: str, **labels: str) -> float | None:
     return None
 
 
+def performance(url: str, model: str) -> Any:
+    answer = httpx.get(f"{url}/models/{model}/performance", timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
 def store_file(models_dir: Path) -> Path:
     return models_dir.parent / "data" / "capture" / "capture.db"
+
+
+def stored_references(database: Path) -> int:
+    """Versions with a reference in the store; 0 while the writer has not made it yet."""
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:  # read-only: never makes the file
+            query = "SELECT COUNT(*) FROM model_versions WHERE reference_mean IS NOT NULL"
+            return int(connection.execute(query).fetchone()[0])
+    except sqlite3.OperationalError:  # no file, or no table yet
+        return 0
 
 
 def count(database: Path, table: str) -> int:
@@ -63,6 +81,36 @@ def test_the_figures_are_the_same_whichever_of_two_workers_is_scraped(module_mod
             assert series(server.url, "penguins_feedback_labels_total", outcome="matched") == answer["matched"]
             lower = series(server.url, "penguins_live_accuracy_lower", **model)
             assert lower is not None and 0.39 < lower < 0.7
+
+
+def reference_series(url: str) -> set[tuple[str, str, str, float]]:
+    """The reference figures of a scrape made on a new connection (so either worker may answer)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return {
+        (sample.name, sample.labels["model"], sample.labels["version"], sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("penguins_reference_accuracy")
+    }
+
+
+def test_the_reference_figures_are_the_same_whichever_of_two_workers_is_scraped(
+    module_models_dir: Path, tmp_path: Path
+) -> None:
+    with start_server(module_models_dir, tmp_path / "server.log", workers=2) as server:
+        # One request: one worker loads the model, the other never does; both export what the store holds.
+        predict(server.url, "reference")
+        # Waited for in the store, not by scraping: a scrape before it would leave a worker's figures cached empty.
+        stored = lambda: stored_references(store_file(module_models_dir)) == 1  # noqa: E731
+        wait_for(stored, 20, "the reference stored by the writer")
+        first = reference_series(server.url)
+        assert {(name, model) for name, model, _, _ in first} == {
+            ("penguins_reference_accuracy", "logistic_regression"),
+            ("penguins_reference_accuracy_lower", "logistic_regression"),
+            ("penguins_reference_accuracy_upper", "logistic_regression"),
+        }
+        for _ in range(12):
+            assert reference_series(server.url) == first
 
 
 def test_postgresql_stopped_under_traffic_then_started_again(
@@ -127,13 +175,16 @@ def test_a_graceful_stop_writes_what_is_queued(models_dir: Path, tmp_path: Path)
 def test_a_replaced_model_file_starts_new_figures(models_dir: Path, tmp_path: Path) -> None:
     with start_server(models_dir, tmp_path / "server.log") as server:
         predict(server.url, "old-version")
-        httpx.post(f"{server.url}/feedback", json={"request_id": "old-version", "label": "Adelie"}, timeout=30)
+        label = {"request_id": "old-version", "label": "Adelie"}
+        assert httpx.post(f"{server.url}/feedback", json=label, timeout=30).json()["matched"] == 1
         old = httpx.get(f"{server.url}/models/logistic_regression/performance", timeout=30).json()
         replacement = models_dir / "replacement.tmp"
         replacement.write_bytes((models_dir / "svc.pkl").read_bytes())
         replacement.replace(models_dir / "logistic_regression.pkl")
         predict(server.url, "new-version")
-        body = httpx.get(f"{server.url}/models/logistic_regression/performance", timeout=30).json()
+        # The new version's first prediction reaches the store when the writer next runs, not with the answer.
+        wait_for(lambda: len(performance(server.url, "logistic_regression")["versions"]) == 2, 20, "both versions")
+        body = performance(server.url, "logistic_regression")
         assert body["version"] != old["version"]
         versions = {version["version"]: version for version in body["versions"]}
         assert versions[body["version"]]["window_labels"] == 0 and versions[body["version"]]["current"]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from app.capture.records import Captured, Label, SeenVersion, rows
-from app.capture.store import SCHEMA_VERSION, Store, schema
+from app.capture.records import Captured, Label, Reference, SeenVersion, rows
+from app.capture.schema import REFERENCE_COLUMNS, SCHEMA_VERSION, schema
+from app.capture.store import Recent, Store
 from app.errors import StoreUnavailable
 from app.features import Batch
 from app.predictors import Prediction
@@ -29,10 +30,10 @@ def captured(
     )
 
 
-def write(store: Store, *items: Captured) -> None:
+def write(store: Store, *items: Captured, reference: Reference | None = None) -> None:
     store.insert(
         rows(items),
-        [SeenVersion(item.model, item.version, CLASSES, item.at) for item in items],
+        [SeenVersion(item.model, item.version, CLASSES, item.at, reference) for item in items],
     )
 
 
@@ -118,6 +119,53 @@ def test_pruning_drops_what_is_too_old_then_the_oldest_beyond_the_cap(store: Sto
         left = connection.execute(sa.text("SELECT DISTINCT request_id FROM predictions ORDER BY request_id")).scalars()
         assert list(left) == ["r1", "r2"]
         assert connection.execute(sa.text("SELECT COUNT(*) FROM labels")).scalar() == 0
+
+
+def test_a_versions_reference_is_the_one_first_stored(store: Store) -> None:
+    write(store, captured("a", [0]), reference=Reference(0.97, 0.95, 0.99))
+    write(store, captured("b", [0], at=2000.0), reference=Reference(0.5, 0.4, 0.6))
+    write(store, captured("c", [0], version="bare"))
+    found = {row.version: row for row in store.versions_of(["m"], 5)}
+    assert found["v1"].reference == Reference(0.97, 0.95, 0.99) and found["v1"].last_at == 2000.0
+    assert found["bare"].reference is None
+
+
+def test_the_estimate_is_the_mean_confidence_of_the_recent_predictions(store: Store) -> None:
+    # The confidences as the writer fills them (app/calibration.py), here set by hand.
+    write(store, *(captured(f"r{i}", [0]) for i in range(5)), captured("unrated", [0], version="v2"))
+    with store.engine.begin() as connection:
+        for index, value in enumerate([0.2, 0.6, 0.8, 0.9, 1.0]):
+            connection.execute(
+                sa.text("UPDATE predictions SET confidence = :value WHERE request_id = :id"),
+                {"value": value, "id": f"r{index}"},
+            )
+    store.add_labels([Label("r4", 0, "Adelie")], 2000.0)
+    newest, every = store.recent("m", "v1", 3), store.recent("m", "v1", 10)
+    assert (newest.labelled, newest.total, newest.estimated_records) == (1, 3, 3)  # r4, r3, r2
+    assert newest.estimated == pytest.approx(0.9)
+    assert (every.labelled, every.total, every.estimated_records) == (1, 5, 5)
+    assert every.estimated == pytest.approx(0.7)
+    assert store.recent("m", "v2", 10) == Recent(0, 1, None, 0)
+
+
+def test_a_store_of_schema_1_is_upgraded_and_keeps_its_rows(store: Store, store_url: str) -> None:
+    write(store, captured("old", [0]))
+    # Schema 1, as the previous release made it: model_versions without the reference columns.
+    with store.engine.begin() as connection:
+        for name in REFERENCE_COLUMNS:
+            connection.execute(sa.text(f"ALTER TABLE model_versions DROP COLUMN {name}"))  # a test's fixed names
+        connection.execute(schema.update().values(version=1))
+    store.close()
+    upgraded = Store(store_url)
+    try:
+        assert [row.reference for row in upgraded.versions_of(["m"], 5)] == [None]
+        write(upgraded, captured("new", [0]), reference=Reference(0.97, 0.95, 0.99))
+        assert [row.reference for row in upgraded.versions_of(["m"], 5)] == [Reference(0.97, 0.95, 0.99)]
+        assert upgraded.coverage("m", "v1", 10) == (0, 2)
+        with upgraded.engine.connect() as connection:
+            assert connection.execute(sa.select(schema.c.version)).scalars().all() == [SCHEMA_VERSION]
+    finally:
+        upgraded.close()
 
 
 def test_a_second_store_on_the_same_database_finds_the_schema_made(store: Store, store_url: str) -> None:

@@ -1,4 +1,5 @@
 """The import contract in pyproject.toml ([tool.importlinter]): it holds, and a copy of the app that breaks it fails.
+And no module of the app grows past MAX_LINES: one that does holds more than one concern.
 
 lint-imports is run as `make lint` runs it; a broken copy is the app copied to a temporary folder with one import
 added, checked against the same contract.
@@ -17,6 +18,8 @@ import pytest
 from tests.helpers import ROOT
 
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+# A module a newcomer reads in one sitting; past it, split it where its concerns part.
+MAX_LINES = 400
 
 
 def lint_imports(folder: Path) -> subprocess.CompletedProcess[str]:
@@ -95,3 +98,19 @@ def test_a_copy_that_breaks_the_contract_fails(tmp_path: Path, change: Callable[
     result = lint_imports(tmp_path)
     assert result.returncode == 1, result.stdout
     assert broken in result.stdout  # the arrow that breaks it, named
+
+
+def too_long(app: Path) -> dict[str, int]:
+    lengths = {str(path.relative_to(app)): len(path.read_text().splitlines()) for path in sorted(app.rglob("*.py"))}
+    return {name: lines for name, lines in lengths.items() if lines > MAX_LINES}
+
+
+def test_no_module_of_the_app_is_longer_than_max_lines() -> None:
+    assert too_long(ROOT / "app") == {}
+
+
+def test_a_module_one_line_too_long_is_found(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "long.py").write_text("x = 1\n" * (MAX_LINES + 1))
+    (tmp_path / "short.py").write_text("x = 1\n" * MAX_LINES)
+    assert too_long(tmp_path) == {"sub/long.py": MAX_LINES + 1}

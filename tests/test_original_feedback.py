@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from penguins import MODEL_NAMES, load_penguins, split
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from tests.helpers import RECORD
+from tests.helpers import RECORD, ROOT, older_model_file
 
 TOKEN = "a-token-of-at-least-16-chars"
 GENTOO = {**RECORD, "island": "Biscoe", "bill_length_mm": 47.5, "bill_depth_mm": 15.0, "flipper_length_mm": 218,
           "body_mass_g": 4950, "sex": "Female"}  # fmt: skip
+
+
+# How close the estimate before labels must come to the accuracy the labels then show, on rows no model has seen.
+TOLERANCE = 0.03
 
 
 def predict(client: TestClient, request_id: str, records: list[dict[str, Any]], path: str = "/predict") -> Any:
@@ -137,3 +145,40 @@ def test_an_unreachable_store_answers_503_and_predictions_go_on(
     assert any("capture store postgresql cannot be written" in record.getMessage() for record in caplog.records)
     metrics = client.get("/metrics").text
     assert "penguins_capture_dropped_total 1.0" in metrics
+
+
+def samples(client: TestClient, name: str) -> dict[str, float]:
+    """One gauge's samples in a scrape, by model."""
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    return {sample.labels["model"]: sample.value for family in families for sample in family.samples
+            if sample.name == name}  # fmt: skip
+
+
+def test_the_estimate_on_held_out_records_is_close_to_their_accuracy(client: TestClient) -> None:
+    _, rows, _, species = split(load_penguins(ROOT / "data"))
+    records = json.loads(rows.to_json(orient="records"))
+    predict(client, "held-out", records, "/predict/compare")
+    labels = [{"request_id": "held-out", "row": row, "label": label} for row, label in enumerate(species)]
+    assert client.post("/feedback", json=labels).json()["matched"] == len(records)
+    estimated = samples(client, "penguins_estimated_accuracy")
+    reference = samples(client, "penguins_reference_accuracy")
+    for name in MODEL_NAMES:
+        (version,) = client.get(f"/models/{name}/performance").json()["versions"]
+        assert version["window_labels"] == version["estimated_records"] == len(records)
+        assert version["estimated_accuracy"] == pytest.approx(version["accuracy"], abs=TOLERANCE), name
+        assert estimated[name] == version["estimated_accuracy"]
+        trained = client.get(f"/models/{name}").json()["reference_accuracy"]
+        assert version["reference"] == {key: trained[key] for key in ("mean", "lower", "upper")}
+        assert reference[name] == trained["mean"]
+
+
+def test_a_file_without_calibrator_or_reference_has_neither(client: TestClient, models_dir: Path) -> None:
+    older_model_file(models_dir / "svc.pkl", models_dir / "older.pkl", "reference_accuracy")
+    predict(client, "older", [RECORD] * 4, "/predict/older")
+    assert client.post("/feedback", json={"request_id": "older", "label": "Adelie"}).json()["matched"] == 1
+    (version,) = client.get("/models/older/performance").json()["versions"]
+    assert (version["estimated_accuracy"], version["estimated_records"], version["reference"]) == (None, 0, None)
+    assert version["recent_predictions"] == 4
+    for name in ("penguins_estimated_accuracy", "penguins_reference_accuracy", "penguins_reference_accuracy_lower"):
+        assert "older" not in samples(client, name)
+    assert "svc" not in samples(client, "penguins_reference_accuracy")  # svc has not answered yet

@@ -1,7 +1,8 @@
 """Every prediction captured, labels joined to it later, live accuracy per model version (core: no HTTP).
 
 - records.py: what is captured (a batch's references) and the rows it becomes;
-- store.py: the SQLite or PostgreSQL store, through SQLAlchemy Core;
+- schema.py: the store's tables, the engine for a URL, the schema created or upgraded;
+- store.py: the SQLite or PostgreSQL store's writes and reads, through SQLAlchemy Core;
 - writer.py: the bounded per-worker queue and the thread that writes it in batches;
 - accuracy.py: accuracy with its Wilson interval, confusion counts, coverage, label delay;
 - recorder.py: the face the data plane uses.
@@ -9,7 +10,8 @@
 
 from app.capture.accuracy import Performance
 from app.capture.recorder import Figures, Recorder
-from app.capture.records import SPECIES, Label
-from app.capture.store import OUTCOMES, LabelOutcome
+from app.capture.records import SPECIES, Label, Reference
+from app.capture.schema import OUTCOMES
+from app.capture.store import LabelOutcome
 
-__all__ = ["OUTCOMES", "SPECIES", "Figures", "Label", "LabelOutcome", "Performance", "Recorder"]
+__all__ = ["OUTCOMES", "SPECIES", "Figures", "Label", "LabelOutcome", "Performance", "Recorder", "Reference"]

@@ -1,5 +1,6 @@
 """Live accuracy from a window of labelled predictions: the share right with its 95 % Wilson interval, the
-confusion counts, the share of predictions labelled and how long labels took."""
+confusion counts, the share of predictions labelled and how long labels took; beside it the estimate before
+labels (the mean calibrated confidence of the recent predictions) and the reference from training."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.capture.store import Joined, VersionRow
+from app.capture.records import Reference
+from app.capture.store import Joined, Recent, VersionRow
 
 # The normal quantile of a two-sided 95 % interval.
 Z95 = 1.959963984540054
@@ -35,6 +37,10 @@ class Performance:
     labelled_recent: int  # of the recent predictions, those labelled
     recent: int  # the recent predictions coverage is measured on
     delays: dict[float, float]  # quantile: seconds from prediction to label
+    # The mean calibrated confidence of the recent predictions, labelled or not; None without a calibrator.
+    estimated_accuracy: float | None
+    estimated_records: int  # the recent predictions it is the mean of
+    reference: Reference | None  # the version's accuracy from training, when its file has one
 
     @property
     def coverage(self) -> float | None:
@@ -52,7 +58,7 @@ def wilson(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def performance(version: VersionRow, window: Sequence[Joined], coverage: tuple[int, int]) -> Performance:
+def performance(version: VersionRow, window: Sequence[Joined], recent: Recent) -> Performance:
     total = len(window)
     correct = sum(1 for joined in window if joined.predicted == joined.label)
     lower, upper = wilson(correct, total) if total else (None, None)
@@ -72,7 +78,10 @@ def performance(version: VersionRow, window: Sequence[Joined], coverage: tuple[i
         lower=lower,
         upper=upper,
         confusion=dict(confusion),
-        labelled_recent=coverage[0],
-        recent=coverage[1],
+        labelled_recent=recent.labelled,
+        recent=recent.total,
         delays=dict(zip(DELAY_QUANTILES, quantiles, strict=True)) if total else {},
+        estimated_accuracy=recent.estimated,
+        estimated_records=recent.estimated_records,
+        reference=version.reference,
     )

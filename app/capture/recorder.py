@@ -71,7 +71,7 @@ class Recorder:
         context = current_request.get()
         request_id = context.request_id if context is not None else os.urandom(16).hex()
         client_id = client_id[:CLIENT_ID_LENGTH] if client_id is not None else None
-        item = Captured(request_id, client_id, time.time(), model.stem, model.version, batch, prediction)
+        item = Captured(request_id, client_id, time.time(), model.stem, model.version, batch, prediction, loaded=model)
         if not self.writer.queue.put(item):
             self.observer.captures_dropped(len(batch))
 
@@ -107,8 +107,8 @@ class Recorder:
 
     def _performance_of(self, version: VersionRow) -> Performance:
         window = self.store.window(version.model, version.version, self.window)
-        coverage = self.store.coverage(version.model, version.version, self.window)
-        return performance(version, window, coverage)
+        recent = self.store.recent(version.model, version.version, self.window)
+        return performance(version, window, recent)
 
     def _prune(self) -> None:
         self.store.prune(time.time(), self.retention_days, self.max_rows)

@@ -1,11 +1,13 @@
 """What is captured: a predicted batch as the request path leaves it, and its rows as the writer stores them.
 
 The request path only keeps references (Captured); turning a batch into one row per record happens in the
-writer's thread, column by column.
+writer's thread, column by column, and so does each record's calibrated confidence (app/calibration.py): for the
+SVC one more pass of the batch through the estimator, which a request never waits for.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -14,18 +16,21 @@ from typing import Any
 import numpy as np
 import pydantic_core
 
+from app import calibration
 from app.features import CATEGORICAL, FEATURES, NUMERIC, Batch
 from app.predictors import Prediction
+from app.registry import LoadedModel
 
 # What a label may say: the data set's species (tests/test_app_capture.py checks data/penguins.csv).
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 # The six features, as columns of the store and of an export.
 FEATURE_COLUMNS = FEATURES
-# The order of a stored row (store.predictions' columns; id and confidence are the store's to fill).
+# The order of a stored row (store.predictions' columns; id is the store's to fill).
 COLUMNS = (
-    "request_id", "client_id", "batch_row", "at", "model", "version", "predicted", "probabilities", "shadow",
-    *FEATURE_COLUMNS,
+    "request_id", "client_id", "batch_row", "at", "model", "version", "predicted", "probabilities", "confidence",
+    "shadow", *FEATURE_COLUMNS,
 )  # fmt: skip
+logger = logging.getLogger("app")
 
 
 # Not frozen: built on the request path, where a frozen dataclass's __init__ costs several times more.
@@ -41,9 +46,34 @@ class Captured:
     batch: Batch
     prediction: Prediction
     shadow: bool = False
+    # The model that answered: its calibrator and reference accuracy, read by the writer, not on the request path.
+    loaded: LoadedModel | None = None
 
     def __len__(self) -> int:
         return len(self.batch)
+
+    def confidences(self) -> Iterable[float | None]:
+        """Each record's calibrated probability of being right; None for a shadow answer or without a calibrator."""
+        if self.shadow or self.loaded is None:
+            return repeat(None, len(self.batch))
+        try:
+            estimate = calibration.confidence(self.loaded, self.batch, self.prediction)
+        except Exception as error:  # the estimate must never cost the capture: the rows are kept without it
+            logger.warning("no confidence for a batch of %s: %s: %s", self.loaded.name, type(error).__name__, error)
+            return repeat(None, len(self.batch))
+        return repeat(None, len(self.batch)) if estimate is None else estimate.tolist()
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A version's accuracy from training: the mean and its interval's bounds."""
+
+    mean: float
+    lower: float
+    upper: float
+
+    def values(self) -> tuple[float, float, float]:
+        return self.mean, self.lower, self.upper
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,7 @@ class SeenVersion:
     version: str
     classes: tuple[str, ...]
     at: float
+    reference: Reference | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +116,7 @@ def rows(batches: Sequence[Captured]) -> list[tuple[Any, ...]]:
             spread(item.version for item in batches),
             chain.from_iterable(_labels(item.prediction) for item in batches),
             chain.from_iterable(map(_probabilities, (item.prediction for item in batches), counts)),
+            chain.from_iterable(item.confidences() for item in batches),
             spread(item.shadow for item in batches),
             *features,
             strict=False,

@@ -1,7 +1,7 @@
 """The capture store: predictions, labels and what they add up to, in SQLite or PostgreSQL through SQLAlchemy Core.
 
-One code path for both: the tables are declared once, every statement is built by SQLAlchemy, and only the
-upsert's construct is picked per dialect. The app creates the schema at start and upgrades it (MIGRATIONS).
+One code path for both: the tables are declared once (schema.py), every statement is built by SQLAlchemy, and
+only the upsert's construct is picked per dialect. The app creates the schema at start and upgrades it.
 Bulk inserts go to the driver as one statement compiled by SQLAlchemy with a tuple per row: the same SQL,
 without building a dict per row.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,78 +20,23 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from app.capture.records import COLUMNS, FEATURE_COLUMNS, Label, SeenVersion
+from app.capture.records import COLUMNS, Label, Reference, SeenVersion
+from app.capture.schema import (
+    OUTCOMES,
+    REFERENCE_COLUMNS,
+    StoreTooNew,
+    create_schema,
+    engine_for,
+    labels,
+    outcomes,
+    predictions,
+    versions,
+)
 from app.errors import StoreUnavailable
-from app.features import CATEGORICAL
 
-SCHEMA_VERSION = 1
-# Each step takes a store from the version it is keyed by to the next, in one transaction.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
-OUTCOMES = ("matched", "unknown", "unchanged", "conflicting")
-# Seconds a writer waits for another's lock (SQLite) or for a connection (PostgreSQL) before it gives up.
-BUSY_SECONDS = 5
-CONNECT_SECONDS = 3
 # Keys per IN (...): within every backend's limit on bound parameters.
 CHUNK = 500
 logger = logging.getLogger("app")
-
-metadata = sa.MetaData()
-# SQLite's autoincrementing key must be its INTEGER rowid; PostgreSQL gets 64 bits.
-RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-def _feature_columns() -> list[sa.Column[Any]]:
-    return [sa.Column(name, sa.String(16) if name in CATEGORICAL else sa.Float) for name in FEATURE_COLUMNS]
-
-
-predictions = sa.Table(
-    "predictions",
-    metadata,
-    sa.Column("id", RowId, primary_key=True, autoincrement=True),
-    sa.Column("request_id", sa.String(128), nullable=False),  # X-Request-ID, the client's or the server's
-    sa.Column("client_id", sa.String(256)),  # a V2 request's own "id", when it sent one
-    sa.Column("batch_row", sa.Integer, nullable=False),  # the record's position in its request
-    sa.Column("at", sa.Float, nullable=False),  # seconds since the epoch
-    sa.Column("model", sa.String(128), nullable=False),  # the file's stem, as the metrics name it
-    sa.Column("version", sa.String(64), nullable=False),  # the start of the file's SHA-256
-    sa.Column("predicted", sa.String(128), nullable=False),
-    sa.Column("probabilities", sa.Text),  # a JSON list in the order of the version's classes; NULL without them
-    sa.Column("confidence", sa.Float),  # the calibrated probability of the predicted class; NULL until computed
-    sa.Column("shadow", sa.Boolean, nullable=False, server_default=sa.false()),  # answered by no one
-    *_feature_columns(),
-    sa.Index("predictions_request", "request_id", "batch_row"),
-    sa.Index("predictions_version", "model", "version", "id"),
-    # No index on `at`: each insert would pay for it, and only the pruning, every few minutes, reads by time.
-)
-labels = sa.Table(
-    "labels",
-    metadata,
-    sa.Column("request_id", sa.String(128), primary_key=True),
-    sa.Column("batch_row", sa.Integer, primary_key=True),
-    sa.Column("label", sa.String(128), nullable=False),
-    sa.Column("at", sa.Float, nullable=False),
-    sa.Index("labels_at", "at"),
-)
-versions = sa.Table(
-    "model_versions",
-    metadata,
-    sa.Column("model", sa.String(128), primary_key=True),
-    sa.Column("version", sa.String(64), primary_key=True),
-    sa.Column("classes", sa.Text, nullable=False),  # a JSON list
-    sa.Column("first_at", sa.Float, nullable=False),
-    sa.Column("last_at", sa.Float, nullable=False),
-)
-outcomes = sa.Table(
-    "feedback_outcomes",
-    metadata,
-    sa.Column("outcome", sa.String(16), primary_key=True),
-    sa.Column("labels", sa.BigInteger, nullable=False),
-)
-schema = sa.Table("capture_schema", metadata, sa.Column("version", sa.Integer, primary_key=True))
-
-
-class StoreTooNew(Exception):
-    """The store was written by a newer release, whose schema this one does not know."""
 
 
 @dataclass
@@ -116,6 +60,17 @@ class VersionRow:
     classes: tuple[str, ...]
     first_at: float
     last_at: float
+    reference: Reference | None  # its accuracy from training, when its file has one
+
+
+@dataclass(frozen=True)
+class Recent:
+    """A version's last predictions (a window's worth): how many, how many labelled, and their estimate."""
+
+    labelled: int
+    total: int
+    estimated: float | None  # the mean calibrated confidence; None when none of them has one
+    estimated_records: int  # the predictions that have a confidence
 
 
 @dataclass(frozen=True)
@@ -126,33 +81,6 @@ class Joined:
     label: str
     predicted_at: float
     labelled_at: float
-
-
-def engine_for(url: str) -> Engine:
-    """An engine for the URL: SQLite in WAL mode with a busy timeout, or PostgreSQL through psycopg 3."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_SECONDS, "check_same_thread": False})
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    # psycopg 3 whichever way the URL names PostgreSQL; positional parameters, so bulk rows go as tuples.
-    parsed = parsed.set(drivername="postgresql+psycopg")
-    return sa.create_engine(
-        parsed,
-        paramstyle="format",
-        pool_pre_ping=True,
-        pool_size=2,
-        max_overflow=4,
-        pool_timeout=BUSY_SECONDS,
-        connect_args={"connect_timeout": CONNECT_SECONDS},
-    )
-
-
-def _sqlite_pragmas(connection: Any, record: Any) -> None:
-    # WAL: readers never block the writer, so several workers and containers share one file.
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
 
 
 def reason(error: BaseException) -> str:
@@ -190,7 +118,7 @@ class Store:
             return
         try:
             self._make_folder()
-            self._create_schema()
+            create_schema(self.engine)
         except sa.exc.SQLAlchemyError as error:
             raise StoreUnavailable(reason(error)) from error
         except OSError as error:
@@ -203,34 +131,6 @@ class Store:
         url = make_url(self.url)
         if url.get_backend_name() == "sqlite" and url.database:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-
-    def _create_schema(self) -> None:
-        # Several workers start at once: one creates the tables and the rows, the others find them made.
-        for attempt in range(3):
-            try:
-                metadata.create_all(self.engine, checkfirst=True)
-                self._upgrade()
-                return
-            except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
-                if attempt == 2:
-                    raise
-                time.sleep(0.2)
-
-    def _upgrade(self) -> None:
-        with self.engine.begin() as connection:
-            found = connection.execute(sa.select(sa.func.max(schema.c.version))).scalar()
-            if found is None:
-                connection.execute(schema.insert().values(version=SCHEMA_VERSION))
-            elif found > SCHEMA_VERSION:
-                raise StoreTooNew(f"the capture store has schema {found}; this release knows up to {SCHEMA_VERSION}")
-            else:
-                for version in range(found, SCHEMA_VERSION):
-                    MIGRATIONS[version](connection)
-                connection.execute(schema.update().values(version=SCHEMA_VERSION))
-            known = set(connection.execute(sa.select(outcomes.c.outcome)).scalars())
-            missing = [{"outcome": outcome, "labels": 0} for outcome in OUTCOMES if outcome not in known]
-            if missing:
-                connection.execute(outcomes.insert(), missing)
 
     # --- writes ----------------------------------------------------------------------------------
 
@@ -248,15 +148,17 @@ class Store:
 
     def _upsert_version(self, seen: SeenVersion) -> sa.Executable:
         insert = postgresql.insert if self.backend == "postgresql" else sqlite.insert
+        reference = seen.reference.values() if seen.reference is not None else (None, None, None)
         statement = insert(versions).values(
             model=seen.model, version=seen.version, classes=json.dumps(list(seen.classes)), first_at=seen.at,
-            last_at=seen.at,
+            last_at=seen.at, **dict(zip(REFERENCE_COLUMNS, reference, strict=True)),
         )  # fmt: skip
+        latest = sa.func.greatest if self.backend == "postgresql" else sa.func.max
+        # A version's file never changes, so its reference is the one first stored (kept, or filled if missing).
+        kept = {name: sa.func.coalesce(versions.c[name], statement.excluded[name]) for name in REFERENCE_COLUMNS}
         return statement.on_conflict_do_update(
             index_elements=[versions.c.model, versions.c.version],
-            set_={"last_at": sa.func.greatest(versions.c.last_at, statement.excluded.last_at)}
-            if self.backend == "postgresql"
-            else {"last_at": sa.func.max(versions.c.last_at, statement.excluded.last_at)},
+            set_={"last_at": latest(versions.c.last_at, statement.excluded.last_at), **kept},
         )
 
     def add_labels(self, posted: Sequence[Label], now: float) -> LabelOutcome:
@@ -359,9 +261,10 @@ class Store:
         def query(connection: Connection) -> list[VersionRow]:
             statement = sa.select(versions).where(versions.c.model.in_(models)).order_by(versions.c.last_at.desc())
             rows = [
-                VersionRow(row.model, row.version, tuple(json.loads(row.classes)), row.first_at, row.last_at)
+                VersionRow(row.model, row.version, tuple(json.loads(row.classes)), row.first_at, row.last_at,
+                           _reference(row))
                 for row in connection.execute(statement)
-            ]
+            ]  # fmt: skip
             return _newest(rows, newest)
 
         result: list[VersionRow] = self.read(query)
@@ -389,28 +292,41 @@ class Store:
         result: list[Joined] = self.read(query)
         return result
 
-    def coverage(self, model: str, version: str, size: int) -> tuple[int, int]:
-        """Of the version's last `size` answered predictions: how many have a label, and how many there are."""
+    def recent(self, model: str, version: str, size: int) -> Recent:
+        """Of the version's last `size` answered predictions: how many have a label, how many there are, and the
+        mean of their confidences (those that have one)."""
 
-        def query(connection: Connection) -> tuple[int, int]:
+        def query(connection: Connection) -> Recent:
             recent = (
-                sa.select(predictions.c.request_id, predictions.c.batch_row)
+                sa.select(predictions.c.request_id, predictions.c.batch_row, predictions.c.confidence)
                 .where(_answered_by(model, version))
                 .order_by(predictions.c.id.desc())
                 .limit(size)
                 .subquery()
             )
-            statement = sa.select(sa.func.count(labels.c.label), sa.func.count()).select_from(
+            statement = sa.select(
+                sa.func.count(labels.c.label),
+                sa.func.count(),
+                sa.func.avg(recent.c.confidence),
+                sa.func.count(recent.c.confidence),
+            ).select_from(
                 recent.outerjoin(
                     labels,
                     sa.and_(labels.c.request_id == recent.c.request_id, labels.c.batch_row == recent.c.batch_row),
                 )
             )
-            labelled, total = connection.execute(statement).one()
-            return int(labelled), int(total)
+            labelled, total, estimated, estimated_records = connection.execute(statement).one()
+            return Recent(
+                int(labelled), int(total), None if estimated is None else float(estimated), int(estimated_records)
+            )
 
-        result: tuple[int, int] = self.read(query)
+        result: Recent = self.read(query)
         return result
+
+    def coverage(self, model: str, version: str, size: int) -> tuple[int, int]:
+        """Of the version's last `size` answered predictions: how many have a label, and how many there are."""
+        recent = self.recent(model, version, size)
+        return recent.labelled, recent.total
 
     def outcome_counts(self) -> dict[str, int]:
         def query(connection: Connection) -> dict[str, int]:
@@ -429,6 +345,11 @@ def _newest(rows: Sequence[VersionRow], newest: int) -> list[VersionRow]:
         if taken[row.model] <= newest:
             kept.append(row)
     return kept
+
+
+def _reference(row: sa.Row[Any]) -> Reference | None:
+    values = [row._mapping[name] for name in REFERENCE_COLUMNS]
+    return None if any(value is None for value in values) else Reference(*values)
 
 
 def _answered_by(model: str, version: str) -> sa.ColumnElement[bool]:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from app.capture.records import Captured, SeenVersion, rows
+from app.capture.records import Captured, Reference, SeenVersion, rows
 from app.capture.store import Store
 from app.errors import StoreUnavailable
 
@@ -130,8 +130,7 @@ class Writer:
     def _write(self, batch: list[Captured]) -> None:
         stored = rows(batch)
         seen = {(item.model, item.version): item for item in batch if not item.shadow}
-        versions = [SeenVersion(item.model, item.version, item.prediction.classes, item.at) for item in seen.values()]
-        self.store.insert(stored, versions)
+        self.store.insert(stored, [seen_version(item) for item in seen.values()])
 
     def _drop(self, batch: list[Captured], error: StoreUnavailable) -> None:
         # Everything queued goes with the batch that failed: the store is down, and waiting would only fill memory.
@@ -150,3 +149,10 @@ class Writer:
             self._prune()
         except StoreUnavailable as error:
             logger.warning("capture store %s could not be pruned: %s", self.store.backend, error)
+
+
+def seen_version(item: Captured) -> SeenVersion:
+    """The version that answered, with its reference accuracy when its file has one."""
+    accuracy = item.loaded.reference_accuracy if item.loaded is not None else None
+    reference = Reference(accuracy.mean, accuracy.lower, accuracy.upper) if accuracy is not None else None
+    return SeenVersion(item.model, item.version, item.prediction.classes, item.at, reference)

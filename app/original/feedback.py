@@ -1,10 +1,12 @@
-"""POST /feedback and GET /models/{name}/performance: true labels in, live accuracy out (app/capture/).
+"""POST /feedback and GET /models/{name}/performance: true labels in; live accuracy, its estimate before labels
+and the reference from training out (app/capture/).
 
 A body is one label object or a JSON list of them, at most MAX_RECORDS. A 200 means the labels are committed.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -61,6 +63,14 @@ class FeedbackResponse(BaseModel):
     conflicts: list[Conflict] = Field(description=f"The first {CONFLICTS_SHOWN} conflicts.")
 
 
+class ReferenceInterval(BaseModel):
+    """The version's accuracy from training: the mean of a repeated cross-validation and its 95 % interval."""
+
+    mean: float
+    lower: float
+    upper: float
+
+
 class VersionPerformance(BaseModel):
     version: str
     current: bool = Field(description="The version of the file in the folder now.")
@@ -75,6 +85,14 @@ class VersionPerformance(BaseModel):
     coverage: float | None = Field(description="Share of the version's recent predictions that have a label.")
     recent_predictions: int = Field(description="The recent predictions coverage is measured on.")
     label_delay_seconds: dict[str, float] = Field(description="Seconds from prediction to label: p50 and p90.")
+    estimated_accuracy: float | None = Field(
+        description="The mean calibrated confidence of the recent predictions, labelled or not: the accuracy "
+        "expected before labels arrive. Null when the model file has no calibrator."
+    )
+    estimated_records: int = Field(description="The recent predictions the estimate is the mean of.")
+    reference: ReferenceInterval | None = Field(
+        description="The version's accuracy from training, as stored when it first answered; null without one."
+    )
 
 
 class ModelPerformance(BaseModel):
@@ -182,6 +200,9 @@ def version_body(figures: Performance, current: str) -> dict[str, Any]:
         "coverage": figures.coverage,
         "recent_predictions": figures.recent,
         "label_delay_seconds": {f"p{round(quantile * 100)}": seconds for quantile, seconds in figures.delays.items()},
+        "estimated_accuracy": figures.estimated_accuracy,
+        "estimated_records": figures.estimated_records,
+        "reference": None if figures.reference is None else asdict(figures.reference),
     }
 
 
@@ -228,4 +249,7 @@ PERFORMANCE_ENDPOINT = Endpoint(
         parameters=[path_parameter("name", MODEL_NAME)],
     ),
 )
-SCHEMAS = [FeedbackRequest, FeedbackLabel, FeedbackResponse, Conflict, ModelPerformance, VersionPerformance]
+SCHEMAS = [
+    FeedbackRequest, FeedbackLabel, FeedbackResponse, Conflict, ModelPerformance, VersionPerformance,
+    ReferenceInterval,
+]  # fmt: skip
