@@ -103,7 +103,9 @@ def relabelled(rows: list[Labelled]) -> list[Labelled]:
 
 def from_the_gape(rows: list[Labelled]) -> list[Labelled]:
     """The same birds, their bills measured from the gape: longer by GAPE_MM; the labels are right."""
-    return [(record | {"bill_length_mm": round(record["bill_length_mm"] + GAPE_MM, 1)}, label) for record, label in rows]
+    return [
+        (record | {"bill_length_mm": round(record["bill_length_mm"] + GAPE_MM, 1)}, label) for record, label in rows
+    ]
 
 
 def phase_rows(name: str, rows: list[Labelled]) -> list[Labelled]:
