@@ -24,12 +24,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.engine import Connection, make_url  # noqa: E402
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, make_url
 
-from app.capture.records import FEATURE_COLUMNS  # noqa: E402
-from app.capture.store import engine_for, labels, predictions, reason  # noqa: E402
-from app.config import ConfigError, Settings  # noqa: E402
+from app.capture.records import FEATURE_COLUMNS
+from app.capture.store import engine_for, labels, predictions, reason
+from app.config import ConfigError, Settings
 
 # data/penguins.csv's columns, in its order: the label first.
 COLUMNS = ("species", *FEATURE_COLUMNS)

@@ -142,7 +142,10 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-HEADER = f"{'phase':<10}{'sent':>6}{'labels':>8}  {'live accuracy [95 % interval]':<30}{'estimate':>9}{'coverage':>10}  alert"
+HEADER = (
+    f"{'phase':<10}{'sent':>6}{'labels':>8}  {'live accuracy [95 % interval]':<30}{'estimate':>9}{'coverage':>10}"
+    "  alert"
+)
 
 
 def line(figures: Reading) -> str:
