@@ -27,12 +27,12 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from drift_demo import Api as DriftApi
-from drift_demo import Record, batches
+from drift_demo import Record
 from penguins import FEATURES, SEED, load_penguins, resolve_dir, split
 
 # The alert's floor: below this many labels in the window, the interval is too wide to judge.
@@ -90,6 +90,11 @@ def held_out(data_dir: Any) -> list[Labelled]:
     _, X_test, _, y_test = split(load_penguins(data_dir))
     records: list[Record] = X_test[FEATURES].to_dict("records")
     return list(zip(records, y_test.astype(str).tolist(), strict=True))
+
+
+def batches(rows: list[Labelled], size: int) -> Iterator[list[Labelled]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 def resampled(rows: Sequence[Labelled], count: int, rng: random.Random) -> list[Labelled]:
