@@ -72,7 +72,7 @@ LINUX_LOCK := $(LOCK) --python-platform linux
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  LOCAL=1 runs train/evaluate/notebooks/serve from $(VENV) instead of the containers."
 
 $(BIN)/.installed: requirements-dev.lock
@@ -141,7 +141,7 @@ lint: venv ## ruff (lint and format), mypy --strict over app/, tests/ and script
 test-soak: venv ## soak and fault tests: a live server under load while its models change (about a minute)
 	$(BIN)/python -m pytest -m soak -s
 
-# Where make drift-demo finds the API: the stack's service from a one-off container, or this machine with LOCAL=1.
+# Where make drift-demo and make feedback-demo find the API: the stack's service from a one-off container, or this machine with LOCAL=1.
 DEMO_URL ?= $(if $(LOCAL),http://127.0.0.1:$(PORT),http://api:8000)
 
 .PHONY: drift-demo
@@ -153,6 +153,28 @@ else
 drift-demo: jupyter-image
 	API_TOKEN="$${API_TOKEN-$$(sed -n 's/^API_TOKEN=//p' .env | tail -n 1)}" \
 	  $(COMPOSE) run --rm -T -e API_TOKEN jupyter python scripts/drift_demo.py --url $(DEMO_URL)
+endif
+
+.PHONY: feedback-demo
+ifdef LOCAL
+feedback-demo: venv ## send the running API held-out records and their true labels late, then a label change and a shift, printing live and estimated accuracy against the reference
+	$(BIN)/python scripts/feedback_demo.py --url $(DEMO_URL)
+else
+feedback-demo: jupyter-image
+	API_TOKEN="$${API_TOKEN-$$(sed -n 's/^API_TOKEN=//p' .env | tail -n 1)}" \
+	  $(COMPOSE) run --rm -T -e API_TOKEN jupyter python scripts/feedback_demo.py --url $(DEMO_URL)
+endif
+
+# The store is read with the app's own module, so the container job runs in the API image (the Jupyter image has
+# no database driver), with scripts/ and data/ mounted where it finds them: /srv beside app/, /shared beside models.
+.PHONY: export-labelled
+ifdef LOCAL
+export-labelled: venv ## write the captured records that have a true label to data/labelled.csv, which make train adds
+	$(BIN)/python scripts/export_labelled.py
+else
+export-labelled: api-image
+	$(COMPOSE) run --rm -T --no-deps -v "$(CURDIR)/scripts:/srv/scripts:ro" -v "$(CURDIR)/data:/shared/data" \
+	  api python scripts/export_labelled.py --out /shared/data/labelled.csv
 endif
 
 # MLServer 1.7.1 with mlserver-sklearn, measured beside the API by make bench: its own virtualenv from its own
@@ -276,6 +298,10 @@ chromium:
 .PHONY: jupyter-image
 jupyter-image: dotenv
 	$(COMPOSE) build jupyter
+
+.PHONY: api-image
+api-image: dotenv
+	$(COMPOSE) build api
 
 # $(call wait_healthy,SERVICES): poll the health check of each container of each service
 # (the api has REPLICAS) until it is healthy; docker-compose 1.29 has no `up --wait`.

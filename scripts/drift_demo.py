@@ -36,9 +36,10 @@ class Api:
         # Straight to the API, which is on this machine or the stack's network: never through a proxy.
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def call(self, path: str, body: Any = None) -> Any:
+    def call(self, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data, self.headers, method="GET" if data is None else "POST")
+        method = "GET" if data is None else "POST"
+        request = urllib.request.Request(self.url + path, data, self.headers | (headers or {}), method=method)
         try:
             with self.opener.open(request, timeout=60) as answer:
                 return json.load(answer)

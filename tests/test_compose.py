@@ -315,6 +315,51 @@ def test_drift_demo_runs_in_a_container_against_the_stack(stack_up: Project) -> 
     assert "drifted (PSI above 0.25): body_mass_g. See http://api:8000/monitor" in output
 
 
+def test_feedback_demo_runs_in_a_container_and_the_live_accuracy_falls(stack_up: Project) -> None:
+    output = stack_up.make("feedback-demo")
+
+    closing = {words[0]: words[1:] for words in map(str.split, output.splitlines()) if len(words) == 4}
+    assert closing["realistic"][-1] == "false"
+    assert closing["concept"][-1] == "true"  # below the reference: the alert's expression holds
+
+
+def test_export_labelled_in_a_container_writes_the_labels_for_train(stack_up: Project) -> None:
+    output = stack_up.make("export-labelled")
+
+    written = re.search(r"wrote (\d+) labelled records to /shared/data/labelled.csv", output)
+    assert written, output
+    exported = stack_up.root / "data" / "labelled.csv"
+    lines = exported.read_text().splitlines()
+    assert lines[0] == (stack_up.root / "data" / "penguins.csv").read_text().splitlines()[0]
+    assert len(lines) - 1 == int(written[1]) >= 3000  # the demo's three phases, each labelled
+    assert (exported.stat().st_uid, exported.stat().st_gid) == (stack_up.uid, stack_up.gid)
+
+
+def test_a_stop_and_start_keeps_the_captured_predictions_and_labels(stack_up: Project) -> None:
+    request_id = f"kept-{uuid4().hex}"
+    predicted = httpx.post(
+        f"{stack_up.api_url}/predict", json={"records": [RECORD] * 5}, headers={"X-Request-ID": request_id}, timeout=30
+    )
+    first = httpx.post(f"{stack_up.api_url}/feedback", json={"request_id": request_id, "label": "Adelie"}, timeout=30)
+    # Stopped at once after this one: what a worker still has queued, the graceful stop writes.
+    second = httpx.post(
+        f"{stack_up.api_url}/predict", json={"records": [RECORD] * 3}, headers={"X-Request-ID": request_id + "-b"},
+        timeout=30,
+    )  # fmt: skip
+    stack_up.make("down")
+    stack_up.make("up")
+    labels = [{"request_id": request_id, "row": row, "label": "Adelie"} for row in range(5)]
+    labels += [{"request_id": request_id + "-b", "row": row, "label": "Adelie"} for row in range(3)]
+    after = httpx.post(f"{stack_up.api_url}/feedback", json=labels, timeout=30)
+
+    assert predicted.status_code == first.status_code == second.status_code == after.status_code == 200
+    assert first.json()["matched"] == 1
+    # The label posted before the stop is still there; every prediction made before it was kept, labelled now.
+    assert after.json() | {"conflicts": []} == {
+        "received": 8, "matched": 7, "unknown": 0, "unchanged": 1, "conflicting": 0, "conflicts": []
+    }  # fmt: skip
+
+
 def test_down_leaves_nothing_running(stack_up: Project) -> None:
     stack_up.make("down")
 

@@ -151,6 +151,35 @@ def test_the_request_id_and_the_token_pass_through_haproxy(replicated: Project) 
     assert refused.status_code == 401
 
 
+def current_version(client: httpx.Client, model: str) -> dict[str, Any]:
+    """The model's current version's live figures, from whichever replica answers (all read the shared store)."""
+    versions = client.get(f"/models/{model}/performance").raise_for_status().json()["versions"]
+    return next((version for version in versions if version["current"]), {"recent_predictions": 0})
+
+
+def test_labels_posted_through_haproxy_join_the_predictions_every_replica_captured(replicated: Project) -> None:
+    model, count = "random_forest", 30
+    request_ids = [f"joined-{index}-{random.getrandbits(32):08x}" for index in range(count)]
+    with balanced_client(replicated) as client:
+        before = current_version(client, model)["recent_predictions"]
+        served = [
+            client.post("/predict", params={"model": model}, json={"records": [RECORD]}, headers={"X-Request-ID": rid})
+            for rid in request_ids
+        ]
+        # Each replica writes its captures to the shared SQLite file within a moment: all of them there first.
+        wait_for(lambda: current_version(client, model)["recent_predictions"] >= before + count, 30, "the captures")
+        labels = [{"request_id": request_id, "label": "Adelie"} for request_id in request_ids]
+        outcome = client.post("/feedback", json=labels).raise_for_status().json()
+        # Read through HAProxy several times: whichever replica answers gives the same figures.
+        figures = [current_version(client, model) for _ in range(REPLICAS * 2)]
+
+    assert before + count <= 1000  # within the window, so the count above is exact
+    assert {response.status_code for response in served} == {200}
+    assert {response.headers["x-served-by"] for response in served} == set(replica_hosts(replicated).values())
+    assert (outcome["matched"], outcome["unknown"]) == (count, 0)
+    assert {(version["window_labels"], version["correct"]) for version in figures} == {(count, count)}
+
+
 def logged_client(container: str, request_id: str) -> str:
     """The client address in the replica's access-log line for the request."""
     line = wait_for(lambda: access_line(container, request_id), 10, f"{container}'s access line for {request_id}", 0.2)

@@ -51,6 +51,7 @@ KSERVE_GROUP = "serving.kserve.io"
 KSERVE_CONTAINER, KSERVE_HTTP_PORT, KSERVE_MODEL_DIR = "kserve-container", 8080, "/mnt/models"
 # The Secret compose/README.md tells how to create: this repository ships none.
 TOKEN_SECRET, TOKEN_KEY = "penguins-api-token", "API_TOKEN"
+CAPTURE_SECRET, CAPTURE_KEY = "penguins-capture", "CAPTURE_URL"
 OBJECT_META = "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 # The keywords of a CRD's schema that this check applies, as JSON Schema 2020-12 (they mean the same there as in
 # OpenAPI v3.0), and those it leaves to the API server: defaults, formats, and how an object is stored (list and
@@ -423,6 +424,28 @@ def test_the_token_comes_from_the_secret_the_readme_tells_how_to_create(kind: st
     assert "Secret" not in {document.kind for document in documents()}
 
 
+@pytest.mark.parametrize("kind", ["Deployment", "ClusterServingRuntime"])
+def test_the_capture_store_comes_from_the_secret_the_readme_tells_how_to_create(kind: str) -> None:
+    container = only_container(runtime_spec() if kind == "ClusterServingRuntime" else pod_spec(kind))
+    (store,) = [variable for variable in container["env"] if variable["name"] == "CAPTURE_URL"]
+    readme = (ROOT / "compose" / "README.md").read_text()
+
+    # Required (no `optional`): a pod without the store would keep its captures to itself, in its /tmp.
+    assert store["valueFrom"]["secretKeyRef"] == {"name": CAPTURE_SECRET, "key": CAPTURE_KEY}
+    assert f"kubectl create secret generic {CAPTURE_SECRET} --from-literal={CAPTURE_KEY}=postgresql://" in readme
+    assert "CAPTURE_URL" not in the("ConfigMap")["data"]  # a password belongs in the Secret alone
+
+
+def test_a_capture_secret_reference_of_the_wrong_type_fails_the_check() -> None:
+    env = pod_spec("Deployment")["containers"][0]["env"]
+    index = next(i for i, variable in enumerate(env) if variable["name"] == "CAPTURE_URL")
+    path = ("spec", "template", "spec", "containers", 0, "env", index, "valueFrom", "secretKeyRef", "key")
+
+    error = check_error(broken_copy(the("Deployment"), path, value=["CAPTURE_URL"]))
+
+    assert "is not of type" in error.message, error.message
+
+
 def test_the_configmap_holds_settings_the_app_takes() -> None:
     data = the("ConfigMap")["data"]
     assert set(data) <= {name.upper() for kind in (Settings, ServerSettings) for name in kind.model_fields}
@@ -485,7 +508,11 @@ def cluster(images: None, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
     config_map = the("ConfigMap")
     return Cluster(
         claims={the("PersistentVolumeClaim")["metadata"]["name"]: claim},
-        secrets={TOKEN_SECRET: {TOKEN_KEY: secrets.token_hex(24)}},
+        # The capture store's stand-in: a file in the pod's own /tmp (a cluster's Secret names PostgreSQL).
+        secrets={
+            TOKEN_SECRET: {TOKEN_KEY: secrets.token_hex(24)},
+            CAPTURE_SECRET: {CAPTURE_KEY: "sqlite:////tmp/capture/capture.db"},
+        },
         config_maps={config_map["metadata"]["name"]: config_map["data"]},
     )
 
