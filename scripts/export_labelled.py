@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
 from app.capture.records import FEATURE_COLUMNS
-from app.capture.store import engine_for, labels, predictions, reason
+from app.capture.schema import engine_for, labels, predictions
+from app.capture.store import reason
 from app.config import ConfigError, Settings
 
 # data/penguins.csv's columns, in its order: the label first.

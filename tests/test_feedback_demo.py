@@ -124,12 +124,12 @@ def test_the_labels_arrive_after_their_predictions(printed: list[str]) -> None:
 def test_the_estimate_falls_under_the_covariate_shift_and_not_under_the_new_labels(printed: list[str]) -> None:
     last = last_line_of_each_phase(printed)
     estimates = {phase: words[6] for phase, words in last.items()}
-    if "-" in estimates.values():
-        pytest.skip("this server's performance JSON has no estimated_accuracy")
 
     realistic, concept, covariate = (float(estimates[phase]) for phase in ("realistic", "concept", "covariate"))
-    assert abs(concept - realistic) < 0.02  # the same records: the model is as sure of itself
-    assert covariate < realistic - 0.02  # records nearer its boundaries: it is less sure
+    assert abs(concept - realistic) < 0.005  # the same records: the model is as sure of itself
+    # Records nearer its boundaries: it is less sure. The estimate sees the direction, not the whole fall (the
+    # model extrapolates with confidence), which app/README.md says.
+    assert covariate < realistic - 0.01
 
 
 def test_the_demo_needs_the_api_token(live: LiveServer) -> None:
