@@ -35,6 +35,9 @@ class Performance:
     labelled_recent: int  # of the recent predictions, those labelled
     recent: int  # the recent predictions coverage is measured on
     delays: dict[float, float]  # quantile: seconds from prediction to label
+    # Confidence-based estimate over the version's recent predictions, labelled or not: None without one.
+    estimated_accuracy: float | None = None
+    estimated_records: int = 0  # the predictions the estimate is the mean of
 
     @property
     def coverage(self) -> float | None:

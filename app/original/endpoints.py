@@ -49,6 +49,7 @@ from app.openapi import (
 from app.original.feedback import FEEDBACK_ENDPOINT, PERFORMANCE_ENDPOINT
 from app.original.feedback import SCHEMAS as FEEDBACK_SCHEMAS
 from app.original.monitor import PAGE_POLICY, drift_body, monitor_page
+from app.original.monitor_feedback import ground_truth
 from app.original.records import read_columns
 from app.original.schemas import (
     EXAMPLE_RECORD,
@@ -266,7 +267,8 @@ async def monitor(request: Request) -> Response:
 
 def _monitor_page(plane: DataPlane, root_path: str) -> str:
     selection = plane.select(None)
-    return monitor_page([(model, plane.drift(model)) for model in selection.models], selection.skipped, root_path)
+    drift = [(model, plane.drift(model)) for model in selection.models]
+    return monitor_page(drift, selection.skipped, root_path, ground_truth(plane))
 
 
 async def predict_records(request: Request) -> Response:
