@@ -338,7 +338,7 @@ DRIFT_ERRORS: dict[int, ErrorDoc] = {
 }
 MONITOR_PAGE = {
     "tags": [TAG],
-    "summary": "Every model's drift figures as a page for a person (HTML; the JSON is /models/{name}/drift)",
+    "summary": "Every model's live accuracy and drift as a page for a person (HTML; the JSON: performance, drift)",
     "responses": {
         "200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}},
         "404": json_content(ref(ErrorDetail), MONITORING_OFF),
