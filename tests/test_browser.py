@@ -232,10 +232,14 @@ def test_the_monitor_page_draws_the_live_accuracy_against_the_reference(
               for row in range(60)]  # fmt: skip
     posted = httpx.post(f"{stack.api_url}/feedback", json=labels, timeout=30)
     assert posted.status_code == 200 and posted.json()["received"] == 60, posted.text
+
     # A label for a record still in another worker's queue joins it once written; each worker's figures are
     # a few seconds old at most.
-    wait_for(lambda: "below the training interval" in httpx.get(f"{stack.api_url}/monitor", timeout=30).text, 30,
-             "the labels on every worker's page", interval=0.5)  # fmt: skip
+    def shown() -> str:
+        return httpx.get(f"{stack.api_url}/monitor", timeout=30).text
+
+    wait_for(lambda: "below the training interval" in shown(), 60,
+             lambda: f"the labels on the page, which shows: {shown()[-6000:]}", interval=0.5)  # fmt: skip
     requests, errors = record_requests(page), record_console_errors(page)
     page.goto(f"{stack.api_url}/monitor")
 
