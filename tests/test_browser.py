@@ -218,6 +218,48 @@ def test_the_monitor_page_shows_each_models_drift_offline(page: Page, stack: Pro
     assert {urlsplit(url).path for url in requests} == {"/monitor"}
 
 
+def test_the_monitor_page_draws_the_live_accuracy_against_the_reference(
+    page: Page, stack: Project, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    record = {"island": "Biscoe", "bill_length_mm": 47.5, "bill_depth_mm": 15.0, "flipper_length_mm": 218,
+              "body_mass_g": 4950, "sex": "Female"}  # fmt: skip
+    headers = {"x-request-id": "browser-labelled"}
+    answer = httpx.post(f"{stack.api_url}/predict/logistic_regression", json={"records": [record] * 60},
+                        headers=headers, timeout=30)  # fmt: skip
+    assert answer.status_code == 200 and set(answer.json()["predictions"]) == {"Gentoo"}, answer.text
+    # A third of the labels disagree: the live accuracy falls well below the reference.
+    labels = [{"request_id": "browser-labelled", "row": row, "label": "Gentoo" if row % 3 else "Adelie"}
+              for row in range(60)]  # fmt: skip
+    posted = httpx.post(f"{stack.api_url}/feedback", json=labels, timeout=30)
+    assert posted.status_code == 200 and posted.json()["received"] == 60, posted.text
+
+    # A label for a record still in another worker's queue joins it once written; each worker's figures are
+    # a few seconds old at most.
+    def shown() -> str:
+        return httpx.get(f"{stack.api_url}/monitor", timeout=30).text
+
+    wait_for(lambda: "below the training interval" in shown(), 60,
+             lambda: f"the labels on the page, which shows: {shown()[-6000:]}", interval=0.5)  # fmt: skip
+    requests, errors = record_requests(page), record_console_errors(page)
+    page.goto(f"{stack.api_url}/monitor")
+
+    accuracy = page.locator("section#logistic_regression .truth")
+    expect(accuracy.locator(".verdict.below")).to_have_text("below the training interval")
+    for drawn in (".band", ".mean", ".track.below .interval", ".track.below .point"):
+        expect(accuracy.locator(drawn).first).to_be_visible()
+    expect(accuracy).to_contain_text("66.7 %")
+    expect(accuracy.locator("table.confusion td.miss")).to_have_text("20")
+    # The live interval lies left of the reference band, on the same scale.
+    interval = accuracy.locator(".track.below .interval").bounding_box()
+    band = accuracy.locator(".track.below .band").bounding_box()
+    assert interval is not None and band is not None and interval["x"] + interval["width"] < band["x"]
+    screenshot = tmp_path_factory.mktemp("monitor") / "accuracy.png"
+    page.locator("section#logistic_regression").screenshot(path=screenshot)
+    print(f"screenshot: {screenshot}")
+    assert errors == []
+    assert {urlsplit(url).path for url in requests} == {"/monitor"}
+
+
 @pytest.fixture
 def guarded_api(stack: Project) -> Iterator[str]:
     """The stack's API restarted with an API_TOKEN, the project's way (`make serve`); without it again after."""

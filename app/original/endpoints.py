@@ -47,6 +47,7 @@ from app.original.answers import model_info, prediction_json
 from app.original.feedback import FEEDBACK_ENDPOINT, PERFORMANCE_ENDPOINT
 from app.original.feedback import SCHEMAS as FEEDBACK_SCHEMAS
 from app.original.monitor import PAGE_POLICY, drift_body, monitor_page
+from app.original.monitor_feedback import ground_truth
 from app.original.records import read_columns
 from app.original.schemas import (
     EXAMPLE_RECORD,
@@ -182,7 +183,8 @@ async def monitor(request: Request) -> Response:
 
 def _monitor_page(plane: DataPlane, root_path: str) -> str:
     selection = plane.select(None)
-    return monitor_page([(model, plane.drift(model)) for model in selection.models], selection.skipped, root_path)
+    drift = [(model, plane.drift(model)) for model in selection.models]
+    return monitor_page(drift, selection.skipped, root_path, ground_truth(plane))
 
 
 async def predict_records(request: Request) -> Response:
@@ -252,7 +254,7 @@ DRIFT_ERRORS: dict[int, ErrorDoc] = {
 }
 MONITOR_PAGE = {
     "tags": [TAG],
-    "summary": "Every model's drift figures as a page for a person (HTML; the JSON is /models/{name}/drift)",
+    "summary": "Every model's live accuracy and drift as a page for a person (HTML; the JSON: performance, drift)",
     "responses": {
         "200": {"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}},
         "404": json_content(ref(ErrorDetail), MONITORING_OFF),

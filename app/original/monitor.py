@@ -10,6 +10,7 @@ from html import escape
 from typing import Any
 
 from app.monitoring.figures import MODERATE_FROM, SIGNIFICANT_ABOVE, Distribution, DriftReport
+from app.original.monitor_feedback import TRUTH_STYLE, GroundTruth, legend, truth_section
 from app.registry import LoadedModel
 from app.rules import MIN_RECORDS
 
@@ -79,8 +80,10 @@ td.bars { width: 100%; }
 """
 
 
-def monitor_page(models: list[tuple[LoadedModel, DriftReport]], skipped: dict[str, str], root_path: str) -> str:
-    sections = [_model_section(model, report, root_path) for model, report in models]
+def monitor_page(
+    models: list[tuple[LoadedModel, DriftReport]], skipped: dict[str, str], root_path: str, truth: GroundTruth
+) -> str:
+    sections = [_model_section(model, report, root_path, truth) for model, report in models]
     sections += [_skipped_section(name, detail) for name, detail in skipped.items()]
     body = "\n".join(sections) or "<p>No model file in MODELS_DIR.</p>"
     return f"""<!DOCTYPE html>
@@ -90,11 +93,12 @@ def monitor_page(models: list[tuple[LoadedModel, DriftReport]], skipped: dict[st
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="{REFRESH_SECONDS}">
 <title>Penguin models: monitoring</title>
-<style>{STYLE}</style>
+<style>{STYLE}{TRUTH_STYLE}</style>
 </head>
 <body>
 <h1>Penguin models: monitoring</h1>
 {_legend()}
+{legend()}
 {body}
 </body>
 </html>
@@ -113,12 +117,14 @@ def _legend() -> str:
     )
 
 
-def _model_section(model: LoadedModel, report: DriftReport, root_path: str) -> str:
+def _model_section(model: LoadedModel, report: DriftReport, root_path: str, truth: GroundTruth) -> str:
     name = escape(model.stem)
-    link = escape(f"{root_path}/models/{model.stem}/drift", quote=True)
-    head = f'<h2>{name} <small>version {escape(model.version)} · <a href="{link}">JSON</a></small></h2>'
+    links = [_link(root_path, model, "drift", "drift JSON")]
+    links += [_link(root_path, model, "performance", "accuracy JSON")] if truth.unavailable is None else []
+    head = f"<h2>{name} <small>version {escape(model.version)} · {' · '.join(links)}</small></h2>"
+    opening = f'<section class="model" id="{name}">{head}{truth_section(model, truth)}<h3>Drift</h3>'
     if report.reason is not None:
-        return f'<section class="model" id="{name}">{head}<p>{escape(report.reason.capitalize())}.</p></section>'
+        return f"{opening}<p>{escape(report.reason.capitalize())}.</p></section>"
     summary = (
         f"<p>{report.window_records:,} of {report.window_size:,} records in the window; "
         f"{report.records:,} predicted since this file was first used; "
@@ -126,7 +132,12 @@ def _model_section(model: LoadedModel, report: DriftReport, root_path: str) -> s
     )
     cards = [_card("Predicted class", report.predictions)] if report.predictions else []
     cards += [_card(feature.name, feature) for feature in report.features]
-    return f'<section class="model" id="{name}">{head}{summary}<div class="grid">{"".join(cards)}</div></section>'
+    return f'{opening}{summary}<div class="grid">{"".join(cards)}</div></section>'
+
+
+def _link(root_path: str, model: LoadedModel, figures: str, text: str) -> str:
+    target = escape(f"{root_path}/models/{model.stem}/{figures}", quote=True)
+    return f'<a href="{target}">{text}</a>'
 
 
 def _confidence_note(report: DriftReport) -> str:
