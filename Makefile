@@ -256,7 +256,7 @@ docker-check:
 # gets one; the API gets one when its port is published beyond loopback, so it is
 # never exposed open by accident. A token exported in the shell wins over .env.
 # data/capture/ is made here, as the caller, before compose would make it as root.
-# As root, the container user (HOST_UID) is given the folders it writes to.
+# As root, the container user (HOST_UID) is given the folders it writes to (data/ itself for make export-labelled).
 .PHONY: dotenv
 dotenv: docker-check
 	@case "$(REPLICAS)" in ''|*[!0-9]*|0*) false;; *) [ "$(REPLICAS)" -le "$(MAX_REPLICAS)" ];; esac || { \
@@ -273,7 +273,10 @@ dotenv: docker-check
 	     $(call ensure_token,API_TOKEN,API token for BIND_ADDRESS=$$bind);; \
 	esac
 	@mkdir -p data/capture
-	@if [ "$$(id -u)" = 0 ]; then find models notebooks scripts data/capture ! -user $(HOST_UID) -exec chown $(HOST_UID):$(HOST_GID) {} +; fi
+	@if [ "$$(id -u)" = 0 ]; then \
+	  find models notebooks scripts data/capture ! -user $(HOST_UID) -exec chown $(HOST_UID):$(HOST_GID) {} +; \
+	  chown $(HOST_UID):$(HOST_GID) data; \
+	fi
 
 # $(call ensure_token,NAME,what): unless NAME is exported or set in .env, write a
 # random token to .env as NAME and print it. Runs under the caller's umask 077.
