@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.capture.recorder import FIGURES_SECONDS
 from tests.helpers import RECORD, wait_for
 from tests.live import LiveServer, needs_proc, start_server
 from tests.postgres import PostgresServer
@@ -72,6 +74,8 @@ def test_the_figures_are_the_same_whichever_of_two_workers_is_scraped(module_mod
         wait_for(
             lambda: series(server.url, "penguins_live_window_labels", **model) == 10, 20, "10 labels in the window"
         )
+        # Everything is in the store now; the other worker may still hold figures read before, for their cache's age.
+        time.sleep(FIGURES_SECONDS)
         for _ in range(12):
             assert series(server.url, "penguins_live_window_labels", **model) == 10
             assert series(server.url, "penguins_live_accuracy", **model) == 0.7
