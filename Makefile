@@ -144,26 +144,22 @@ test-soak: venv ## soak and fault tests: a live server under load while its mode
 # Where make drift-demo and make feedback-demo find the API: the stack's service from a one-off container, or this machine with LOCAL=1.
 DEMO_URL ?= $(if $(LOCAL),http://127.0.0.1:$(PORT),http://api:8000)
 
+# A demo runs in a one-off Jupyter container (or from the venv with LOCAL=1), with the token, when there is
+# one: exported in the shell, else the one make up wrote to .env.
+DEMO_NEEDS := $(if $(LOCAL),venv,jupyter-image)
+define run_demo
+$(if $(LOCAL),$(BIN)/python scripts/$(1) --url $(DEMO_URL),\
+  API_TOKEN="$${API_TOKEN-$$(sed -n 's/^API_TOKEN=//p' .env | tail -n 1)}" \
+  $(COMPOSE) run --rm -T -e API_TOKEN jupyter python scripts/$(1) --url $(DEMO_URL))
+endef
+
 .PHONY: drift-demo
-ifdef LOCAL
-drift-demo: venv ## send the running API realistic, then shifted traffic, and print each feature's drift as it moves
-	$(BIN)/python scripts/drift_demo.py --url $(DEMO_URL)
-else
-# The token, when there is one: exported in the shell, else the one make up wrote to .env.
-drift-demo: jupyter-image
-	API_TOKEN="$${API_TOKEN-$$(sed -n 's/^API_TOKEN=//p' .env | tail -n 1)}" \
-	  $(COMPOSE) run --rm -T -e API_TOKEN jupyter python scripts/drift_demo.py --url $(DEMO_URL)
-endif
+drift-demo: $(DEMO_NEEDS) ## send the running API realistic, then shifted traffic, and print each feature's drift as it moves
+	$(call run_demo,drift_demo.py)
 
 .PHONY: feedback-demo
-ifdef LOCAL
-feedback-demo: venv ## send the running API held-out records and their true labels late, then a label change and a shift, printing live and estimated accuracy against the reference
-	$(BIN)/python scripts/feedback_demo.py --url $(DEMO_URL)
-else
-feedback-demo: jupyter-image
-	API_TOKEN="$${API_TOKEN-$$(sed -n 's/^API_TOKEN=//p' .env | tail -n 1)}" \
-	  $(COMPOSE) run --rm -T -e API_TOKEN jupyter python scripts/feedback_demo.py --url $(DEMO_URL)
-endif
+feedback-demo: $(DEMO_NEEDS) ## send the running API held-out records and their true labels late, then a label change and a shift, printing live and estimated accuracy against the reference
+	$(call run_demo,feedback_demo.py)
 
 # The store is read with the app's own module, so the container job runs in the API image (the Jupyter image has
 # no database driver), with scripts/ and data/ mounted where it finds them: /srv beside app/, /shared beside models.
