@@ -83,6 +83,13 @@ def test_an_unwritable_store_drops_counts_and_recovers(tmp_path: Path, caplog: p
     assert any("reachable again" in record.getMessage() for record in caplog.records)
 
 
+def test_rows_carry_each_records_own_probabilities() -> None:
+    item = captured(3)
+    assert item.prediction.probabilities is not None
+    item.prediction.probabilities[:] = [[0.5, 0.25, 0.25], [1e-7, 0.9999999, 0.0], [0.1, 0.2, 0.7]]
+    assert [json.loads(row[7]) for row in rows([item])] == item.prediction.probabilities.tolist()
+
+
 @pytest.fixture(scope="module")
 def registry(trained_models_dir: Path) -> Registry:
     return Registry(trained_models_dir)

@@ -173,4 +173,9 @@ def _labels(prediction: Prediction) -> list[str]:
 def _probabilities(prediction: Prediction, count: int) -> Iterable[str | None]:
     if prediction.probabilities is None:
         return repeat(None, count)
-    return [pydantic_core.to_json(row).decode() for row in prediction.probabilities.tolist()]
+    if not count:
+        return []
+    # One serializer call for the whole matrix, cut between its rows (a number holds no bracket): each row's
+    # text is the one pydantic_core.to_json(row) would write.
+    text = pydantic_core.to_json(prediction.probabilities.tolist()).decode()
+    return text[1:-1].replace("],[", "]\n[").split("\n")
