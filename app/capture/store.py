@@ -213,7 +213,7 @@ class Store:
             query = sa.select(labels.c.request_id, labels.c.batch_row, labels.c.label).where(
                 labels.c.request_id.in_(chunk)
             )
-            found.update(((request_id, row), label) for request_id, row, label in connection.execute(query))
+            found.update(((request_id, row), label) for request_id, row, label in connection.execute(query).all())
         return found
 
     def _captured_keys(self, connection: Connection, request_ids: Sequence[str]) -> set[tuple[str, int]]:
@@ -224,7 +224,8 @@ class Store:
                 .where(predictions.c.request_id.in_(chunk))
                 .distinct()
             )
-            found.update((request_id, row) for request_id, row in connection.execute(query))
+            # All rows fetched at once: a batch's labels find thousands, and row by row each costs a driver call.
+            found.update(map(tuple, connection.execute(query).all()))
         return found
 
     def prune(self, now: float, days: int, max_rows: int) -> int:
