@@ -37,8 +37,9 @@ from app.errors import StoreUnavailable
 
 # Keys per IN (...): within every backend's limit on bound parameters.
 CHUNK = 500
-# Rows per INSERT statement: PostgreSQL writes 10,000 rows in about a third of the time it takes one statement a
-# row, SQLite a little faster; beyond about 64 both slow down again. The rest of a batch goes one row a statement.
+VERSION_COLUMNS = ("model", "version", "classes", "first_at", "last_at", *REFERENCE_COLUMNS)
+# Rows per INSERT statement (the rest of a batch one a statement): PostgreSQL writes 10,000 rows in about half
+# the time one statement a row takes, SQLite a little quicker; beyond about 64 both slow down again.
 ROWS_PER_INSERT = 32
 logger = logging.getLogger("app")
 
@@ -100,6 +101,7 @@ class Store:
         self.engine = engine_for(url)
         self._insert = BulkInsert.compile(self.engine, predictions, COLUMNS)
         self._insert_label = BulkInsert.compile(self.engine, labels, ("request_id", "batch_row", "label", "at"))
+        self._upsert = self._upsert_version()
         self._ready = False
         self._schema_lock = threading.Lock()
 
@@ -143,26 +145,23 @@ class Store:
         self.ensure_ready()
         try:
             with self.engine.begin() as connection:
-                for version in seen:
-                    connection.execute(self._upsert_version(version))
+                if upserts := [_version_values(version) for version in seen]:
+                    connection.exec_driver_sql(self._upsert, upserts)
                 self._insert.run(connection, rows)
         except sa.exc.SQLAlchemyError as error:
             raise StoreUnavailable(reason(error)) from error
 
-    def _upsert_version(self, seen: SeenVersion) -> sa.Executable:
-        insert = postgresql.insert if self.backend == "postgresql" else sqlite.insert
-        reference = seen.reference.values() if seen.reference is not None else (None, None, None)
-        statement = insert(versions).values(
-            model=seen.model, version=seen.version, classes=json.dumps(list(seen.classes)), first_at=seen.at,
-            last_at=seen.at, **dict(zip(REFERENCE_COLUMNS, reference, strict=True)),
-        )  # fmt: skip
+    def _upsert_version(self) -> str:
+        """A version seen, its parameters in VERSION_COLUMNS order: compiled once, not built at every write."""
+        statement = (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(versions)
         latest = sa.func.greatest if self.backend == "postgresql" else sa.func.max
         # A version's file never changes, so its reference is the one first stored (kept, or filled if missing).
         kept = {name: sa.func.coalesce(versions.c[name], statement.excluded[name]) for name in REFERENCE_COLUMNS}
-        return statement.on_conflict_do_update(
+        upsert = statement.on_conflict_do_update(
             index_elements=[versions.c.model, versions.c.version],
             set_={"last_at": latest(versions.c.last_at, statement.excluded.last_at), **kept},
         )
+        return _compiled(self.engine, upsert, VERSION_COLUMNS, VERSION_COLUMNS)
 
     def add_labels(self, posted: Sequence[Label], now: float) -> LabelOutcome:
         """Stores the labels not stored yet, in one transaction, and says what happened to each."""
@@ -356,26 +355,29 @@ def _reference(row: sa.Row[Any]) -> Reference | None:
     return None if any(value is None for value in values) else Reference(*values)
 
 
+def _version_values(seen: SeenVersion) -> tuple[Any, ...]:
+    reference = seen.reference.values() if seen.reference is not None else (None, None, None)
+    return (seen.model, seen.version, json.dumps(list(seen.classes)), seen.at, seen.at, *reference)
+
+
 def _answered_by(model: str, version: str) -> sa.ColumnElement[bool]:
     return sa.and_(predictions.c.model == model, predictions.c.version == version, predictions.c.shadow.is_(False))
 
 
 @dataclass(frozen=True)
 class BulkInsert:
-    """An insert of rows given as tuples in the order of its columns, as the engine's dialect writes it."""
+    """An insert of rows given as tuples in the order of its columns, as the engine's dialect writes it: inline(),
+    so without RETURNING the generated keys, which nobody reads (PostgreSQL would send them back)."""
 
     one: str  # one row a statement
     many: str  # ROWS_PER_INSERT rows a statement
 
     @classmethod
     def compile(cls, engine: Engine, table: sa.Table, columns: Sequence[str]) -> BulkInsert:
-        # inline(): no RETURNING of the generated keys, which nobody reads (PostgreSQL would send them back).
-        one = _compiled(engine, table.insert().inline(), columns, list(columns))
-        names = [f"{column}_{row}" for row in range(ROWS_PER_INSERT) for column in columns]
-        values: list[dict[str, Any]] = [
-            {column: sa.bindparam(f"{column}_{row}") for column in columns} for row in range(ROWS_PER_INSERT)
-        ]
-        return cls(one, _compiled(engine, table.insert().inline().values(values), None, names))
+        insert, rows = table.insert().inline(), range(ROWS_PER_INSERT)
+        many = insert.values([{column: sa.bindparam(f"{column}_{row}") for column in columns} for row in rows])
+        names = [f"{column}_{row}" for row in rows for column in columns]
+        return cls(_compiled(engine, insert, columns, columns), _compiled(engine, many, None, names))
 
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         full = len(rows) - len(rows) % ROWS_PER_INSERT
