@@ -6,7 +6,11 @@ loads it with wrk, and measures in the same run the floors it cannot beat:
 - model floor: the loaded model's final estimator on the already-encoded rows, in process;
 - in-process path: the whole app for one request (ASGI call), minus the HTTP server;
 - the metrics' cost: the same requests with metrics on and off (METRICS=0);
-- the drift monitoring's cost: one record at 8 connections and 10,000-record batches, on and off (DRIFT_MONITORING=0).
+- the drift monitoring's cost: one record at 8 connections and 10,000-record batches, on and off (DRIFT_MONITORING=0);
+- the capture's cost (scripts/bench_capture.py): the same two loads with capture on and off (CAPTURE=0), and
+  posting a 10,000-record batch's labels against predicting it.
+Every other row runs with the capture off (CAPTURE=0), in process too: they measure the serving path, as before
+the capture existed, and write no capture store.
 The Open Inference Protocol (V2) is measured beside /predict: JSON and Triton's binary tensors, and, when
 an `mlserver` executable is given (--mlserver; MLServer 1.7.1 with mlserver-sklearn, which `make bench`
 installs from scripts/mlserver.lock), MLServer serving the same model and the same 10,000-record JSON body,
@@ -31,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -46,39 +50,17 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[1]
 # Run as a script from anywhere: the shared helpers in scripts/ and the app package importable.
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
+from bench_capture import capture_cost_rows, labels_row
+from bench_tools import Row, api_command, body, on_and_off, served, wrk
 from penguins import FEATURES, MODEL_NAMES, resolve_dir
 
 from app.main import create_app
 from app.original.schemas import EXAMPLE_RECORD as RECORD
 from app.v2.types import EXAMPLE_REQUEST
-from tests.live import free_port, wait_until_answering
+from tests.live import free_port
 
 BATCH_MODELS = ["logistic_regression", "random_forest"]
 BATCH_SIZES = [1_000, 10_000]
-WRK_REPORT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = io.open(os.getenv("BENCH_BODY"), "rb"):read("*a")
-local header_length = os.getenv("BENCH_HEADER_LENGTH")
-if header_length then wrk.headers["Inference-Header-Content-Length"] = header_length end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('\\n{"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "errors": %d}\\n',
-    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
-    e.connect + e.read + e.write + e.timeout + e.status))
-end
-"""
-
-
-@dataclass
-class Row:
-    case: str
-    figure: float
-    unit: str
-    floor: float | None = None
-    comparison: str = ""
-    target: str = ""
-    met: bool | None = None
 
 
 # --- the HTTP floor: what any Starlette endpoint costs for this body --------------------------
@@ -95,57 +77,13 @@ floor_app = Starlette(routes=[Route("/predict", _floor_endpoint, methods=["POST"
 # --- servers ---------------------------------------------------------------------------------
 
 
-@contextmanager
-def served(command: list[str], env: dict[str, str]) -> Iterator[str]:
-    """Run a server on a free loopback port until the block ends; yields its base URL."""
-    port = free_port()
-    env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
-    with tempfile.TemporaryDirectory() as folder:
-        log = Path(folder) / "server.log"
-        with log.open("wb") as output:
-            server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_answering(url, server, log)
-            yield url
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
-
-
-def api_command(workers: int, settings: Mapping[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
-    return [sys.executable, "-m", "app"], {"WEB_CONCURRENCY": str(workers), **(settings or {})}
-
-
 def floor_command(workers: int) -> tuple[list[str], dict[str, str]]:
     # Same entry point and uvicorn settings as the API, only the app differs.
     serve_floor = "from app.__main__ import serve; serve('benchmark:floor_app')"
     return [sys.executable, "-c", serve_floor], {"WEB_CONCURRENCY": str(workers), "PYTHONPATH": str(ROOT / "scripts")}
 
 
-# --- wrk ---------------------------------------------------------------------------------------
-
-
-def wrk(url: str, body: bytes, connections: int, seconds: float, header_length: int = 0) -> dict[str, float]:
-    """One wrk run posting body (binary tensors after header_length bytes of JSON); returns requests/s, p50, p99."""
-    with tempfile.TemporaryDirectory() as folder:
-        script, payload = Path(folder) / "report.lua", Path(folder) / "body.json"
-        script.write_text(WRK_REPORT)
-        payload.write_bytes(body)
-        threads = min(connections, 2)
-        command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url]
-        env = {**os.environ, "BENCH_BODY": str(payload)}
-        if header_length:
-            env["BENCH_HEADER_LENGTH"] = str(header_length)
-        output = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-    report = json.loads(output.stdout.strip().splitlines()[-1])
-    if report["errors"]:
-        raise SystemExit(f"wrk saw {report['errors']} failed requests against {url}")
-    return {**report, "rps": report["requests"] / report["seconds"]}
-
-
-def body(records: int = 1) -> bytes:
-    return json.dumps({"records": [RECORD] * records}).encode()
+# --- bodies -----------------------------------------------------------------------------------
 
 
 def v2_plain_body() -> bytes:
@@ -206,6 +144,7 @@ def model_floor(path: Path, records: int, seconds: float) -> float:
 def in_process_path(models_dir: Path, model: str, seconds: float) -> float:
     """The app's own work for one /predict, called as ASGI: no sockets, no HTTP parsing."""
     os.environ["MODELS_DIR"] = str(models_dir)  # read when the app starts, below
+    os.environ["CAPTURE"] = "0"  # the serving path alone, and no store written beside the models
     application = create_app()
     loop = asyncio.new_event_loop()
     payload = body()
@@ -449,24 +388,6 @@ def mlserver_rows(executable: str | None, url: str, models_dir: Path, seconds: f
     return rows
 
 
-def on_and_off(
-    workers: int, setting: str, seconds: float, loads: Sequence[tuple[bytes, int]]
-) -> list[dict[bool, float]]:
-    """Requests/s of /predict?model=logistic_regression with the setting on and off, for each (body, connections).
-
-    Both servers run at once and take turns, best of three each: a neighbour's burst on a shared machine hits both
-    sides alike.
-    """
-    url = "/predict?model=logistic_regression"
-    figures = [{True: 0.0, False: 0.0} for _ in loads]
-    with served(*api_command(workers, {setting: "1"})) as on, served(*api_command(workers, {setting: "0"})) as off:
-        for _ in range(3):
-            for (payload, connections), best in zip(loads, figures, strict=True):
-                for enabled, server in ((True, on), (False, off)):
-                    best[enabled] = max(best[enabled], wrk(server + url, payload, connections, seconds)["rps"])
-    return figures
-
-
 def metrics_cost_row(workers: int, seconds: float) -> Row:
     """The cheapest model at 8 connections, where the metrics' own work weighs most."""
     (rps,) = on_and_off(workers, "METRICS", seconds, [(body(), 8)])
@@ -510,6 +431,8 @@ def measure(models_dir: Path, workers: int, seconds: float, mlserver: str | None
         rows += mlserver_rows(mlserver, url, models_dir, seconds)
     rows.append(metrics_cost_row(workers, seconds))
     rows += drift_cost_rows(workers, seconds)
+    rows += capture_cost_rows(workers, seconds)
+    rows.append(labels_row(workers, seconds))
     for name in MODEL_NAMES:
         inside = in_process_path(models_dir, name, seconds)
         over = inside - floors_ms[name]

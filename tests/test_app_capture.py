@@ -83,9 +83,57 @@ def test_an_unwritable_store_drops_counts_and_recovers(tmp_path: Path, caplog: p
     assert any("reachable again" in record.getMessage() for record in caplog.records)
 
 
+def test_rows_carry_each_records_own_probabilities() -> None:
+    item = captured(3)
+    assert item.prediction.probabilities is not None
+    item.prediction.probabilities[:] = [[0.5, 0.25, 0.25], [1e-7, 0.9999999, 0.0], [0.1, 0.2, 0.7]]
+    assert [json.loads(row[7]) for row in rows([item])] == item.prediction.probabilities.tolist()
+
+
 @pytest.fixture(scope="module")
-def svc(trained_models_dir: Path) -> LoadedModel:
-    return Registry(trained_models_dir).get("svc")
+def registry(trained_models_dir: Path) -> Registry:
+    return Registry(trained_models_dir)
+
+
+@pytest.fixture(scope="module")
+def svc(registry: Registry) -> LoadedModel:
+    return registry.get("svc")
+
+
+BIRDS = [RECORD, {**RECORD, "island": "Biscoe", "flipper_length_mm": 215.0}, {**RECORD, "bill_length_mm": 48.0}]
+
+
+def answered(model: LoadedModel, records: list[dict[str, object]], request_id: str) -> Captured:
+    batch = Batch.from_records(records)
+    return Captured(
+        request_id, None, 5.0, model.stem, model.version, batch, model.predictor.predict(batch), loaded=model
+    )
+
+
+@pytest.mark.parametrize(
+    "names", [pytest.param(["svc"], id="one-model"), pytest.param(["svc", "logistic_regression"], id="two-models")]
+)
+def test_confidences_are_estimated_once_per_model_and_equal_each_batchs_own(
+    registry: Registry, names: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Six batches of one to three records, the models taking turns.
+    models = [registry.get(names[i % len(names)]) for i in range(6)]
+    items = [answered(model, BIRDS[: 1 + i % 3], f"r{i}") for i, model in enumerate(models)]
+    calls: list[int] = []
+    real = calibration.confidence
+
+    def counted(model: calibration.Calibrated, batch: Batch, prediction: Prediction) -> np.ndarray | None:
+        calls.append(len(batch))
+        return real(model, batch, prediction)
+
+    expected = []
+    for model, item in zip(models, items, strict=True):  # each batch on its own: what the writer once did
+        estimate = real(model, item.batch, item.prediction)
+        assert estimate is not None
+        expected += estimate.tolist()
+    monkeypatch.setattr(calibration, "confidence", counted)
+    assert [row[8] for row in rows(items)] == pytest.approx(expected)
+    assert len(calls) == len(names) and sum(calls) == len(expected)
 
 
 def test_rows_carry_the_answering_models_calibrated_confidence(svc: LoadedModel) -> None:
@@ -118,7 +166,8 @@ def test_the_calibrator_runs_on_the_writers_thread_never_a_requests(
     for name in ("svc", "logistic_regression"):
         assert client.post(f"/predict/{name}", json={"records": [RECORD] * 3}).status_code == 200
     assert client.post("/predict/compare", json={"records": [RECORD]}).status_code == 200
-    wait_for(lambda: len(threads) >= 5, 10, "the writer to estimate the five answers")
+    # One estimate per model for what each write takes: at least one each, however the writes fall.
+    wait_for(lambda: len(threads) >= 3, 10, "the writer to estimate the three models' answers")
     assert set(threads) == {"capture-writer"}
 
 

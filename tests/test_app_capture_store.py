@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from app.capture.records import Captured, Label, Reference, SeenVersion, rows
 from app.capture.schema import REFERENCE_COLUMNS, SCHEMA_VERSION, schema
-from app.capture.store import Recent, Store
+from app.capture.store import ROWS_PER_INSERT, Recent, Store
 from app.errors import StoreUnavailable
 from app.features import Batch
 from app.predictors import Prediction
@@ -53,6 +53,17 @@ def test_a_captured_batch_is_one_row_per_record_with_its_features(store: Store) 
         (0, "Adelie", "Torgersen", 3750.0, "Male", False, None),
         (1, "Gentoo", "Torgersen", 3750.0, "Male", False, None),
     ]
+
+
+def test_a_batch_beyond_one_insert_statement_keeps_every_row_in_order(store: Store) -> None:
+    count = 2 * ROWS_PER_INSERT + 5  # two full VALUES lists, then five rows one at a time
+    write(store, captured("r1", [row % 3 for row in range(count)]))
+    store.add_labels([Label("r1", row, CLASSES[row % 2]) for row in range(count)], 2000.0)
+    with store.engine.connect() as connection:
+        found = connection.execute(sa.text("SELECT batch_row, predicted FROM predictions ORDER BY id")).all()
+        labelled = connection.execute(sa.text("SELECT batch_row, label FROM labels ORDER BY batch_row")).all()
+    assert [tuple(row) for row in found] == [(row, CLASSES[row % 3]) for row in range(count)]
+    assert [tuple(row) for row in labelled] == [(row, CLASSES[row % 2]) for row in range(count)]
 
 
 def test_labels_are_counted_by_outcome(store: Store) -> None:

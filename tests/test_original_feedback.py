@@ -12,6 +12,8 @@ from penguins import MODEL_NAMES, load_penguins, split
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
+from app.capture import Label
+from app.original.feedback import LABELS, parse_labels
 from tests.helpers import RECORD, ROOT, older_model_file
 
 TOKEN = "a-token-of-at-least-16-chars"
@@ -86,6 +88,12 @@ def test_an_unknown_request_id_is_counted_unknown(client: TestClient) -> None:
         pytest.param({"request_id": "r", "label": "Adelie", "row": -1}, 422, "greater than or equal", id="bad-row"),
         pytest.param({"request_id": "r", "label": "Adelie", "row": "1"}, 422, "valid integer", id="row-as-text"),
         pytest.param([], 422, "at least 1", id="empty-list"),
+        # Lists that the quick reading of plain labels passes on to pydantic.
+        pytest.param([{"request_id": "r", "label": "Adelie", "row": True}], 422, "valid integer", id="row-as-bool"),
+        pytest.param([{"request_id": "r" * 129, "label": "Adelie"}], 422, "at most 128", id="long-request-id"),
+        pytest.param([{"request_id": "", "label": "Adelie"}], 422, "at least 1", id="empty-request-id"),
+        pytest.param([{"request_id": "r", "label": ["Adelie"]}], 422, "valid string", id="label-as-list"),
+        pytest.param([{"request_id": "r", "label": "Adelie"}, "Gentoo"], 422, "valid dictionary", id="not-an-object"),
         pytest.param("Adelie", 422, "label object", id="a-string"),
     ],
 )
@@ -93,6 +101,13 @@ def test_bad_labels_are_refused_in_one_sentence(client: TestClient, body: Any, s
     answer = client.post("/feedback", json=body)
     assert answer.status_code == status
     assert words in str(answer.json()["detail"])
+
+
+def test_plain_labels_read_quickly_are_those_pydantic_reads() -> None:
+    plain = [{"request_id": "r", "label": "Adelie"}, {"request_id": "s", "row": 3, "label": "Gentoo", "extra": 1}]
+    expected = [Label("r", 0, "Adelie"), Label("s", 3, "Gentoo")]
+    assert parse_labels(json.dumps(plain).encode(), 10) == expected
+    assert [Label(item.request_id, item.row, item.label) for item in LABELS.validate_python(plain)] == expected
 
 
 def test_a_body_that_is_not_json_is_422(client: TestClient) -> None:

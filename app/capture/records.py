@@ -1,8 +1,9 @@
 """What is captured: a predicted batch as the request path leaves it, and its rows as the writer stores them.
 
 The request path only keeps references (Captured); turning a batch into one row per record happens in the
-writer's thread, column by column, and so does each record's calibrated confidence (app/calibration.py): for the
-SVC one more pass of the batch through the estimator, which a request never waits for.
+writer's thread, column by column, and so does each record's calibrated confidence (app/calibration.py), once for
+all the batches one model answered: for the SVC one more pass of them through the estimator, which a request
+never waits for.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import accumulate, chain, repeat
 from typing import Any
 
 import numpy as np
@@ -51,17 +52,6 @@ class Captured:
 
     def __len__(self) -> int:
         return len(self.batch)
-
-    def confidences(self) -> Iterable[float | None]:
-        """Each record's calibrated probability of being right; None for a shadow answer or without a calibrator."""
-        if self.shadow or self.loaded is None:
-            return repeat(None, len(self.batch))
-        try:
-            estimate = calibration.confidence(self.loaded, self.batch, self.prediction)
-        except Exception as error:  # the estimate must never cost the capture: the rows are kept without it
-            logger.warning("no confidence for a batch of %s: %s: %s", self.loaded.name, type(error).__name__, error)
-            return repeat(None, len(self.batch))
-        return repeat(None, len(self.batch)) if estimate is None else estimate.tolist()
 
 
 @dataclass(frozen=True)
@@ -116,12 +106,63 @@ def rows(batches: Sequence[Captured]) -> list[tuple[Any, ...]]:
             spread(item.version for item in batches),
             chain.from_iterable(_labels(item.prediction) for item in batches),
             chain.from_iterable(map(_probabilities, (item.prediction for item in batches), counts)),
-            chain.from_iterable(item.confidences() for item in batches),
+            confidences(batches),
             spread(item.shadow for item in batches),
             *features,
             strict=False,
         )
     )
+
+
+def confidences(batches: Sequence[Captured]) -> list[float | None]:
+    """Each record's calibrated probability of being right, in order; None for a shadow answer or without a calibrator.
+
+    One estimate per loaded model for all the batches it answered: a few hundred one-record batches cost one
+    calibration, and for the SVC one pass through its decision function, not one each.
+    """
+    groups: dict[int, list[int]] = {}
+    for index, item in enumerate(batches):
+        if not item.shadow and item.loaded is not None:
+            groups.setdefault(id(item.loaded), []).append(index)
+    starts = list(accumulate((len(item.batch) for item in batches), initial=0))
+    values: list[float | None] = [None] * starts[-1]
+    for indices in groups.values():
+        estimate = _estimate([batches[index] for index in indices])
+        taken = 0
+        for index in indices:
+            count = starts[index + 1] - starts[index]
+            values[starts[index] : starts[index + 1]] = estimate[taken : taken + count]
+            taken += count
+    return values
+
+
+def _estimate(group: Sequence[Captured]) -> list[float | None]:
+    """The confidences of batches answered by one loaded model, from one call of calibration.confidence."""
+    model = group[0].loaded
+    count = sum(len(item.batch) for item in group)
+    if model is None or not isinstance(model.calibrator, calibration.Calibrator):
+        return [None] * count
+    batch, prediction = (group[0].batch, group[0].prediction) if len(group) == 1 else _joined(group)
+    try:
+        estimate = calibration.confidence(model, batch, prediction)
+    except Exception as error:  # the estimate must never cost the capture: the rows are kept without it
+        logger.warning(
+            "no confidence for %d batches of %s: %s: %s", len(group), model.name, type(error).__name__, error
+        )
+        return [None] * count
+    return [None] * count if estimate is None else estimate.tolist()
+
+
+def _joined(group: Sequence[Captured]) -> tuple[Batch, Prediction]:
+    """The batches one model answered as one batch, and its answers as one prediction."""
+    categorical = {
+        name: list(chain.from_iterable(item.batch.categorical[name] for item in group)) for name in CATEGORICAL
+    }
+    batch = Batch(categorical, np.concatenate([item.batch.numeric for item in group]))
+    known = [probabilities for item in group if (probabilities := item.prediction.probabilities) is not None]
+    indices = np.concatenate([item.prediction.indices for item in group])
+    joined = np.concatenate(known) if len(known) == len(group) else None
+    return batch, Prediction(group[0].prediction.classes, indices, joined)
 
 
 def _labels(prediction: Prediction) -> list[str]:
@@ -132,4 +173,9 @@ def _labels(prediction: Prediction) -> list[str]:
 def _probabilities(prediction: Prediction, count: int) -> Iterable[str | None]:
     if prediction.probabilities is None:
         return repeat(None, count)
-    return [pydantic_core.to_json(row).decode() for row in prediction.probabilities.tolist()]
+    if not count:
+        return []
+    # One serializer call for the whole matrix, cut between its rows (a number holds no bracket): each row's
+    # text is the one pydantic_core.to_json(row) would write.
+    text = pydantic_core.to_json(prediction.probabilities.tolist()).decode()
+    return text[1:-1].replace("],[", "]\n[").split("\n")

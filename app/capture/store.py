@@ -2,8 +2,8 @@
 
 One code path for both: the tables are declared once (schema.py), every statement is built by SQLAlchemy, and
 only the upsert's construct is picked per dialect. The app creates the schema at start and upgrades it.
-Bulk inserts go to the driver as one statement compiled by SQLAlchemy with a tuple per row: the same SQL,
-without building a dict per row.
+Bulk inserts go to the driver as statements compiled by SQLAlchemy, ROWS_PER_INSERT rows in each VALUES list,
+with a tuple of parameters per statement: the same SQL, without building a dict per row or a round trip per row.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,10 @@ from app.errors import StoreUnavailable
 
 # Keys per IN (...): within every backend's limit on bound parameters.
 CHUNK = 500
+VERSION_COLUMNS = ("model", "version", "classes", "first_at", "last_at", *REFERENCE_COLUMNS)
+# Rows per INSERT statement (the rest of a batch one a statement): PostgreSQL writes 10,000 rows in about half
+# the time one statement a row takes, SQLite a little quicker; beyond about 64 both slow down again.
+ROWS_PER_INSERT = 32
 logger = logging.getLogger("app")
 
 
@@ -94,8 +99,9 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = engine_for(url)
-        self._insert = _compiled(self.engine, predictions.insert(), COLUMNS)
-        self._insert_label = _compiled(self.engine, labels.insert(), ("request_id", "batch_row", "label", "at"))
+        self._insert = BulkInsert.compile(self.engine, predictions, COLUMNS)
+        self._insert_label = BulkInsert.compile(self.engine, labels, ("request_id", "batch_row", "label", "at"))
+        self._upsert = self._upsert_version()
         self._ready = False
         self._schema_lock = threading.Lock()
 
@@ -139,27 +145,23 @@ class Store:
         self.ensure_ready()
         try:
             with self.engine.begin() as connection:
-                for version in seen:
-                    connection.execute(self._upsert_version(version))
-                if rows:
-                    connection.exec_driver_sql(self._insert, list(rows))
+                if upserts := [_version_values(version) for version in seen]:
+                    connection.exec_driver_sql(self._upsert, upserts)
+                self._insert.run(connection, rows)
         except sa.exc.SQLAlchemyError as error:
             raise StoreUnavailable(reason(error)) from error
 
-    def _upsert_version(self, seen: SeenVersion) -> sa.Executable:
-        insert = postgresql.insert if self.backend == "postgresql" else sqlite.insert
-        reference = seen.reference.values() if seen.reference is not None else (None, None, None)
-        statement = insert(versions).values(
-            model=seen.model, version=seen.version, classes=json.dumps(list(seen.classes)), first_at=seen.at,
-            last_at=seen.at, **dict(zip(REFERENCE_COLUMNS, reference, strict=True)),
-        )  # fmt: skip
+    def _upsert_version(self) -> str:
+        """A version seen, its parameters in VERSION_COLUMNS order: compiled once, not built at every write."""
+        statement = (postgresql.insert if self.backend == "postgresql" else sqlite.insert)(versions)
         latest = sa.func.greatest if self.backend == "postgresql" else sa.func.max
         # A version's file never changes, so its reference is the one first stored (kept, or filled if missing).
         kept = {name: sa.func.coalesce(versions.c[name], statement.excluded[name]) for name in REFERENCE_COLUMNS}
-        return statement.on_conflict_do_update(
+        upsert = statement.on_conflict_do_update(
             index_elements=[versions.c.model, versions.c.version],
             set_={"last_at": latest(versions.c.last_at, statement.excluded.last_at), **kept},
         )
+        return _compiled(self.engine, upsert, VERSION_COLUMNS, VERSION_COLUMNS)
 
     def add_labels(self, posted: Sequence[Label], now: float) -> LabelOutcome:
         """Stores the labels not stored yet, in one transaction, and says what happened to each."""
@@ -196,7 +198,7 @@ class Store:
         outcome.unknown = len(new) - outcome.matched
         if new:
             rows = [(label.request_id, label.row, label.label, now) for label in new.values()]
-            connection.exec_driver_sql(self._insert_label, rows)
+            self._insert_label.run(connection, rows)
         for name, count in outcome.counts().items():
             if count:
                 connection.execute(
@@ -210,7 +212,7 @@ class Store:
             query = sa.select(labels.c.request_id, labels.c.batch_row, labels.c.label).where(
                 labels.c.request_id.in_(chunk)
             )
-            found.update(((request_id, row), label) for request_id, row, label in connection.execute(query))
+            found.update(((request_id, row), label) for request_id, row, label in connection.execute(query).all())
         return found
 
     def _captured_keys(self, connection: Connection, request_ids: Sequence[str]) -> set[tuple[str, int]]:
@@ -221,7 +223,8 @@ class Store:
                 .where(predictions.c.request_id.in_(chunk))
                 .distinct()
             )
-            found.update((request_id, row) for request_id, row in connection.execute(query))
+            # All rows fetched at once: a batch's labels find thousands, and row by row each costs a driver call.
+            found.update(map(tuple, connection.execute(query).all()))
         return found
 
     def prune(self, now: float, days: int, max_rows: int) -> int:
@@ -352,15 +355,43 @@ def _reference(row: sa.Row[Any]) -> Reference | None:
     return None if any(value is None for value in values) else Reference(*values)
 
 
+def _version_values(seen: SeenVersion) -> tuple[Any, ...]:
+    reference = seen.reference.values() if seen.reference is not None else (None, None, None)
+    return (seen.model, seen.version, json.dumps(list(seen.classes)), seen.at, seen.at, *reference)
+
+
 def _answered_by(model: str, version: str) -> sa.ColumnElement[bool]:
     return sa.and_(predictions.c.model == model, predictions.c.version == version, predictions.c.shadow.is_(False))
 
 
-def _compiled(engine: Engine, statement: sa.Insert, columns: Sequence[str]) -> str:
-    """The insert as the engine's dialect writes it, its positional parameters in the order of columns."""
-    compiled = statement.compile(dialect=engine.dialect, column_keys=list(columns))
-    order = compiled.positiontup
-    assert order is not None and list(order) == list(columns), (order, columns)
+@dataclass(frozen=True)
+class BulkInsert:
+    """An insert of rows given as tuples in the order of its columns, as the engine's dialect writes it: inline(),
+    so without RETURNING the generated keys, which nobody reads (PostgreSQL would send them back)."""
+
+    one: str  # one row a statement
+    many: str  # ROWS_PER_INSERT rows a statement
+
+    @classmethod
+    def compile(cls, engine: Engine, table: sa.Table, columns: Sequence[str]) -> BulkInsert:
+        insert, rows = table.insert().inline(), range(ROWS_PER_INSERT)
+        many = insert.values([{column: sa.bindparam(f"{column}_{row}") for column in columns} for row in rows])
+        names = [f"{column}_{row}" for row in rows for column in columns]
+        return cls(_compiled(engine, insert, columns, columns), _compiled(engine, many, None, names))
+
+    def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        full = len(rows) - len(rows) % ROWS_PER_INSERT
+        if full:
+            chunks = (rows[start : start + ROWS_PER_INSERT] for start in range(0, full, ROWS_PER_INSERT))
+            connection.exec_driver_sql(self.many, [tuple(chain.from_iterable(chunk)) for chunk in chunks])
+        if full < len(rows):
+            connection.exec_driver_sql(self.one, list(rows[full:]))
+
+
+def _compiled(engine: Engine, statement: sa.Insert, keys: Sequence[str] | None, order: Sequence[str]) -> str:
+    """The insert as the engine's dialect writes it, checked to take its positional parameters in `order`."""
+    compiled = statement.compile(dialect=engine.dialect, column_keys=None if keys is None else list(keys))
+    assert compiled.positiontup is not None and list(compiled.positiontup) == list(order), compiled.positiontup
     return str(compiled)
 
 

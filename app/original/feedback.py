@@ -2,6 +2,8 @@
 and the reference from training out (app/capture/).
 
 A body is one label object or a JSON list of them, at most MAX_RECORDS. A 200 means the labels are committed.
+A list of plainly valid labels is read without pydantic, by operations that run in C (as app/original/records.py
+reads records); anything else is left to pydantic's validation, so every error stays what the schema says.
 """
 
 from __future__ import annotations
@@ -28,13 +30,15 @@ CAPTURE_OFF = "Capture is off (CAPTURE=0): no prediction is kept to join a label
 # The conflicts an answer lists one by one; the count covers them all.
 CONFLICTS_SHOWN = 100
 ROW_MAX = 2**31 - 1
+REQUEST_ID_LENGTH = 128
+SPECIES_SET = frozenset(SPECIES)
 
 
 class FeedbackLabel(BaseModel):
     """The true species of one predicted record: its request's X-Request-ID and its position in that batch."""
 
     model_config = ConfigDict(extra="ignore")
-    request_id: str = Field(min_length=1, max_length=128, examples=["3f2a9c0d5e6b47a8b9c0d1e2f3a4b5c6"])
+    request_id: str = Field(min_length=1, max_length=REQUEST_ID_LENGTH, examples=["3f2a9c0d5e6b47a8b9c0d1e2f3a4b5c6"])
     label: str = Field(json_schema_extra={"enum": list(SPECIES)}, examples=["Adelie"])
     row: int = Field(default=0, ge=0, le=ROW_MAX, strict=True, description="The record's position in its batch.")
 
@@ -128,6 +132,9 @@ def parse_labels(body: bytes, max_records: int) -> list[Label]:
         raise TooManyRecords(f"Got {len(items)} labels; at most MAX_RECORDS={max_records} are accepted per request.")
     if not items:
         raise _invalid("List should have at least 1 item", "too_short")
+    plain = _plain_labels(items)
+    if plain is not None:
+        return plain
     try:
         labels = LABELS.validate_python(items)
     except ValidationError as error:
@@ -143,6 +150,27 @@ def parse_labels(body: bytes, max_records: int) -> list[Label]:
                 f"Label {label.label[:64]!r}{where} is not a species: expected one of {', '.join(SPECIES)}."
             )
     return [Label(label.request_id, label.row, label.label) for label in labels]
+
+
+def _plain_labels(items: list[Any]) -> list[Label] | None:
+    """The labels when every one is plainly valid (what FeedbackLabel takes, and a species); None when pydantic must
+    decide."""
+    try:
+        request_ids = [item["request_id"] for item in items]
+        rows = [item.get("row", 0) for item in items]
+        labels = [item["label"] for item in items]
+        valid = (
+            {str}.issuperset(map(type, request_ids))
+            and min(map(len, request_ids)) >= 1
+            and max(map(len, request_ids)) <= REQUEST_ID_LENGTH
+            and {int}.issuperset(map(type, rows))  # strict: never a bool, a float or a string
+            and min(rows) >= 0
+            and max(rows) <= ROW_MAX
+            and SPECIES_SET.issuperset(labels)
+        )
+    except (KeyError, TypeError, AttributeError):
+        return None  # an item that is not an object, lacks a field, or holds an unhashable label
+    return list(map(Label, request_ids, rows, labels)) if valid else None
 
 
 def _invalid(message: str, kind: str) -> RequestInvalid:
