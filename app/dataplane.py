@@ -41,6 +41,7 @@ class DataPlane:
         self.observer = observer or Observer()
         self.registry = Registry(settings.models_dir, settings.strict_sklearn_version, self.observer)
         self.routes = Routes(settings.models_dir, self.registry.available, settings.routes_seed)
+        self.routes.current()  # read at the start: its routes, or why it is refused, are in the first log lines
         self.monitor = Monitor(settings.drift_window, self.model_stamps, settings.drift_monitoring, shared_folder)
         self.capture = _recorder(settings, self.observer) if settings.capture else None
 

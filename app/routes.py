@@ -20,6 +20,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from app.errors import ServingError
 from app.modelfile import Stamp
 from app.rules import MODEL_NAME_MAX_LENGTH, SUFFIX, is_model_name
 
@@ -142,7 +143,8 @@ def sticky_point(value: str) -> float:
 class Routes:
     """The routes in <folder>/routes.json now: re-read when the file's stamp changes; the last good ones kept.
 
-    models: the folder's model file names now (a scan), to check a new file against; seed: the random points'.
+    models: the folder's model file names now (a scan; a ServingError when it cannot be read), to check a new file
+    against; seed: the random points'.
     """
 
     def __init__(self, folder: Path, models: Callable[[], list[str]], seed: int | None = None) -> None:
@@ -181,14 +183,18 @@ class Routes:
             return self._stamp
 
     def _reload(self, stamp: Stamp | None) -> None:
-        self._stamp = stamp
         if stamp is None:
             if self._routes:
                 logger.info("%s is gone: no routes are served", self.path.name)
-            self._routes, self.problem = {}, None
+            self._stamp, self._routes, self.problem = None, {}, None
             return
         try:
-            routes = self._read(stamp)
+            models = [name.removesuffix(SUFFIX) for name in self.models()]
+        except ServingError:
+            return  # the folder cannot be listed now: what is served stays, and the next request tries again
+        self._stamp = stamp
+        try:
+            routes = self._read(stamp, models)
         except ValueError as error:
             self.problem = f"{ROUTES_FILE} refused: {error}; " + (
                 "the last good routes are served" if self._routes else "no routes are served"
@@ -198,14 +204,13 @@ class Routes:
         self._routes, self.problem = routes, None
         logger.info("routes from %s: %s", ROUTES_FILE, ", ".join(routes) or "none")
 
-    def _read(self, stamp: Stamp) -> dict[str, Route]:
+    def _read(self, stamp: Stamp, models: list[str]) -> dict[str, Route]:
         if stamp.size > MAX_FILE_BYTES:
             raise ValueError(f"it is {stamp.size} bytes, over {MAX_FILE_BYTES}")
         try:
             content = self.path.read_bytes()
         except OSError as error:
             raise ValueError(f"it cannot be read ({(error.strerror or type(error).__name__).lower()})") from None
-        models = [name.removesuffix(SUFFIX) for name in self.models()]
         parsed = RoutesFile.parse(content, models)
         return {name: Route(name, spec) for name, spec in parsed.routes.items()}
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from app.errors import ModelsFolderUnavailable
 from app.routes import ROUTES_FILE, Route, Routes, RoutesFile, RouteSpec, sticky_point
 from tests.helpers import ROOT
 
@@ -229,3 +230,19 @@ def test_the_file_writes_what_it_reads(folder: Path) -> None:
     content = {"routes": {"penguins": PENGUINS}, "previous": {"penguins": {"variants": {"svc": 1.0}}}}
     parsed = RoutesFile.parse(json.dumps(content), MODELS)
     assert RoutesFile.parse(parsed.to_json(), MODELS) == parsed
+
+
+def test_a_folder_that_cannot_be_listed_keeps_the_routes_and_is_tried_again(folder: Path) -> None:
+    write(folder, {"routes": {"penguins": PENGUINS}})
+    listing: list[str] | None = None
+
+    def models() -> list[str]:
+        if listing is None:
+            raise ModelsFolderUnavailable("Models folder is not readable.")
+        return listing
+
+    routes = Routes(folder, models)
+    assert routes.current() == {}
+    assert routes.problem is None
+    listing = [f"{name}.pkl" for name in MODELS]
+    assert list(routes.current()) == ["penguins"]
