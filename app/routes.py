@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from app.errors import ServingError
 from app.modelfile import Stamp
@@ -60,6 +69,11 @@ class RouteSpec(BaseModel):
             raise ValueError("a shadow is named twice")
         return self
 
+    @field_serializer("variants")
+    def _whole_weights(self, variants: dict[str, float]) -> dict[str, float | int]:
+        """90, not 90.0, as a person writes it."""
+        return {name: int(weight) if weight.is_integer() else weight for name, weight in variants.items()}
+
     def files(self) -> list[str]:
         return [*self.variants, *self.shadows]
 
@@ -98,7 +112,7 @@ class RoutesFile(BaseModel):
         try:
             return cls.model_validate_json(content, context=context)
         except ValidationError as error:
-            raise ValueError(_first_error(error)) from None
+            raise ValueError(first_error(error)) from None
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2, exclude_defaults=True) + "\n"
@@ -224,7 +238,8 @@ def _names(names: Iterable[str], kind: str = "model name") -> None:
             )
 
 
-def _first_error(error: ValidationError) -> str:
+def first_error(error: ValidationError) -> str:
+    """A refusal's first reason in one line: where, and what is wrong."""
     item = error.errors(include_url=False, include_input=False)[0]
     where = ".".join(str(part) for part in item["loc"])
     message: str = item["msg"].removeprefix("Value error, ")
