@@ -73,7 +73,7 @@ LINUX_LOCK := $(LOCK) --python-platform linux
 .PHONY: help
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  LOCAL=1 runs train/evaluate/notebooks/serve from $(VENV) instead of the containers."
+	@echo "  LOCAL=1 runs train/evaluate/notebooks/serve/routes from $(VENV) instead of the containers."
 
 $(BIN)/.installed: requirements-dev.lock
 	@test -x $(BIN)/python || $(MAKE_VENV)
@@ -172,6 +172,47 @@ export-labelled: api-image
 	$(COMPOSE) run --rm -T --no-deps -v "$(CURDIR)/scripts:/srv/scripts:ro" -v "$(CURDIR)/data:/shared/data" \
 	  api python scripts/export_labelled.py --out /shared/data/labelled.csv
 endif
+
+# Routes (app/README.md, "Routes, shadows and promotion"): scripts/routes.py edits models/routes.json, checked with
+# the app's own model, and the running API follows on its next request. With LOCAL=1 from the venv (MODELS_DIR, else
+# models/); otherwise a one-off container of the API image, as for export-labelled (the Jupyter image has neither
+# app/ nor pydantic), with models/ mounted writable there (the API service mounts it read-only).
+ROUTE ?=
+MODEL ?=
+VARIANTS ?=
+SHADOWS ?=
+STICKY ?=
+ifdef LOCAL
+RUN_ROUTES := $(BIN)/python scripts/routes.py
+ROUTES_NEEDS := venv
+else
+RUN_ROUTES = $(COMPOSE) run --rm -T --no-deps -v "$(CURDIR)/scripts:/srv/scripts:ro" -v "$(CURDIR)/models:/srv/models" \
+  api python scripts/routes.py --models-dir /srv/models
+ROUTES_NEEDS := api-image
+endif
+# $(call need,VARIABLE,example): stop with one line when a target's variable is not given.
+need = @test -n "$($(1))" || { echo "$(1) is missing: make $@ $(2)" >&2; exit 1; }
+
+.PHONY: routes
+routes: $(ROUTES_NEEDS) ## print models/routes.json: each route's variants and shares, and what a rollback restores
+	$(RUN_ROUTES) show
+
+.PHONY: route
+route: $(ROUTES_NEEDS) ## set a route: ROUTE=penguins VARIANTS="logistic_regression=90 random_forest=10" [SHADOWS=svc] [STICKY=X-Client-ID]
+	$(call need,ROUTE,ROUTE=penguins VARIANTS='logistic_regression=90 random_forest=10')
+	$(call need,VARIANTS,ROUTE=$(ROUTE) VARIANTS='logistic_regression=90 random_forest=10')
+	$(RUN_ROUTES) set "$(ROUTE)" --variants "$(VARIANTS)" --shadows "$(SHADOWS)" $(if $(STICKY),--sticky "$(STICKY)")
+
+.PHONY: promote
+promote: $(ROUTES_NEEDS) ## send all of a route's traffic to one variant: ROUTE=penguins MODEL=random_forest (make rollback undoes it)
+	$(call need,ROUTE,ROUTE=penguins MODEL=random_forest)
+	$(call need,MODEL,ROUTE=$(ROUTE) MODEL=random_forest)
+	$(RUN_ROUTES) promote "$(ROUTE)" "$(MODEL)"
+
+.PHONY: rollback
+rollback: $(ROUTES_NEEDS) ## put a route back as it was before its last route or promote: ROUTE=penguins (again: swaps back)
+	$(call need,ROUTE,ROUTE=penguins)
+	$(RUN_ROUTES) rollback "$(ROUTE)"
 
 # MLServer 1.7.1 with mlserver-sklearn, measured beside the API by make bench: its own virtualenv from its own
 # lock (scripts/mlserver.lock), never in .venv, whose Starlette and FastAPI pins it does not share.

@@ -260,6 +260,8 @@ class Settings(EnvironmentSettings):
     capture_max_rows: Whole = number(1_000_000, 1_000, 1_000_000_000)
     # The last labelled records per model version the live accuracy is computed on.
     feedback_window: Whole = number(1000, 10, 100_000)
+    # None: each worker's route choices start from a seed of its own (app/routes.py); a number makes them repeatable.
+    routes_seed: Whole | None = number(None, 0, 4_294_967_295)
 
     @property
     def body_limit(self) -> int:

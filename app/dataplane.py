@@ -22,6 +22,7 @@ from app.monitoring.monitor import Monitor
 from app.observer import Observer
 from app.predictors import Prediction
 from app.registry import LoadedModel, Registry
+from app.routes import Route, Routes
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class DataPlane:
         self.settings = settings
         self.observer = observer or Observer()
         self.registry = Registry(settings.models_dir, settings.strict_sklearn_version, self.observer)
+        self.routes = Routes(settings.models_dir, self.registry.available, settings.routes_seed)
+        self.routes.current()  # read at the start: its routes, or why it is refused, are in the first log lines
         self.monitor = Monitor(settings.drift_window, self.model_stamps, settings.drift_monitoring, shared_folder)
         self.capture = _recorder(settings, self.observer) if settings.capture else None
 
@@ -58,11 +61,28 @@ class DataPlane:
 
     def cached(self, name: str | None) -> LoadedModel | None:
         """The model when it is loaded and current, else None; cheap enough for an event loop."""
-        return self.registry.cached(self.settings.default_model if name is None else name)
+        return self.registry.cached(self._model_name(name))
 
     def load(self, name: str | None) -> LoadedModel:
         """The model, loading it when needed (blocking); no name means DEFAULT_MODEL."""
-        return self.registry.get(self.settings.default_model if name is None else name)
+        return self.registry.get(self._model_name(name))
+
+    def route(self, name: str | None) -> Route | None:
+        """The route of that name, or None for a model's; cheap: one stat of routes.json. No name: DEFAULT_MODEL."""
+        return self.routes.get(self.settings.default_model if name is None else name)
+
+    def choose(self, route: Route, sticky_value: str | None = None) -> str:
+        """The route's variant for one request (a model name): by the sticky header's value when given, else random."""
+        return self.routes.choose(route, sticky_value)
+
+    def route_list(self) -> list[Route]:
+        """The routes served now, in the file's order."""
+        return list(self.routes.current().values())
+
+    def routes_problem(self) -> str | None:
+        """Why the routes file in the folder now is refused (the last good routes are served), or None."""
+        self.routes.current()
+        return self.routes.problem
 
     def unload(self, name: str) -> None:
         self.registry.unload(name)
@@ -149,6 +169,17 @@ class DataPlane:
                 continue
             return True
         return False
+
+    def _model_name(self, name: str | None) -> str:
+        """A model's name; a route's is refused with its variants named, where a model file is asked for."""
+        name = self.settings.default_model if name is None else name
+        route = self.routes.get(name)
+        if route is not None:
+            raise ModelNotFound(
+                f"{route.name!r} is a route, not a model file: name one of its variants here "
+                f"({', '.join(route.spec.variants)})."
+            )
+        return name
 
     def _file_names(self, names: list[str] | None) -> list[str]:
         """The named models' files, each once; without names, every file in the folder."""

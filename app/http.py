@@ -34,6 +34,7 @@ from app.errors import (
     TooManyRecords,
 )
 from app.registry import LoadedModel
+from app.routes import Route as ModelRoute  # not Starlette's Route: a routes.json route
 
 # A prediction whose measured cost fits this runs on the event loop: a thread hop would cost as much.
 INLINE_BUDGET_SECONDS = 0.0005
@@ -57,6 +58,8 @@ T = TypeVar("T")
 logger = logging.getLogger("app")
 # A 500's whole answer, in either dialect: the cause goes to the log, never to the client.
 INTERNAL_ERROR = "Internal server error; the cause is in the server log."
+# The answer's header naming the variant a route chose.
+ROUTE_VARIANT = "X-Route-Variant"
 # The route label of a request no route knows: one value however many paths are tried.
 UNMATCHED = "<unmatched>"
 
@@ -158,3 +161,24 @@ async def get_model(plane: DataPlane, name: str | None) -> LoadedModel:
     """The model, loaded on a worker thread when it is not cached yet."""
     cached = plane.cached(name)
     return cached if cached is not None else await run_in_threadpool(plane.load, name)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """The model that answers a request, and the route that chose it (None: the request named the model)."""
+
+    model: LoadedModel
+    route: ModelRoute | None
+
+    def headers(self) -> dict[str, str]:
+        """X-Route-Variant: the variant that answered, when a route was asked."""
+        return {} if self.route is None else {ROUTE_VARIANT: self.model.stem}
+
+
+async def get_routed_model(plane: DataPlane, name: str | None, headers: Mapping[str, str]) -> Routed:
+    """A model's name gives that model; a route's, one of its variants, by its sticky header when the request has it."""
+    route = plane.route(name)
+    if route is None:
+        return Routed(await get_model(plane, name), None)
+    sticky = None if route.sticky_header is None else headers.get(route.sticky_header)
+    return Routed(await get_model(plane, plane.choose(route, sticky)), route)

@@ -29,6 +29,13 @@ MODEL_NAME: dict[str, Any] = {
     "pattern": f"^{MODEL_NAME_PATTERN.pattern}$",
     "maxLength": MODEL_NAME_MAX_LENGTH,
 }
+# The answer's header naming the variant that answered, when the request named a route (app/http.py's ROUTE_VARIANT).
+ROUTE_VARIANT_HEADER: dict[str, Any] = {
+    "X-Route-Variant": {
+        "description": "When a route was asked: the variant (model file, without .pkl) that answered.",
+        "schema": MODEL_NAME,
+    }
+}
 # A body's type, for its JSON schema: a pydantic model or a TypedDict.
 Schema = type[Any]
 # An error answer: the body's schema, and when it happens.
@@ -55,6 +62,12 @@ def operation(
     for status, (body, cause) in (errors or {}).items():
         responses[str(status)] = json_content(ref(body), cause)
     return {"tags": [tag], "summary": summary, "responses": responses, **extra}
+
+
+def routed(spec: dict[str, Any]) -> dict[str, Any]:
+    """The operation of a path that takes a route's name: its success names the variant that answered."""
+    spec["responses"]["200"]["headers"] = ROUTE_VARIANT_HEADER
+    return spec
 
 
 def request_body(model: Schema, example: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from app.http import (
     RequestInvalid,
     data_plane,
     get_model,
+    get_routed_model,
     parse_body,
     run_inline_or_threaded,
 )
@@ -42,6 +43,7 @@ from app.openapi import (
     query_parameter,
     ref,
     request_body,
+    routed,
 )
 from app.original.answers import model_info, prediction_json
 from app.original.feedback import FEEDBACK_ENDPOINT, PERFORMANCE_ENDPOINT
@@ -65,6 +67,7 @@ from app.original.schemas import (
     Welcome,
 )
 from app.registry import LoadedModel
+from app.routes import plain
 from app.rules import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 
 WELCOME = "Bienvenido a la API de inferencia de modelos ML"
@@ -153,9 +156,12 @@ async def health(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     plane = data_plane(request)
     names = await run_in_threadpool(plane.available)
-    return FastJSONResponse(
-        {"path": str(plane.folder), "modelos_disponibles_total": len(names), "modelos_disponibles": names}
-    )
+    body: dict[str, Any] = {"path": str(plane.folder), "modelos_disponibles_total": len(names)}
+    body["modelos_disponibles"] = names
+    routes = [plain(route) for route in await run_in_threadpool(plane.route_list)]
+    if routes:  # without routes, the original service's body exactly
+        body["routes"] = routes
+    return FastJSONResponse(body)
 
 
 async def describe_model(request: Request) -> Response:
@@ -184,25 +190,28 @@ async def monitor(request: Request) -> Response:
 def _monitor_page(plane: DataPlane, root_path: str) -> str:
     selection = plane.select(None)
     drift = [(model, plane.drift(model)) for model in selection.models]
-    return monitor_page(drift, selection.skipped, root_path, ground_truth(plane))
+    return monitor_page(drift, selection.skipped, root_path, ground_truth(plane), plane.routes_problem())
 
 
 async def predict_records(request: Request) -> Response:
     parsed = await parse_body(request, _parser(request, PredictRequest).parse)
     name = request.query_params.get("model", parsed.request.model)
-    return await _predict(data_plane(request), name, parsed.batch)
+    return await _predict(request, name, parsed.batch)
 
 
 async def predict_with_model(request: Request) -> Response:
     parsed = await parse_body(request, _parser(request, PredictRequest).parse)
-    return await _predict(data_plane(request), request.path_params["model_name"], parsed.batch)
+    return await _predict(request, request.path_params["model_name"], parsed.batch)
 
 
-async def _predict(plane: DataPlane, name: str | None, batch: Batch) -> Response:
-    model = await get_model(plane, name)
+async def _predict(request: Request, name: str | None, batch: Batch) -> Response:
+    """A model's name, or a route's: then one of its variants answers, named in `model` and X-Route-Variant."""
+    plane = data_plane(request)
+    routed = await get_routed_model(plane, name, request.headers)
+    model = routed.model
     inline = model.estimated_seconds(len(batch)) <= INLINE_BUDGET_SECONDS
     content = await run_inline_or_threaded(inline, _predict_answer, plane, model, batch)
-    return Response(content, media_type="application/json")
+    return Response(content, media_type="application/json", headers=routed.headers())
 
 
 def _predict_answer(plane: DataPlane, model: LoadedModel, batch: Batch) -> bytes:
@@ -264,7 +273,9 @@ MONITOR_PAGE = {
 COMMA_SEPARATED_NAMES = rf"^{MODEL_NAME_PATTERN.pattern}(,{MODEL_NAME_PATTERN.pattern})*$"
 PREDICT_EXAMPLE = {"records": [EXAMPLE_RECORD]}
 COMPARE_EXAMPLE = {"records": [EXAMPLE_RECORD], "models": ["svc", "random_forest"]}
-MODEL_QUERY = query_parameter("model", "Model file name, with or without `.pkl`; wins over the body.", MODEL_NAME)
+MODEL_QUERY = query_parameter(
+    "model", "Model file name, with or without `.pkl`, or a route's name; wins over the body.", MODEL_NAME
+)
 MODELS_QUERY = query_parameter(
     "models",
     "Repeat it (`?models=svc&models=random_forest`) or separate names with commas; wins over the body.",
@@ -282,7 +293,10 @@ ENDPOINTS = [
         operation(TAG, "Whether MODELS_DIR is readable, and how many models it holds", Health, FOLDER_ERRORS),
     ),
     Endpoint(
-        "GET", "/models", list_models, operation(TAG, "The model files in MODELS_DIR now", ModelList, FOLDER_ERRORS)
+        "GET",
+        "/models",
+        list_models,
+        operation(TAG, "The model files in MODELS_DIR now, and the routes beside them", ModelList, FOLDER_ERRORS),
     ),
     # Before /models/{name:path}, which would take /models/x/drift for a model named "x/drift".
     Endpoint(
@@ -312,13 +326,15 @@ ENDPOINTS = [
         "POST",
         "/predict",
         predict_records,
-        operation(
-            TAG,
-            "Species and probabilities from one model",
-            PredictResponse,
-            ERRORS,
-            parameters=[MODEL_QUERY],
-            requestBody=request_body(PredictRequest, PREDICT_EXAMPLE),
+        routed(
+            operation(
+                TAG,
+                "Species and probabilities from one model, or from one variant of a route",
+                PredictResponse,
+                ERRORS,
+                parameters=[MODEL_QUERY],
+                requestBody=request_body(PredictRequest, PREDICT_EXAMPLE),
+            )
         ),
     ),
     Endpoint(
@@ -339,13 +355,15 @@ ENDPOINTS = [
         "POST",
         "/predict/{model_name:path}",
         predict_with_model,
-        operation(
-            TAG,
-            "Species and probabilities from the named model (as /predict?model=...)",
-            PredictResponse,
-            ERRORS,
-            parameters=[path_parameter("model_name", MODEL_NAME)],
-            requestBody=request_body(PredictRequest, PREDICT_EXAMPLE),
+        routed(
+            operation(
+                TAG,
+                "Species and probabilities from the named model or route (as /predict?model=...)",
+                PredictResponse,
+                ERRORS,
+                parameters=[path_parameter("model_name", MODEL_NAME)],
+                requestBody=request_body(PredictRequest, PREDICT_EXAMPLE),
+            )
         ),
     ),
 ]

@@ -75,14 +75,20 @@ td.bars { width: 100%; }
 .psi { font-weight: 600; padding: 1px 6px; border-radius: 3px; margin-left: .5rem; font-size: 13px; }
 .stable { background: #d7f2dc; color: #135c25; } .moderate { background: #fdf0c4; color: #7a5600; }
 .significant { background: #fbd5d5; color: #8e1b1b; }
+.problem { background: #fbd5d5; color: #8e1b1b; padding: .4rem .6rem; }
 .no-records, .too-few-records { background: #eee; color: #555; }
 .key { display: inline-block; width: 1.5rem; height: 6px; vertical-align: middle; }
 """
 
 
 def monitor_page(
-    models: list[tuple[LoadedModel, DriftReport]], skipped: dict[str, str], root_path: str, truth: GroundTruth
+    models: list[tuple[LoadedModel, DriftReport]],
+    skipped: dict[str, str],
+    root_path: str,
+    truth: GroundTruth,
+    routes_problem: str | None = None,
 ) -> str:
+    """routes_problem: why routes.json is refused now (app/routes.py), shown above the models."""
     sections = [_model_section(model, report, root_path, truth) for model, report in models]
     sections += [_skipped_section(name, detail) for name, detail in skipped.items()]
     body = "\n".join(sections) or "<p>No model file in MODELS_DIR.</p>"
@@ -97,12 +103,16 @@ def monitor_page(
 </head>
 <body>
 <h1>Penguin models: monitoring</h1>
-{_legend()}
+{_routes_problem(routes_problem)}{_legend()}
 {legend()}
 {body}
 </body>
 </html>
 """
+
+
+def _routes_problem(problem: str | None) -> str:
+    return "" if problem is None else f'<p class="problem">{escape(problem)}.</p>\n'
 
 
 def _legend() -> str:

@@ -143,12 +143,22 @@ class ModelInfo(BaseModel):
     calibrator: CalibratorInfo
 
 
+class RouteInfo(BaseModel):
+    """A route of routes.json: a name that sends each request to one of its variants (model files), by weight."""
+
+    name: str = Field(examples=["penguins"])
+    variants: dict[str, float] = Field(examples=[{"logistic_regression": 90, "random_forest": 10}])
+    shadows: list[str] = Field(examples=[["svc"]])
+    sticky_header: str | None = Field(examples=["X-Client-ID"])
+
+
 class ModelList(BaseModel):
-    """The model files in MODELS_DIR at the moment of the request."""
+    """The model files in MODELS_DIR at the moment of the request, and the routes served beside them."""
 
     path: str
     modelos_disponibles_total: int
     modelos_disponibles: list[str]
+    routes: list[RouteInfo] = Field(default=[], description="The routes of routes.json; absent when it has none.")
 
 
 class Bins(BaseModel):

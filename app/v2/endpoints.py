@@ -23,8 +23,10 @@ from app.http import (
     Endpoint,
     FastJSONResponse,
     RequestInvalid,
+    Routed,
     data_plane,
     get_model,
+    get_routed_model,
     run_inline_or_threaded,
 )
 from app.openapi import (
@@ -37,8 +39,10 @@ from app.openapi import (
     path_parameter,
     ref,
     request_body,
+    routed,
 )
 from app.registry import LoadedModel
+from app.routes import Route, plain
 from app.rules import SUFFIX
 from app.v2.codec import (
     BINARY_CONTENT_TYPE,
@@ -87,11 +91,19 @@ async def ready(request: Request) -> Response:
 
 
 async def model_metadata(request: Request) -> Response:
+    route = _route(request)
+    if route is not None:
+        return FastJSONResponse(route_metadata(route, await _variants(data_plane(request), route)))
     return FastJSONResponse(metadata(await _model(request)))
 
 
 async def model_ready(request: Request) -> Response:
+    """A route is ready when every variant it can send a request to is."""
+    route = _route(request)
     try:
+        if route is not None:
+            await _variants(data_plane(request), route)
+            return FastJSONResponse({"name": route.name, "ready": True})
         model = await _model(request)
     except ModelLoadFailed:
         return FastJSONResponse({"name": _stem(request.path_params["name"]), "ready": False}, status_code=NOT_READY)
@@ -99,8 +111,10 @@ async def model_ready(request: Request) -> Response:
 
 
 async def infer(request: Request) -> Response:
+    """A model's name, or a route's: then one of its variants answers, named in model_name and X-Route-Variant."""
     plane = data_plane(request)
-    model = await _model(request)
+    routed = await _routed(request)
+    model = routed.model
     body = await request.body()
     header = request.headers.get(HEADER_LENGTH)
     request_id = getattr(request.state, "request_id", None)
@@ -112,8 +126,9 @@ async def infer(request: Request) -> Response:
         inline = model.estimated_seconds(len(decoded.batch)) <= INLINE_BUDGET_SECONDS
         content, length = await run_inline_or_threaded(inline, _predict_and_encode, plane, model, decoded, request_id)
     if length:
-        return Response(content, media_type=BINARY_CONTENT_TYPE, headers={HEADER_LENGTH: str(length)})
-    return Response(content, media_type="application/json")
+        headers = {HEADER_LENGTH: str(length), **routed.headers()}
+        return Response(content, media_type=BINARY_CONTENT_TYPE, headers=headers)
+    return Response(content, media_type="application/json", headers=routed.headers())
 
 
 def _answer(
@@ -139,17 +154,28 @@ async def repository_index(request: Request) -> Response:
     only_ready = _parse(RepositoryIndexRequest, body).ready if body.strip() else None
     plane = data_plane(request)
     entries = [_index_entry(plane, name) for name in await run_in_threadpool(plane.available)]
+    entries += [_route_entry(plane, route) for route in await run_in_threadpool(plane.route_list)]
     return FastJSONResponse([entry for entry in entries if not only_ready or entry["state"] == "READY"])
 
 
 async def load(request: Request) -> Response:
-    model = await run_in_threadpool(data_plane(request).load, request.path_params["name"])
+    """A route's name loads every variant it can send a request to."""
+    plane = data_plane(request)
+    route = _route(request)
+    if route is not None:
+        await _variants(plane, route)
+        return FastJSONResponse({"name": route.name, "version": None, "state": "READY", "reason": ""})
+    model = await run_in_threadpool(plane.load, request.path_params["name"])
     return FastJSONResponse({"name": model.stem, "version": model.version, "state": "READY", "reason": ""})
 
 
 async def unload(request: Request) -> Response:
+    """A route's name unloads all its variants."""
     name = request.path_params["name"]
-    await run_in_threadpool(data_plane(request).unload, name)
+    plane = data_plane(request)
+    route = _route(request)
+    for model_name in [name] if route is None else list(route.spec.variants):
+        await run_in_threadpool(plane.unload, model_name)
     reason = "unloaded; the next request for it loads it again"
     return FastJSONResponse({"name": _stem(name), "version": None, "state": "UNAVAILABLE", "reason": reason})
 
@@ -184,6 +210,39 @@ def _reference_accuracy(model: LoadedModel) -> dict[str, float]:
     }
 
 
+def route_metadata(route: Route, variants: list[LoadedModel]) -> dict[str, Any]:
+    """A route's metadata: what every variant takes, the outputs they all give, its variants and weights.
+
+    It has no versions of its own: each answer's model_version is the version of the variant that made it.
+    """
+    described = [metadata(model) for model in variants]
+    outputs = [output for output in described[0]["outputs"] if all(output in other["outputs"] for other in described)]
+    parameters = {"classes": described[0]["parameters"]["classes"], "route": _route_parameters(route)}
+    return {**described[0], "name": route.name, "versions": [], "outputs": outputs, "parameters": parameters}
+
+
+def _route_parameters(route: Route) -> dict[str, Any]:
+    return {key: value for key, value in plain(route).items() if key != "name"}
+
+
+def _route(request: Request) -> Route | None:
+    """The route the path names, when it names one (and no version: a route has none)."""
+    if "version" in request.path_params:
+        return None
+    return data_plane(request).route(request.path_params["name"])
+
+
+async def _variants(plane: DataPlane, route: Route) -> list[LoadedModel]:
+    """The variants a request can reach, loaded."""
+    return [await get_model(plane, name) for name in route.weighted]
+
+
+async def _routed(request: Request) -> Routed:
+    if "version" in request.path_params:
+        return Routed(await _model(request), None)
+    return await get_routed_model(data_plane(request), request.path_params["name"], request.headers)
+
+
 async def _model(request: Request) -> LoadedModel:
     """The named model, loaded if needed; a version other than the loaded file's is unknown."""
     model = await get_model(data_plane(request), request.path_params["name"])
@@ -202,6 +261,16 @@ def _index_entry(plane: DataPlane, file_name: str) -> dict[str, Any]:
     if model is None:
         return {**entry, "reason": "not loaded yet; the first request for it loads it"}
     return {**entry, "version": model.version, "state": "READY", "reason": ""}
+
+
+def _route_entry(plane: DataPlane, route: Route) -> dict[str, Any]:
+    """A route in the index: READY when every variant it can reach is loaded, else the first one's reason."""
+    entry: dict[str, Any] = {"name": route.name, "version": None, "route": _route_parameters(route)}
+    for variant in route.weighted:
+        state = _index_entry(plane, variant + SUFFIX)
+        if state["state"] != "READY":
+            return {**entry, "state": "UNAVAILABLE", "reason": f"variant {variant}: {state['reason']}"}
+    return {**entry, "state": "READY", "reason": ""}
 
 
 def _stem(name: str) -> str:
@@ -237,7 +306,9 @@ INFER_DESCRIPTION = (
 
 
 def _infer_operation(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
-    spec = operation(TAG, summary, InferenceResponse, ERRORS, parameters=parameters, description=INFER_DESCRIPTION)
+    spec = routed(
+        operation(TAG, summary, InferenceResponse, ERRORS, parameters=parameters, description=INFER_DESCRIPTION)
+    )
     spec["requestBody"] = request_body(InferenceRequest, EXAMPLE_REQUEST)
     success = spec["responses"]["200"]["content"]
     success[BINARY_CONTENT_TYPE] = {"schema": {"type": "string", "format": "binary"}}
@@ -266,7 +337,7 @@ def _model_endpoints(prefix: str, parameters: list[dict[str, Any]], versioned: s
 # Inference first: it is the path that carries the load.
 ENDPOINTS = [
     Endpoint("POST", "/v2/models/{name}/infer", infer,
-             _infer_operation("Predictions from the model", MODEL_PARAMETERS)),
+             _infer_operation("Predictions from the model, or from one variant of the route", MODEL_PARAMETERS)),
     Endpoint("POST", "/v2/models/{name}/versions/{version}/infer", infer,
              _infer_operation("Predictions from the model, at the given version", VERSION_PARAMETERS)),
     Endpoint("GET", "/v2", server_metadata, operation(TAG, "Server metadata", ServerMetadata)),
@@ -276,7 +347,8 @@ ENDPOINTS = [
     *_model_endpoints("/v2/models/{name}", MODEL_PARAMETERS, ""),
     *_model_endpoints("/v2/models/{name}/versions/{version}", VERSION_PARAMETERS, ", at the given version"),
     Endpoint("POST", "/v2/repository/index", repository_index,
-             operation(TAG, "Every model file, READY when loaded", RepositoryIndex, {400: ERRORS[400], **FOLDER_ERRORS},
+             operation(TAG, "Every model file, READY when loaded; then every route", RepositoryIndex,
+                       {400: ERRORS[400], **FOLDER_ERRORS},
                        requestBody={"required": False, **json_content(ref(RepositoryIndexRequest), "Filter.")})),
     Endpoint("POST", "/v2/repository/models/{name}/load", load,
              operation(TAG, "Load the model now", RepositoryModel, MODEL_ERRORS, parameters=MODEL_PARAMETERS)),

@@ -239,17 +239,27 @@ class RepositoryIndexRequest(BaseModel):
     ready: Annotated[bool, Field(strict=True)] | None = None
 
 
+class RouteParameters(BaseModel):
+    """A route of routes.json: its variants (model files) with their weights, its shadows, its sticky header."""
+
+    variants: dict[str, float]
+    shadows: list[str]
+    sticky_header: str | None
+
+
 class RepositoryModel(BaseModel):
-    """A model file: READY when loaded, else UNAVAILABLE with the reason."""
+    """A model file: READY when loaded, else UNAVAILABLE with the reason. A route has `route`, and is READY when
+    every variant it can send a request to is loaded."""
 
     name: str
     version: str | None = None
     state: Literal["READY", "UNAVAILABLE"]
     reason: str
+    route: RouteParameters | None = None
 
 
 class RepositoryIndex(RootModel[list[RepositoryModel]]):
-    """Every model file in MODELS_DIR."""
+    """Every model file in MODELS_DIR, then every route of its routes.json."""
 
 
 class V2Error(BaseModel):
