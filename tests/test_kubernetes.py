@@ -2,7 +2,8 @@
 
 Offline (`make test`): every document against the schema of its kind, the core kinds against Kubernetes
 KUBERNETES_VERSION's own (kubernetes-validate, strict), the KServe kinds against the schemas of KServe
-KSERVE_RELEASE's CRDs, vendored in compose/kubernetes/schemas/; a broken copy of each kind fails the same check.
+KSERVE_RELEASE's CRDs, vendored in compose/kubernetes/schemas/; a broken copy of each document fails the same
+check, and a route's InferenceGraph what KServe's admission webhook would refuse.
 With Docker (`make test-compose`): the containers the manifests declare run as the kubelet would run them.
 """
 
@@ -49,6 +50,12 @@ KSERVE_CRDS = MANIFESTS / "schemas" / f"kserve-{KSERVE_RELEASE}"
 KSERVE_GROUP = "serving.kserve.io"
 # KServe's conventions for a serving runtime: its container's name, HTTP port and model folder.
 KSERVE_CONTAINER, KSERVE_HTTP_PORT, KSERVE_MODEL_DIR = "kserve-container", 8080, "/mnt/models"
+# The InferenceService `penguins` over the whole models folder; the route of models/routes.json as an
+# InferenceGraph over one InferenceService per variant; the same `penguins` with a canary (compose/README.md).
+SERVICE_FILE, GRAPH_FILE = "kserve/inferenceservice.yaml", "kserve/routes/inferencegraph.yaml"
+CANARY_FILE = "kserve/routes/canary.yaml"
+# The variable KServe reads for the model name in the URL an InferenceGraph step posts to (GetModelName).
+GRAPH_MODEL_NAME = "MLSERVER_MODEL_NAME"
 # The Secret compose/README.md tells how to create: this repository ships none.
 TOKEN_SECRET, TOKEN_KEY = "penguins-api-token", "API_TOKEN"
 CAPTURE_SECRET, CAPTURE_KEY = "penguins-capture", "CAPTURE_URL"
@@ -62,6 +69,7 @@ LEFT_TO_THE_API_SERVER = {"default", "format", "x-kubernetes-list-type", "x-kube
                           "x-kubernetes-map-type", "x-kubernetes-int-or-string",
                           "x-kubernetes-preserve-unknown-fields"}  # fmt: skip
 SCHEMA_LISTS = ("anyOf", "allOf", "oneOf")
+ABSENT = object()  # a field a broken copy leaves out
 
 
 # --- the manifests -------------------------------------------------------------------------------
@@ -87,14 +95,24 @@ class Document:
 @cache
 def documents() -> tuple[Document, ...]:
     """Every document of every manifest, parsed once (never change one: copy it)."""
-    paths = sorted(MANIFESTS.glob("*.yaml")) + sorted(MANIFESTS.glob("kserve/*.yaml"))
+    folders = ("*.yaml", "kserve/*.yaml", "kserve/routes/*.yaml")
+    paths = [path for folder in folders for path in sorted(MANIFESTS.glob(folder))]
     return tuple(Document(path, body) for path in paths for body in yaml.safe_load_all(path.read_text()) if body)
 
 
-def the(kind: str) -> dict[str, Any]:
-    """The one document of that kind."""
-    (found,) = [document.body for document in documents() if document.kind == kind]
+def the(kind: str, file: str | None = None) -> dict[str, Any]:
+    """The one document of that kind (in that file of compose/kubernetes/, when given)."""
+    (found,) = [d.body for d in documents() if d.kind == kind and file in (None, str(d.path.relative_to(MANIFESTS)))]
     return found
+
+
+def in_file(file: str, kind: str) -> list[dict[str, Any]]:
+    return [d.body for d in documents() if d.kind == kind and d.path == MANIFESTS / file]
+
+
+def service() -> dict[str, Any]:
+    """The InferenceService `penguins` as kserve/ applies it (canary.yaml is the same one with a canary)."""
+    return the("InferenceService", SERVICE_FILE)
 
 
 def pod_spec(kind: str) -> dict[str, Any]:
@@ -127,7 +145,7 @@ def mount_path(pod: Mapping[str, Any], container: Mapping[str, Any], claim: str)
 
 def storage_claim() -> str:
     """The claim the InferenceService's pvc://<claim>[/path] storageUri names."""
-    storage_uri = str(the("InferenceService")["spec"]["predictor"]["model"]["storageUri"])
+    storage_uri = str(service()["spec"]["predictor"]["model"]["storageUri"])
     assert storage_uri.startswith("pvc://"), storage_uri
     return storage_uri.removeprefix("pvc://").split("/")[0]
 
@@ -233,6 +251,7 @@ MISSPELT: dict[str, tuple[tuple[str | int, ...], str]] = {
     "ClusterServingRuntime": (("spec", "containers", 0, "securityContext", "readOnlyRootFilesystem"),
                               "readOnlyRootFileSystem"),
     "InferenceService": (("spec", "predictor", "model", "storageUri"), "storageURI"),
+    "InferenceGraph": (("spec", "nodes", "root", "steps", 0, "serviceName"), "servicename"),
 }  # fmt: skip
 WRONG_TYPE: dict[str, tuple[tuple[str | int, ...], Any]] = {
     "PersistentVolumeClaim": (("spec", "accessModes"), "ReadWriteMany"),
@@ -244,6 +263,7 @@ WRONG_TYPE: dict[str, tuple[tuple[str | int, ...], Any]] = {
     "PodDisruptionBudget": (("spec", "selector"), "penguins-api"),
     "ClusterServingRuntime": (("spec", "protocolVersions"), "v2"),
     "InferenceService": (("spec", "predictor", "minReplicas"), "two"),
+    "InferenceGraph": (("spec", "nodes", "root", "steps", 0, "weight"), "90"),
 }
 
 
@@ -268,23 +288,62 @@ def check_error(body: Mapping[str, Any]) -> jsonschema.ValidationError:
     return raised.value
 
 
-@pytest.mark.parametrize("kind", list(MISSPELT))
-def test_a_misspelt_field_fails_the_check(kind: str) -> None:
-    path, misspelling = MISSPELT[kind]
+def of_the_kinds(table: Mapping[str, Any]) -> list[Any]:
+    """Every document whose kind the table breaks: the InferenceServices of the routes and the canary too."""
+    return [pytest.param(d, id=str(d)) for d in documents() if d.kind in table]
 
-    error = check_error(broken_copy(the(kind), path, key=misspelling))
+
+@pytest.mark.parametrize("document", of_the_kinds(MISSPELT))
+def test_a_misspelt_field_fails_the_check(document: Document) -> None:
+    path, misspelling = MISSPELT[document.kind]
+
+    error = check_error(broken_copy(document.body, path, key=misspelling))
 
     assert f"'{misspelling}' was unexpected" in error.message, error.message
 
 
-@pytest.mark.parametrize("kind", list(WRONG_TYPE))
-def test_a_field_of_the_wrong_type_fails_the_check(kind: str) -> None:
-    path, value = WRONG_TYPE[kind]
+@pytest.mark.parametrize("document", of_the_kinds(WRONG_TYPE))
+def test_a_field_of_the_wrong_type_fails_the_check(document: Document) -> None:
+    path, value = WRONG_TYPE[document.kind]
 
-    error = check_error(broken_copy(the(kind), path, value=value))
+    error = check_error(broken_copy(document.body, path, value=value))
 
     assert "is not of type" in error.message, error.message
     assert list(error.absolute_path) == list(path), error.message
+
+
+# What else the vendored schemas bound, beyond unknown fields and types: (file, kind, path, value, message).
+BEYOND_TYPES = [
+    pytest.param(GRAPH_FILE, "InferenceGraph", ("spec", "nodes", "root", "routerType"), "Split", "is not one of",
+                 id="a router type KServe does not know"),
+    pytest.param(CANARY_FILE, "InferenceService", ("spec", "canary", 0, "trafficPercent"), 101,
+                 "is greater than the maximum of 100", id="a canary above 100 %"),
+    pytest.param(CANARY_FILE, "InferenceService", ("spec", "canary", 0, "trafficPercent"), ABSENT,
+                 "'trafficPercent' is a required property", id="a canary without its share"),
+]  # fmt: skip
+
+
+def edited(body: Mapping[str, Any], path: tuple[str | int, ...], value: Any) -> Any:
+    """A deep copy of the document with the field at path set to value, or removed when value is ABSENT."""
+    changed = copy.deepcopy(dict(body))
+    *parents, last = path
+    holder: Any = changed
+    for step in parents:
+        holder = holder[step]
+    if value is ABSENT:
+        del holder[last]
+    else:
+        holder[last] = value
+    return changed
+
+
+@pytest.mark.parametrize(("file", "kind", "path", "value", "message"), BEYOND_TYPES)
+def test_a_value_the_schema_bounds_fails_the_check(
+    file: str, kind: str, path: tuple[str | int, ...], value: Any, message: str
+) -> None:
+    error = check_error(edited(the(kind, file), path, value))
+
+    assert message in error.message, error.message
 
 
 def test_every_kind_in_the_manifests_has_its_broken_copies() -> None:
@@ -383,7 +442,7 @@ def test_the_runtime_follows_kserves_conventions() -> None:
 
 def test_the_inferenceservice_asks_for_what_the_runtime_offers() -> None:
     runtime = the("ClusterServingRuntime")
-    predictor = the("InferenceService")["spec"]["predictor"]
+    predictor = service()["spec"]["predictor"]
     model = predictor["model"]
 
     assert model["runtime"] == runtime["metadata"]["name"]
@@ -392,6 +451,73 @@ def test_the_inferenceservice_asks_for_what_the_runtime_offers() -> None:
     ]
     assert model["protocolVersion"] in runtime["spec"]["protocolVersions"]
     assert int(predictor["annotations"]["prometheus.io/port"]) == KSERVE_HTTP_PORT
+
+
+def without_the_model_name(isvc: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    """The InferenceService's annotations and spec, its model's env apart (the spec's copy has none)."""
+    spec = copy.deepcopy(dict(isvc["spec"]))
+    env = spec["predictor"]["model"].pop("env", [])
+    return dict(isvc["metadata"].get("annotations", {})), spec, env
+
+
+def test_each_route_variant_is_the_inferenceservice_serving_one_model_file() -> None:
+    annotations, spec, _ = without_the_model_name(service())
+
+    for variant in in_file(GRAPH_FILE, "InferenceService"):
+        its_annotations, its_spec, env = without_the_model_name(variant)
+        (model,) = [variable["value"] for variable in env if variable["name"] == GRAPH_MODEL_NAME]
+        assert (its_annotations, its_spec) == (annotations, spec)
+        assert model in MODEL_NAMES
+        assert variant["metadata"]["name"] == f"penguins-{model.replace('_', '-')}"
+
+
+def webhook_faults(graph: Mapping[str, Any]) -> list[str]:
+    """What KServe v0.20.0's admission webhook refuses in a graph and no schema does (inference_graph_validation.go)."""
+    faults = [] if "root" in graph["spec"]["nodes"] else ["no root node"]
+    for name, node in graph["spec"]["nodes"].items():
+        steps = node.get("steps", [])
+        targets = [sum(key in step for key in ("nodeName", "serviceName", "serviceUrl")) for step in steps]
+        faults += [f"{name} step {i}: {count} targets, not 1" for i, count in enumerate(targets) if count != 1]
+        if node["routerType"] == "Splitter":
+            weights = [step.get("weight") for step in steps]
+            if None in weights or sum(weights) != 100:
+                faults.append(f"{name}: Splitter weights {weights} do not sum to 100")
+    return faults
+
+
+def test_the_graph_passes_kserves_webhook_and_names_the_route_variants() -> None:
+    graph = the("InferenceGraph")
+    (root,) = graph["spec"]["nodes"].values()
+    variants = {variant["metadata"]["name"] for variant in in_file(GRAPH_FILE, "InferenceService")}
+
+    assert webhook_faults(graph) == []
+    assert root["routerType"] == "Splitter"
+    assert {step["serviceName"] for step in root["steps"]} == variants
+    assert graph["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        pytest.param(("spec", "nodes", "root", "steps", 0), {"weight": 90}, id="a step without a target"),
+        pytest.param(("spec", "nodes", "root", "steps", 1, "weight"), 20, id="weights summing to 110"),
+        pytest.param(("spec", "nodes", "root", "steps", 0, "serviceUrl"), "http://elsewhere", id="two targets"),
+    ],
+)
+def test_a_graph_the_webhook_would_refuse_fails_its_check(path: tuple[str | int, ...], value: Any) -> None:
+    assert webhook_faults(edited(the("InferenceGraph"), path, value))
+
+
+def test_the_canary_is_the_inferenceservice_with_a_canary_of_the_same_runtime_and_claim() -> None:
+    canary = copy.deepcopy(the("InferenceService", CANARY_FILE))
+    (candidate,) = canary["spec"].pop("canary")
+    model, stable = candidate["predictor"]["model"], service()["spec"]["predictor"]["model"]
+
+    assert canary == service()
+    assert 0 < candidate["trafficPercent"] < 100
+    assert model["modelFormat"] == stable["modelFormat"]
+    assert model["storageUri"].startswith(f"{stable['storageUri']}/")
+    assert model["name"] == KSERVE_CONTAINER
 
 
 def locked_down_containers() -> list[Any]:
@@ -479,7 +605,7 @@ def served_pod(kind: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def scrape_target(kind: str) -> tuple[int, str]:
     """The port and path Prometheus scrapes, from the pods' prometheus.io annotations."""
     if kind == "ClusterServingRuntime":
-        annotations = the("InferenceService")["spec"]["predictor"]["annotations"]
+        annotations = service()["spec"]["predictor"]["annotations"]
     else:
         annotations = the(kind)["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
