@@ -372,6 +372,25 @@ def test_a_stop_and_start_keeps_the_captured_predictions_and_labels(stack_up: Pr
     }  # fmt: skip
 
 
+def test_route_promote_and_rollback_in_a_container_move_the_running_api(stack_up: Project) -> None:
+    def answered_by() -> str:
+        answer = httpx.post(f"{stack_up.api_url}/predict/penguins", json={"records": [RECORD]}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"] == answer.headers["x-route-variant"]
+        return str(answer.headers["x-route-variant"])
+
+    stack_up.make_with({"ROUTE": "penguins", "VARIANTS": "logistic_regression=100 svc=0"}, "route")
+    wait_for(lambda: answered_by() == "logistic_regression", 30, "the route to be served")
+    stack_up.make_with({"ROUTE": "penguins", "MODEL": "svc"}, "promote")
+    wait_for(lambda: answered_by() == "svc", 30, "the promoted variant to answer")
+    stack_up.make_with({"ROUTE": "penguins"}, "rollback")
+    wait_for(lambda: answered_by() == "logistic_regression", 30, "the rolled-back route to answer")
+
+    routes = stack_up.root / "models" / "routes.json"
+    assert json.loads(routes.read_text())["routes"]["penguins"]["variants"] == {"logistic_regression": 100, "svc": 0}
+    assert (routes.stat().st_uid, routes.stat().st_gid) == (stack_up.uid, stack_up.gid)
+
+
 def test_down_leaves_nothing_running(stack_up: Project) -> None:
     stack_up.make("down")
 
