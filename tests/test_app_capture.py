@@ -1,4 +1,4 @@
-"""The capture's parts apart: rows from a batch, the bounded queue, the writer, the Wilson interval."""
+"""The capture's parts apart: a batch's row, the bounded queue, the writer, the Wilson interval."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from app import calibration
 from app.capture.accuracy import performance, wilson
-from app.capture.records import SPECIES, Captured, Reference, rows
+from app.capture.records import COLUMNS, FLOAT, INDEX, SPECIES, Captured, Reference, measurements, rows, unpack
 from app.capture.store import Joined, Recent, Store, VersionRow
 from app.capture.writer import CaptureQueue, Writer
 from app.errors import StoreUnavailable
@@ -37,11 +37,22 @@ def test_species_are_the_data_sets() -> None:
     assert tuple(sorted(pd.read_csv(ROOT / "data" / "penguins.csv")["species"].dropna().unique())) == SPECIES
 
 
-def test_rows_carry_the_request_the_answer_and_the_features() -> None:
+def test_a_batch_is_one_row_carrying_the_request_the_answers_and_the_features() -> None:
+    (row,) = rows([captured(2)])
+    stored = dict(zip(COLUMNS, row, strict=True))
+    assert row[:7] == ("r", "v2-id", 5.0, "m", "v1", False, 2)
+    assert unpack(stored["predicted"], INDEX).tolist() == [0, 0]  # Adelie, by its index in the classes
+    assert unpack(stored["probabilities"], FLOAT, 3).tolist() == [[0.7, 0.2, 0.1]] * 2
+    assert stored["confidences"] is None  # no model, no confidence
+    assert measurements(stored["measurements"]).tolist() == [[39.1, 18.7, 181.0, 3750.0]] * 2
+    assert (json.loads(stored["island"]), json.loads(stored["sex"])) == (["Torgersen"] * 2, ["Male"] * 2)
+
+
+def test_packed_values_read_the_same_on_any_machine() -> None:
     (row,) = rows([captured(1)])
-    assert row[:7] == ("r", "v2-id", 0, 5.0, "m", "v1", "Adelie")
-    assert json.loads(row[7]) == [0.7, 0.2, 0.1]
-    assert row[8:] == (None, False, "Torgersen", 39.1, 18.7, 181.0, 3750.0, "Male")  # no model, no confidence
+    stored = dict(zip(COLUMNS, row, strict=True))
+    assert stored["predicted"] == b"\x00\x00"  # little-endian whatever the machine's order
+    assert stored["measurements"][:8] == np.array([39.1], dtype=">f8").tobytes()[::-1]
 
 
 def test_the_queue_drops_a_batch_that_does_not_fit_and_keeps_its_bound() -> None:
@@ -94,13 +105,14 @@ def test_rows_carry_the_answering_models_calibrated_confidence(svc: LoadedModel)
     item = Captured("r", None, 5.0, "svc", svc.version, batch, prediction, loaded=svc)
     expected = calibration.confidence(svc, batch, prediction)
     assert expected is not None and ((expected > 0) & (expected <= 1)).all()
-    assert [row[8] for row in rows([item])] == pytest.approx(expected.tolist())
+    (row,) = rows([item])
+    assert unpack(row[COLUMNS.index("confidences")], FLOAT).tolist() == pytest.approx(expected.tolist())
 
 
 def test_a_shadow_answer_has_no_confidence(svc: LoadedModel) -> None:
     batch = Batch.from_records([RECORD])
     item = Captured("r", None, 5.0, "svc", svc.version, batch, svc.predictor.predict(batch), True, loaded=svc)
-    assert rows([item])[0][8] is None
+    assert rows([item])[0][COLUMNS.index("confidences")] is None
 
 
 def test_the_calibrator_runs_on_the_writers_thread_never_a_requests(

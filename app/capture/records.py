@@ -1,8 +1,10 @@
-"""What is captured: a predicted batch as the request path leaves it, and its rows as the writer stores them.
+"""What is captured: a predicted batch as the request path leaves it, and the row the writer stores it as.
 
-The request path only keeps references (Captured); turning a batch into one row per record happens in the
-writer's thread, column by column, and so does each record's calibrated confidence (app/calibration.py): for the
-SVC one more pass of the batch through the estimator, which a request never waits for.
+The request path only keeps references (Captured); turning a batch into its one stored row happens in the
+writer's thread, and so does each record's calibrated confidence (app/calibration.py): for the SVC one more pass
+of the batch through the estimator, which a request never waits for. A row holds the batch's per-record values
+packed: each numeric column as the bytes of a little-endian array (the same bytes on any machine), each word
+column as a JSON list, so a batch of any size is a few numpy calls to store and one row to insert.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -25,11 +26,14 @@ from app.registry import LoadedModel
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 # The six features, as columns of the store and of an export.
 FEATURE_COLUMNS = FEATURES
-# The order of a stored row (store.predictions' columns; id is the store's to fill).
+# The order of a stored row (schema.batches' columns; id is the store's to fill).
 COLUMNS = (
-    "request_id", "client_id", "batch_row", "at", "model", "version", "predicted", "probabilities", "confidence",
-    "shadow", *FEATURE_COLUMNS,
+    "request_id", "client_id", "at", "model", "version", "shadow", "records", "predicted", "probabilities",
+    "confidences", "measurements", *CATEGORICAL,
 )  # fmt: skip
+# The packed columns' element types, little-endian whatever the machine: a class's index, and every number.
+INDEX = np.dtype("<u2")
+FLOAT = np.dtype("<f8")
 logger = logging.getLogger("app")
 
 
@@ -52,16 +56,15 @@ class Captured:
     def __len__(self) -> int:
         return len(self.batch)
 
-    def confidences(self) -> Iterable[float | None]:
+    def confidences(self) -> np.ndarray | None:
         """Each record's calibrated probability of being right; None for a shadow answer or without a calibrator."""
         if self.shadow or self.loaded is None:
-            return repeat(None, len(self.batch))
+            return None
         try:
-            estimate = calibration.confidence(self.loaded, self.batch, self.prediction)
-        except Exception as error:  # the estimate must never cost the capture: the rows are kept without it
+            return calibration.confidence(self.loaded, self.batch, self.prediction)
+        except Exception as error:  # the estimate must never cost the capture: the batch is kept without it
             logger.warning("no confidence for a batch of %s: %s: %s", self.loaded.name, type(error).__name__, error)
-            return repeat(None, len(self.batch))
-        return repeat(None, len(self.batch)) if estimate is None else estimate.tolist()
+            return None
 
 
 @dataclass(frozen=True)
@@ -97,39 +100,35 @@ class Label:
 
 
 def rows(batches: Sequence[Captured]) -> list[tuple[Any, ...]]:
-    """The batches as stored rows, in COLUMNS order: each column built for all of them at once, then zipped."""
-    counts = [len(item.batch) for item in batches]
-
-    def spread(values: Iterable[Any]) -> Iterable[Any]:
-        return chain.from_iterable(map(repeat, values, counts))
-
-    numeric = dict(zip(NUMERIC, np.concatenate([item.batch.numeric for item in batches]).T.tolist(), strict=True))
-    categorical = {name: [value for item in batches for value in item.batch.categorical[name]] for name in CATEGORICAL}
-    features = [categorical[name] if name in CATEGORICAL else numeric[name] for name in FEATURE_COLUMNS]
-    return list(
-        zip(
-            spread(item.request_id for item in batches),
-            spread(item.client_id for item in batches),
-            chain.from_iterable(map(range, counts)),
-            spread(item.at for item in batches),
-            spread(item.model for item in batches),
-            spread(item.version for item in batches),
-            chain.from_iterable(_labels(item.prediction) for item in batches),
-            chain.from_iterable(map(_probabilities, (item.prediction for item in batches), counts)),
-            chain.from_iterable(item.confidences() for item in batches),
-            spread(item.shadow for item in batches),
-            *features,
-            strict=False,
-        )
-    )
+    """The batches as stored rows, one per batch, in COLUMNS order."""
+    confidences = [item.confidences() for item in batches]
+    return [_row(item, confidence) for item, confidence in zip(batches, confidences, strict=True)]
 
 
-def _labels(prediction: Prediction) -> list[str]:
-    classes = prediction.classes
-    return [classes[index] for index in prediction.indices.tolist()]
+def _row(item: Captured, confidences: np.ndarray | None) -> tuple[Any, ...]:
+    prediction, batch = item.prediction, item.batch
+    probabilities = prediction.probabilities
+    return (
+        item.request_id, item.client_id, item.at, item.model, item.version, item.shadow, len(batch),
+        pack(prediction.indices, INDEX),
+        None if probabilities is None else pack(probabilities, FLOAT),
+        None if confidences is None else pack(confidences, FLOAT),
+        pack(batch.numeric, FLOAT),
+        *(pydantic_core.to_json(batch.categorical[name]).decode() for name in CATEGORICAL),
+    )  # fmt: skip
 
 
-def _probabilities(prediction: Prediction, count: int) -> Iterable[str | None]:
-    if prediction.probabilities is None:
-        return repeat(None, count)
-    return [pydantic_core.to_json(row).decode() for row in prediction.probabilities.tolist()]
+def pack(values: Iterable[Any], dtype: np.dtype[Any]) -> bytes:
+    """An array's values as the bytes of `dtype`, row by row (a NaN stands for a missing number)."""
+    return np.asarray(values, dtype=dtype).tobytes()
+
+
+def unpack(blob: bytes, dtype: np.dtype[Any], width: int = 1) -> np.ndarray:
+    """A packed column back as an array: one value per record, or `width` per record as rows."""
+    values = np.frombuffer(blob, dtype)
+    return values if width == 1 else values.reshape(-1, width)
+
+
+def measurements(blob: bytes) -> np.ndarray:
+    """A batch's measurements, (records, 4) in NUMERIC order."""
+    return unpack(blob, FLOAT, len(NUMERIC))
