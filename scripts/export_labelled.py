@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
-from app.capture.records import FEATURE_COLUMNS, measurements
+from app.capture.records import FEATURE_COLUMNS, measurements, words
 from app.capture.schema import batches, engine_for, labels
 from app.capture.store import reason
 from app.config import ConfigError, Settings
@@ -90,14 +89,11 @@ def _batched(groups: Iterator[tuple[int, Any]], size: int) -> Iterator[list[tupl
 
 def _features(connection: Connection, ids: Sequence[int]) -> dict[int, list[list[Any]]]:
     """These batches' features: for each, its records' values by column, in FEATURE_COLUMNS order."""
-    words = [batches.c[name] for name in CATEGORICAL]
-    statement = sa.select(batches.c.id, batches.c.measurements, *words).where(batches.c.id.in_(ids))
+    codes = [batches.c[name] for name in CATEGORICAL]
+    statement = sa.select(batches.c.id, batches.c.measurements, batches.c.words, *codes).where(batches.c.id.in_(ids))
     found = {}
-    for id, blob, *lists in connection.execute(statement):
-        columns = {
-            **dict(zip(NUMERIC, measurements(blob).T.tolist(), strict=True)),
-            **dict(zip(CATEGORICAL, map(json.loads, lists), strict=True)),
-        }
+    for id, blob, sent, *coded in connection.execute(statement):
+        columns = {**dict(zip(NUMERIC, measurements(blob).T.tolist(), strict=True)), **words(coded, sent)}
         found[id] = [columns[name] for name in FEATURE_COLUMNS]
     return found
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -15,11 +14,23 @@ from starlette.testclient import TestClient
 
 from app import calibration
 from app.capture.accuracy import performance, wilson
-from app.capture.records import COLUMNS, FLOAT, INDEX, SPECIES, Captured, Reference, measurements, rows, unpack
+from app.capture.records import (
+    COLUMNS,
+    FLOAT,
+    INDEX,
+    PROBABILITY,
+    SPECIES,
+    Captured,
+    Reference,
+    measurements,
+    rows,
+    unpack,
+    words,
+)
 from app.capture.store import Joined, Recent, Store, VersionRow
 from app.capture.writer import CaptureQueue, Writer
 from app.errors import StoreUnavailable
-from app.features import Batch
+from app.features import CATEGORY_INDEX, UNKNOWN, Batch
 from app.predictors import Prediction
 from app.registry import LoadedModel, Registry
 from tests.helpers import RECORD, ROOT, wait_for
@@ -42,10 +53,21 @@ def test_a_batch_is_one_row_carrying_the_request_the_answers_and_the_features() 
     stored = dict(zip(COLUMNS, row, strict=True))
     assert row[:7] == ("r", "v2-id", 5.0, "m", "v1", False, 2)
     assert unpack(stored["predicted"], INDEX).tolist() == [0, 0]  # Adelie, by its index in the classes
-    assert unpack(stored["probabilities"], FLOAT, 3).tolist() == [[0.7, 0.2, 0.1]] * 2
+    assert unpack(stored["probabilities"], PROBABILITY, 3).tolist() == [pytest.approx([0.7, 0.2, 0.1])] * 2
     assert stored["confidences"] is None  # no model, no confidence
     assert measurements(stored["measurements"]).tolist() == [[39.1, 18.7, 181.0, 3750.0]] * 2
-    assert (json.loads(stored["island"]), json.loads(stored["sex"])) == (["Torgersen"] * 2, ["Male"] * 2)
+    codes = CATEGORY_INDEX["island"]["Torgersen"], CATEGORY_INDEX["sex"]["Male"]
+    assert (stored["island"], stored["sex"], stored["words"]) == (bytes([codes[0]] * 2), bytes([codes[1]] * 2), None)
+    assert words([stored["island"], stored["sex"]], None) == {"island": ["Torgersen"] * 2, "sex": ["Male"] * 2}
+
+
+def test_a_word_that_is_no_known_category_is_kept_as_sent() -> None:
+    item = captured(2)
+    item.batch = Batch({"island": ["Torgersen", "Atlantis"], "sex": ["Male", "Female"]}, item.batch.numeric)
+    (row,) = rows([item])
+    stored = dict(zip(COLUMNS, row, strict=True))
+    assert stored["island"] == bytes([CATEGORY_INDEX["island"]["Torgersen"], UNKNOWN])
+    assert words([stored["island"], stored["sex"]], stored["words"]) == item.batch.categorical
 
 
 def test_packed_values_read_the_same_on_any_machine() -> None:

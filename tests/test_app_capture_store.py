@@ -12,7 +12,20 @@ import pytest
 import sqlalchemy as sa
 from export_labelled import labelled_rows
 
-from app.capture.records import COLUMNS, FLOAT, INDEX, Captured, Label, Reference, SeenVersion, pack, rows, unpack
+from app.capture.records import (
+    COLUMNS,
+    FLOAT,
+    INDEX,
+    PROBABILITY,
+    Captured,
+    Label,
+    Reference,
+    SeenVersion,
+    pack,
+    rows,
+    unpack,
+    words,
+)
 from app.capture.schema import (
     REFERENCE_COLUMNS,
     SCHEMA_VERSION,
@@ -71,9 +84,9 @@ def test_a_captured_batch_is_one_row_with_its_records_values_packed(store: Store
         (row,) = connection.execute(sa.select(batches)).all()
     assert (row.request_id, row.records, row.model, row.shadow, row.confidences) == ("r1", 2, "m", False, None)
     assert unpack(row.predicted, INDEX).tolist() == [0, 2]
-    assert unpack(row.probabilities, FLOAT, 3).tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    assert unpack(row.probabilities, PROBABILITY, 3).tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     assert unpack(row.measurements, FLOAT, 4).tolist() == [[39.1, 18.7, 181.0, 3750.0]] * 2
-    assert (json.loads(row.island), json.loads(row.sex)) == (["Torgersen"] * 2, ["Male"] * 2)
+    assert words([row.island, row.sex], row.words) == {"island": ["Torgersen"] * 2, "sex": ["Male"] * 2}
 
 
 def test_labels_are_counted_by_outcome(store: Store) -> None:

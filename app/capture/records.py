@@ -3,22 +3,24 @@
 The request path only keeps references (Captured); turning a batch into its one stored row happens in the
 writer's thread, and so does each record's calibrated confidence (app/calibration.py): for the SVC one more pass
 of the batch through the estimator, which a request never waits for. A row holds the batch's per-record values
-packed: each numeric column as the bytes of a little-endian array (the same bytes on any machine), each word
-column as a JSON list, so a batch of any size is a few numpy calls to store and one row to insert.
+packed, each column as the bytes of a little-endian array (the same bytes on any machine), the words as their
+categories' codes, so a batch of any size is a few numpy calls to store and one row to insert.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 import pydantic_core
 
 from app import calibration
-from app.features import CATEGORICAL, FEATURES, NUMERIC, Batch
+from app.features import CATEGORICAL, CATEGORIES, CATEGORY_INDEX, FEATURES, FEW_RECORDS, NUMERIC, UNKNOWN, Batch
 from app.predictors import Prediction
 from app.registry import LoadedModel
 
@@ -29,10 +31,13 @@ FEATURE_COLUMNS = FEATURES
 # The order of a stored row (schema.batches' columns; id is the store's to fill).
 COLUMNS = (
     "request_id", "client_id", "at", "model", "version", "shadow", "records", "predicted", "probabilities",
-    "confidences", "measurements", *CATEGORICAL,
+    "confidences", "measurements", *CATEGORICAL, "words",
 )  # fmt: skip
-# The packed columns' element types, little-endian whatever the machine: a class's index, and every number.
+# The packed columns' element types, little-endian whatever the machine: a class's index, a category's code, a
+# probability (seven significant digits: a record of what was answered), and the numbers figures are made of.
 INDEX = np.dtype("<u2")
+CODE = np.dtype("u1")
+PROBABILITY = np.dtype("<f4")
 FLOAT = np.dtype("<f8")
 logger = logging.getLogger("app")
 
@@ -108,14 +113,43 @@ def rows(batches: Sequence[Captured]) -> list[tuple[Any, ...]]:
 def _row(item: Captured, confidences: np.ndarray | None) -> tuple[Any, ...]:
     prediction, batch = item.prediction, item.batch
     probabilities = prediction.probabilities
+    codes = [_codes(batch, name) for name in CATEGORICAL]
     return (
         item.request_id, item.client_id, item.at, item.model, item.version, item.shadow, len(batch),
         pack(prediction.indices, INDEX),
-        None if probabilities is None else pack(probabilities, FLOAT),
+        None if probabilities is None else pack(probabilities, PROBABILITY),
         None if confidences is None else pack(confidences, FLOAT),
         pack(batch.numeric, FLOAT),
-        *(pydantic_core.to_json(batch.categorical[name]).decode() for name in CATEGORICAL),
+        *codes,
+        sent_words(batch.categorical, codes),
     )  # fmt: skip
+
+
+def _codes(batch: Batch, name: str) -> bytes:
+    """A word column's codes: a big batch's own (found when its request was checked), a small one's in Python."""
+    values = batch.categorical[name]
+    if len(values) <= FEW_RECORDS:
+        return bytes(map(CATEGORY_INDEX[name].get, values, repeat(UNKNOWN)))
+    return pack(batch.codes[name], CODE)
+
+
+def sent_words(categorical: Mapping[str, Sequence[str]], codes: Sequence[bytes]) -> str | None:
+    """The word columns as a JSON object, only when a value is no known category (the request's validation
+    refuses those, so never yet): a code cannot say it, the words keep it as it was sent."""
+    if not any(UNKNOWN in blob for blob in codes):
+        return None
+    return pydantic_core.to_json({name: categorical[name] for name in CATEGORICAL}).decode()
+
+
+def words(codes: Sequence[bytes], sent: str | None) -> dict[str, list[str]]:
+    """A batch's word columns back: from their codes (CATEGORICAL order), or as sent when it kept them."""
+    if sent is not None:
+        found: dict[str, list[str]] = json.loads(sent)
+        return found
+    return {
+        name: np.asarray(CATEGORIES[name], dtype=object)[unpack(blob, CODE)].tolist()
+        for name, blob in zip(CATEGORICAL, codes, strict=True)
+    }
 
 
 def pack(values: Iterable[Any], dtype: np.dtype[Any]) -> bytes:

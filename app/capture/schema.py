@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import CreateColumn
 
-from app.capture.records import COLUMNS, FEATURE_COLUMNS, FLOAT, INDEX, pack
-from app.features import CATEGORICAL, NUMERIC
+from app.capture.records import CODE, COLUMNS, FEATURE_COLUMNS, FLOAT, INDEX, PROBABILITY, pack, sent_words
+from app.features import CATEGORICAL, NUMERIC, category_codes
 
 SCHEMA_VERSION = 3
 OUTCOMES = ("matched", "unknown", "unchanged", "conflicting")
@@ -47,12 +47,15 @@ batches = sa.Table(
     sa.Column("records", sa.Integer, nullable=False),  # the batch's size
     # Per record, its predicted class's index in the version's classes (model_versions): '<u2'.
     sa.Column("predicted", sa.LargeBinary, nullable=False),
-    sa.Column("probabilities", sa.LargeBinary),  # '<f8', records x classes row by row; NULL without them
+    sa.Column("probabilities", sa.LargeBinary),  # '<f4', records x classes row by row; NULL without them
     # The calibrated probability that the predicted class is right (app/calibration.py), '<f8' per record;
     # NULL when the batch has none (a shadow answer, a file without a calibrator).
     sa.Column("confidences", sa.LargeBinary),
     sa.Column("measurements", sa.LargeBinary, nullable=False),  # '<f8', records x 4 in NUMERIC order
-    *(sa.Column(name, sa.Text, nullable=False) for name in CATEGORICAL),  # a JSON list of the words sent
+    # Per record, the word's code (its position in features.CATEGORIES[name]): 'u1'.
+    *(sa.Column(name, sa.LargeBinary, nullable=False) for name in CATEGORICAL),
+    # NULL, unless a word is no known category: then the word columns as sent, a JSON object of lists.
+    sa.Column("words", sa.Text),
     sa.Index("batches_request", "request_id"),  # the labels' join
     sa.Index("batches_version", "model", "version", "id"),  # a version's newest batches
     # No index on `at`: each insert would pay for it, and only the pruning, every few minutes, reads by time.
@@ -169,13 +172,16 @@ def _batch_of(run: Sequence[sa.Row[Any]], classes: dict[tuple[str, str], list[st
     index = {name: position for position, name in enumerate(classes[first.model, first.version])}
     probabilities = [row.probabilities for row in run]
     confidences = [row.confidence for row in run]
+    categorical = {name: [row._mapping[name] for row in run] for name in CATEGORICAL}
+    codes = [pack(category_codes(name, values), CODE) for name, values in categorical.items()]
     values = (
         first.request_id, first.client_id, first.at, first.model, first.version, bool(first.shadow), len(run),
         pack([index[row.predicted] for row in run], INDEX),
-        None if None in probabilities else pack([json.loads(text) for text in probabilities], FLOAT),
+        None if None in probabilities else pack([json.loads(text) for text in probabilities], PROBABILITY),
         None if all(value is None for value in confidences) else pack(confidences, FLOAT),
         pack([[row._mapping[name] for name in NUMERIC] for row in run], FLOAT),
-        *(json.dumps([row._mapping[name] for row in run]) for name in CATEGORICAL),
+        *codes,
+        sent_words(categorical, codes),
     )  # fmt: skip
     return {"id": first.id, **dict(zip(COLUMNS, values, strict=True))}
 
