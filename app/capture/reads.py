@@ -57,7 +57,7 @@ class Joined:
 
 @dataclass(frozen=True)
 class Span:
-    """Rows first to end - 1 of one batch."""
+    """Rows first to end - 1 of a batch."""
 
     id: int
     request_id: str
@@ -106,52 +106,52 @@ def window(connection: Connection, model: str, version: str, size: int) -> list[
 def recent(connection: Connection, model: str, version: str, size: int) -> Recent:
     """Of the version's last `size` answered predictions: how many have a label, how many there are, and the
     mean of their confidences (those that have one)."""
-    spans = _last_records(connection, model, version, size)
-    confidences = dict(_by_id(connection, batches.c.confidences, {span.id for span in spans}))
-    summed, rated = 0.0, 0
-    for span in spans:
-        blob = confidences.get(span.id)
-        if blob is not None:
-            values = unpack(blob, FLOAT)[span.first : span.end]
-            known = values[~np.isnan(values)]  # NaN: a record without a confidence
-            summed += float(known.sum())
-            rated += len(known)
-    total = sum(span.end - span.first for span in spans)
-    return Recent(_labelled(connection, spans), total, summed / rated if rated else None, rated)
+    found = _oldest(connection, model, version, size)
+    if found is None:
+        return Recent(0, 0, None, 0)
+    oldest, total = found
+    # Every batch newer than the oldest counts whole; the oldest, the rows it counts by.
+    newer = labels.join(batches, _joins(labels.c.request_id, labels.c.batch_row))
+    labelled = connection.execute(
+        sa.select(sa.func.count()).select_from(newer).where(_answered_by(model, version), batches.c.id > oldest.id)
+    ).scalar_one()
+    labelled += connection.execute(
+        sa.select(sa.func.count()).where(
+            labels.c.request_id == oldest.request_id,
+            labels.c.batch_row >= oldest.first,
+            labels.c.batch_row < oldest.end,
+        )
+    ).scalar_one()
+    rated = sa.select(batches.c.id, batches.c.confidences).where(
+        _answered_by(model, version), batches.c.id >= oldest.id, batches.c.confidences.is_not(None)
+    )
+    summed, count = 0.0, 0
+    for id, blob in connection.execute(rated):
+        values = unpack(blob, FLOAT)[oldest.first if id == oldest.id else 0 :]
+        known = values[~np.isnan(values)]  # NaN: a record without a confidence
+        summed += float(known.sum())
+        count += len(known)
+    return Recent(int(labelled), total, summed / count if count else None, count)
 
 
-def _last_records(connection: Connection, model: str, version: str, size: int) -> list[Span]:
-    """The batches of the version's last `size` records, newest first: the oldest may count only its last rows."""
+def _oldest(connection: Connection, model: str, version: str, size: int) -> tuple[Span, int] | None:
+    """The oldest batch of the version's last `size` records and the rows of it they take (its last ones), with
+    how many records they are; None when the version has none."""
     statement = (
         sa.select(batches.c.id, batches.c.request_id, batches.c.records)
         .where(_answered_by(model, version))
         .order_by(batches.c.id.desc())
         .limit(size)  # each batch holds at least one record
     )
-    spans = []
+    oldest = None
     left = size
     for id, request_id, records in connection.execute(statement):
         taken = min(records, left)
-        spans.append(Span(id, request_id, records - taken, records))
+        oldest = Span(id, request_id, records - taken, records)
         left -= taken
         if not left:
             break
-    return spans
-
-
-def _labelled(connection: Connection, spans: Sequence[Span]) -> int:
-    """The records of these spans that have a label."""
-    rows: dict[str, list[int]] = {}
-    for chunk in chunks(sorted({span.request_id for span in spans})):
-        query = sa.select(labels.c.request_id, labels.c.batch_row).where(labels.c.request_id.in_(chunk))
-        for request_id, row in connection.execute(query):
-            rows.setdefault(request_id, []).append(row)
-    found = {request_id: np.array(labelled) for request_id, labelled in rows.items()}
-    return sum(
-        int(np.count_nonzero((labelled >= span.first) & (labelled < span.end)))
-        for span in spans
-        if (labelled := found.get(span.request_id)) is not None
-    )
+    return None if oldest is None else (oldest, size - left)
 
 
 def captured_records(connection: Connection, request_ids: Sequence[str]) -> dict[str, int]:
