@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from export_labelled import labelled_rows
 
+from app.capture import schema as capture_schema
 from app.capture.records import (
     COLUMNS,
     FLOAT,
@@ -265,7 +266,10 @@ def figures(store: Store) -> tuple[Any, ...]:
     )
 
 
-def test_a_store_of_schema_2_becomes_one_row_per_batch_with_the_same_figures(store_url: str, tmp_path: Path) -> None:
+def test_a_store_of_schema_2_becomes_one_row_per_batch_with_the_same_figures(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capture_schema, "UPGRADE_CHUNK", 2)  # batches written while the old rows are still read
     shadow = captured("compared", [1, 1], model="b")
     shadow.shadow = True
     kept = [
