@@ -86,7 +86,7 @@ def window(connection: Connection, model: str, version: str, size: int) -> list[
     classes = connection.execute(
         sa.select(versions.c.classes).where(versions.c.model == model, versions.c.version == version)
     ).scalar()
-    if classes is None:  # an answering version is stored with its batches: none is captured
+    if classes is None:  # a version is stored with its first answered batch: nothing of it is captured yet
         return []
     statement = (
         sa.select(batches.c.id, labels.c.batch_row, labels.c.label, batches.c.at, labels.c.at.label("labelled_at"))

@@ -208,8 +208,9 @@ class Store:
 
     def _drop_batches(self, connection: Connection, which: sa.ColumnElement[bool]) -> int:
         records = connection.execute(sa.select(sa.func.coalesce(sa.func.sum(batches.c.records), 0)).where(which))
+        dropped = int(records.scalar_one())
         connection.execute(batches.delete().where(which))
-        return int(records.scalar_one())
+        return dropped
 
     def _cap_labels(self, connection: Connection, max_rows: int) -> None:
         order = labels.c.at
