@@ -5,15 +5,17 @@ It reads the API's capture store (CAPTURE_URL, else the SQLite file the API writ
 data/capture/capture.db beside the models folder) through the app's own store module, read-only: an SQLite file
 opened in read-only mode, a PostgreSQL transaction marked read only. The CSV has data/penguins.csv's columns, the
 label as `species`. A record is written once, however many models answered it (`/predict/compare` captures it
-once per model): one row per request ID and position in the batch. Records without a label, and labels whose
-prediction was never captured, are left out. The file is replaced whole, never appended to: the store holds
-every label still retained, so each export is the complete set.
+once per model): one row per request ID and position in the batch, its features read from the first batch that
+captured it (the store keeps one row per batch, its records' values packed: app/capture/records.py). Records
+without a label, and labels whose prediction was never captured, are left out. The file is replaced whole, never
+appended to: the store holds every label still retained, so each export is the complete set.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -27,14 +29,17 @@ sys.path.insert(0, str(ROOT))
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
-from app.capture.records import FEATURE_COLUMNS
-from app.capture.schema import engine_for, labels, predictions
+from app.capture.records import FEATURE_COLUMNS, measurements, words
+from app.capture.schema import batches, engine_for, labels
 from app.capture.store import reason
 from app.config import ConfigError, Settings
+from app.features import CATEGORICAL, NUMERIC
 
 # data/penguins.csv's columns, in its order: the label first.
 COLUMNS = ("species", *FEATURE_COLUMNS)
 DEFAULT_OUT = ROOT / "data" / "labelled.csv"
+# Batches whose features are read per query.
+BATCHES_READ = 200
 
 
 def store_url(given: str | None) -> str:
@@ -60,18 +65,37 @@ def read_only(url: str) -> str:
 
 def labelled_rows(connection: Connection) -> Iterator[Sequence[Any]]:
     """Each labelled record once, in the order it was captured: its label and its six features."""
+    joined = labels.join(
+        batches, sa.and_(batches.c.request_id == labels.c.request_id, labels.c.batch_row < batches.c.records)
+    )
     first = (
-        sa.select(sa.func.min(predictions.c.id).label("id"))
-        .group_by(predictions.c.request_id, predictions.c.batch_row)
+        sa.select(sa.func.min(batches.c.id).label("id"), labels.c.batch_row, labels.c.label)
+        .select_from(joined)
+        .group_by(labels.c.request_id, labels.c.batch_row, labels.c.label)
         .subquery()
     )
-    joined = predictions.join(first, predictions.c.id == first.c.id).join(
-        labels,
-        sa.and_(labels.c.request_id == predictions.c.request_id, labels.c.batch_row == predictions.c.batch_row),
-    )
-    features = [predictions.c[name] for name in FEATURE_COLUMNS]
-    statement = sa.select(labels.c.label, *features).select_from(joined).order_by(predictions.c.id)
-    yield from connection.execute(statement)
+    found = connection.execute(sa.select(first).order_by(first.c.id, first.c.batch_row))
+    for group in _batched(itertools.groupby(found, lambda row: row[0]), BATCHES_READ):
+        features = _features(connection, [id for id, _ in group])
+        for id, records in group:
+            for _, row, label in records:
+                yield label, *(column[row] for column in features[id])
+
+
+def _batched(groups: Iterator[tuple[int, Any]], size: int) -> Iterator[list[tuple[int, list[Any]]]]:
+    while chunk := [(id, list(records)) for id, records in itertools.islice(groups, size)]:
+        yield chunk
+
+
+def _features(connection: Connection, ids: Sequence[int]) -> dict[int, list[list[Any]]]:
+    """These batches' features: for each, its records' values by column, in FEATURE_COLUMNS order."""
+    codes = [batches.c[name] for name in CATEGORICAL]
+    statement = sa.select(batches.c.id, batches.c.measurements, batches.c.words, *codes).where(batches.c.id.in_(ids))
+    found = {}
+    for id, blob, sent, *coded in connection.execute(statement):
+        columns = {**dict(zip(NUMERIC, measurements(blob).T.tolist(), strict=True)), **words(coded, sent)}
+        found[id] = [columns[name] for name in FEATURE_COLUMNS]
+    return found
 
 
 def export(url: str, out: Path) -> int:

@@ -1,11 +1,11 @@
-"""The capture's parts apart: rows from a batch, the bounded queue, the writer, the Wilson interval."""
+"""The capture's parts apart: a batch's row, the bounded queue, the writer, the Wilson interval."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +15,23 @@ from starlette.testclient import TestClient
 
 from app import calibration
 from app.capture.accuracy import performance, wilson
-from app.capture.records import SPECIES, Captured, Reference, rows
+from app.capture.records import (
+    COLUMNS,
+    FLOAT,
+    INDEX,
+    PROBABILITY,
+    SPECIES,
+    Captured,
+    Reference,
+    measurements,
+    rows,
+    unpack,
+    words,
+)
 from app.capture.store import Joined, Recent, Store, VersionRow
 from app.capture.writer import CaptureQueue, Writer
 from app.errors import StoreUnavailable
-from app.features import Batch
+from app.features import CATEGORY_INDEX, UNKNOWN, Batch
 from app.predictors import Prediction
 from app.registry import LoadedModel, Registry
 from tests.helpers import RECORD, ROOT, wait_for
@@ -37,11 +49,33 @@ def test_species_are_the_data_sets() -> None:
     assert tuple(sorted(pd.read_csv(ROOT / "data" / "penguins.csv")["species"].dropna().unique())) == SPECIES
 
 
-def test_rows_carry_the_request_the_answer_and_the_features() -> None:
+def test_a_batch_is_one_row_carrying_the_request_the_answers_and_the_features() -> None:
+    (row,) = rows([captured(2)])
+    stored = dict(zip(COLUMNS, row, strict=True))
+    assert row[:7] == ("r", "v2-id", 5.0, "m", "v1", False, 2)
+    assert unpack(stored["predicted"], INDEX).tolist() == [0, 0]  # Adelie, by its index in the classes
+    assert unpack(stored["probabilities"], PROBABILITY, 3).tolist() == [pytest.approx([0.7, 0.2, 0.1])] * 2
+    assert stored["confidences"] is None  # no model, no confidence
+    assert measurements(stored["measurements"]).tolist() == [[39.1, 18.7, 181.0, 3750.0]] * 2
+    codes = CATEGORY_INDEX["island"]["Torgersen"], CATEGORY_INDEX["sex"]["Male"]
+    assert (stored["island"], stored["sex"], stored["words"]) == (bytes([codes[0]] * 2), bytes([codes[1]] * 2), None)
+    assert words([stored["island"], stored["sex"]], None) == {"island": ["Torgersen"] * 2, "sex": ["Male"] * 2}
+
+
+def test_a_word_that_is_no_known_category_is_kept_as_sent() -> None:
+    item = captured(2)
+    item.batch = Batch({"island": ["Torgersen", "Atlantis"], "sex": ["Male", "Female"]}, item.batch.numeric)
+    (row,) = rows([item])
+    stored = dict(zip(COLUMNS, row, strict=True))
+    assert stored["island"] == bytes([CATEGORY_INDEX["island"]["Torgersen"], UNKNOWN])
+    assert words([stored["island"], stored["sex"]], stored["words"]) == item.batch.categorical
+
+
+def test_packed_values_read_the_same_on_any_machine() -> None:
     (row,) = rows([captured(1)])
-    assert row[:7] == ("r", "v2-id", 0, 5.0, "m", "v1", "Adelie")
-    assert json.loads(row[7]) == [0.7, 0.2, 0.1]
-    assert row[8:] == (None, False, "Torgersen", 39.1, 18.7, 181.0, 3750.0, "Male")  # no model, no confidence
+    stored = dict(zip(COLUMNS, row, strict=True))
+    assert stored["predicted"] == b"\x00\x00"  # little-endian whatever the machine's order
+    assert stored["measurements"][:8] == np.array([39.1], dtype=">f8").tobytes()[::-1]
 
 
 def test_the_queue_drops_a_batch_that_does_not_fit_and_keeps_its_bound() -> None:
@@ -87,7 +121,10 @@ def test_rows_carry_each_records_own_probabilities() -> None:
     item = captured(3)
     assert item.prediction.probabilities is not None
     item.prediction.probabilities[:] = [[0.5, 0.25, 0.25], [1e-7, 0.9999999, 0.0], [0.1, 0.2, 0.7]]
-    assert [json.loads(row[7]) for row in rows([item])] == item.prediction.probabilities.tolist()
+    (row,) = rows([item])
+    stored = unpack(row[COLUMNS.index("probabilities")], PROBABILITY, 3)
+    # Kept as float32: seven significant digits of what was answered.
+    assert np.allclose(stored, item.prediction.probabilities, rtol=1e-6, atol=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +169,8 @@ def test_confidences_are_estimated_once_per_model_and_equal_each_batchs_own(
         assert estimate is not None
         expected += estimate.tolist()
     monkeypatch.setattr(calibration, "confidence", counted)
-    assert [row[8] for row in rows(items)] == pytest.approx(expected)
+    stored = [unpack(row[COLUMNS.index("confidences")], FLOAT).tolist() for row in rows(items)]
+    assert list(chain.from_iterable(stored)) == pytest.approx(expected)
     assert len(calls) == len(names) and sum(calls) == len(expected)
 
 
@@ -142,13 +180,14 @@ def test_rows_carry_the_answering_models_calibrated_confidence(svc: LoadedModel)
     item = Captured("r", None, 5.0, "svc", svc.version, batch, prediction, loaded=svc)
     expected = calibration.confidence(svc, batch, prediction)
     assert expected is not None and ((expected > 0) & (expected <= 1)).all()
-    assert [row[8] for row in rows([item])] == pytest.approx(expected.tolist())
+    (row,) = rows([item])
+    assert unpack(row[COLUMNS.index("confidences")], FLOAT).tolist() == pytest.approx(expected.tolist())
 
 
 def test_a_shadow_answer_has_no_confidence(svc: LoadedModel) -> None:
     batch = Batch.from_records([RECORD])
     item = Captured("r", None, 5.0, "svc", svc.version, batch, svc.predictor.predict(batch), True, loaded=svc)
-    assert rows([item])[0][8] is None
+    assert rows([item])[0][COLUMNS.index("confidences")] is None
 
 
 def test_the_calibrator_runs_on_the_writers_thread_never_a_requests(

@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from export_labelled import labelled_rows
 
-from app.capture.records import Captured, Label, Reference, SeenVersion, rows
-from app.capture.schema import REFERENCE_COLUMNS, SCHEMA_VERSION, schema
+from app.capture import schema as capture_schema
+from app.capture.records import (
+    COLUMNS,
+    FLOAT,
+    INDEX,
+    PROBABILITY,
+    Captured,
+    Label,
+    Reference,
+    SeenVersion,
+    pack,
+    rows,
+    unpack,
+    words,
+)
+from app.capture.schema import (
+    REFERENCE_COLUMNS,
+    SCHEMA_VERSION,
+    batches,
+    engine_for,
+    labels,
+    metadata,
+    predictions_v2,
+    schema,
+    versions,
+)
 from app.capture.store import ROWS_PER_INSERT, Recent, Store
 from app.errors import StoreUnavailable
 from app.features import Batch
@@ -30,11 +58,18 @@ def captured(
     )
 
 
-def write(store: Store, *items: Captured, reference: Reference | None = None) -> None:
-    store.insert(
-        rows(items),
-        [SeenVersion(item.model, item.version, CLASSES, item.at, reference) for item in items],
-    )
+def write(
+    store: Store,
+    *items: Captured,
+    reference: Reference | None = None,
+    confidences: dict[int, list[float | None]] | None = None,
+) -> None:
+    """The batches stored as the writer stores them; some batches' confidences set by hand (by position), if given."""
+    stored = rows(items)
+    at = COLUMNS.index("confidences")
+    for index, values in (confidences or {}).items():
+        stored[index] = (*stored[index][:at], pack(values, FLOAT), *stored[index][at + 1 :])
+    store.insert(stored, [SeenVersion(item.model, item.version, CLASSES, item.at, reference) for item in items])
 
 
 @pytest.fixture
@@ -44,25 +79,27 @@ def store(store_url: str) -> Iterator[Store]:
     made.close()
 
 
-def test_a_captured_batch_is_one_row_per_record_with_its_features(store: Store) -> None:
+def test_a_captured_batch_is_one_row_with_its_records_values_packed(store: Store) -> None:
     write(store, captured("r1", [0, 2]))
     with store.engine.connect() as connection:
-        found = connection.execute(sa.text("SELECT batch_row, predicted, island, body_mass_g, sex, shadow, confidence "
-                                           "FROM predictions ORDER BY batch_row")).all()  # fmt: skip
-    assert [tuple(row) for row in found] == [
-        (0, "Adelie", "Torgersen", 3750.0, "Male", False, None),
-        (1, "Gentoo", "Torgersen", 3750.0, "Male", False, None),
-    ]
+        (row,) = connection.execute(sa.select(batches)).all()
+    assert (row.request_id, row.records, row.model, row.shadow, row.confidences) == ("r1", 2, "m", False, None)
+    assert unpack(row.predicted, INDEX).tolist() == [0, 2]
+    assert unpack(row.probabilities, PROBABILITY, 3).tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    assert unpack(row.measurements, FLOAT, 4).tolist() == [[39.1, 18.7, 181.0, 3750.0]] * 2
+    assert words([row.island, row.sex], row.words) == {"island": ["Torgersen"] * 2, "sex": ["Male"] * 2}
 
 
-def test_a_batch_beyond_one_insert_statement_keeps_every_row_in_order(store: Store) -> None:
+def test_batches_and_labels_beyond_one_insert_statement_keep_every_row_in_order(store: Store) -> None:
     count = 2 * ROWS_PER_INSERT + 5  # two full VALUES lists, then five rows one at a time
-    write(store, captured("r1", [row % 3 for row in range(count)]))
-    store.add_labels([Label("r1", row, CLASSES[row % 2]) for row in range(count)], 2000.0)
+    write(store, *(captured(f"r{index}", [index % 3]) for index in range(count)))
+    store.add_labels([Label("r0", row, CLASSES[row % 2]) for row in range(count)], 2000.0)
     with store.engine.connect() as connection:
-        found = connection.execute(sa.text("SELECT batch_row, predicted FROM predictions ORDER BY id")).all()
-        labelled = connection.execute(sa.text("SELECT batch_row, label FROM labels ORDER BY batch_row")).all()
-    assert [tuple(row) for row in found] == [(row, CLASSES[row % 3]) for row in range(count)]
+        found = connection.execute(sa.select(batches.c.request_id, batches.c.predicted).order_by(batches.c.id)).all()
+        labelled = connection.execute(sa.select(labels.c.batch_row, labels.c.label).order_by(labels.c.batch_row))
+    assert [(request_id, unpack(predicted, INDEX).tolist()) for request_id, predicted in found] == [
+        (f"r{index}", [index % 3]) for index in range(count)
+    ]
     assert [tuple(row) for row in labelled] == [(row, CLASSES[row % 2]) for row in range(count)]
 
 
@@ -105,6 +142,29 @@ def test_the_window_holds_the_newest_labelled_predictions_of_one_version(store: 
     assert store.coverage("m", "v2", 10) == (1, 1)
 
 
+def test_a_window_drawn_from_one_big_batch_reads_each_labelled_records_class(store: Store) -> None:
+    write(store, captured("big", [index % 3 for index in range(10_000)]))
+    store.add_labels([Label("big", 3, "Gentoo"), Label("big", 9998, "Chinstrap")], 2000.0)
+    assert [(joined.predicted, joined.label) for joined in store.window("m", "v1", 1000)] == [
+        ("Gentoo", "Chinstrap"),  # row 9998 (9998 % 3 == 2), the newest
+        ("Adelie", "Gentoo"),  # row 3
+    ]
+
+
+def test_recent_counts_only_the_last_rows_of_a_batch_it_takes_in_part(store: Store) -> None:
+    write(store, captured("older", [0] * 10), captured("newer", [0] * 3),
+          confidences={0: [float(row) / 10 for row in range(10)]})  # fmt: skip
+    store.add_labels([Label("older", 0, "Adelie"), Label("older", 8, "Adelie"), Label("newer", 1, "Adelie")], 1.0)
+    recent = store.recent("m", "v1", 5)  # newer's 3 records, and older's last 2: rows 8 and 9
+    assert (recent.labelled, recent.total, recent.estimated_records) == (2, 5, 2)
+    assert recent.estimated == pytest.approx(0.85)
+
+
+def test_the_estimate_leaves_out_the_records_without_a_confidence(store: Store) -> None:
+    write(store, captured("r", [0, 0, 0, 0]), confidences={0: [0.5, None, 1.0, float("nan")]})
+    assert store.recent("m", "v1", 10) == Recent(0, 4, 0.75, 2)
+
+
 def test_shadow_predictions_stay_out_of_the_answering_figures(store: Store) -> None:
     shadow = captured("s", [1])
     shadow.shadow = True
@@ -125,11 +185,24 @@ def test_pruning_drops_what_is_too_old_then_the_oldest_beyond_the_cap(store: Sto
     write(store, captured("old", [0], at=0.0), *(captured(f"r{i}", [0, 0], at=10 * day + i) for i in range(3)))
     store.add_labels([Label("old", 0, "Adelie")], 1.0)
     dropped = store.prune(now=11 * day, days=5, max_rows=4)
-    assert dropped == 1 + 2
+    assert dropped == 1 + 2  # records
     with store.engine.connect() as connection:
-        left = connection.execute(sa.text("SELECT DISTINCT request_id FROM predictions ORDER BY request_id")).scalars()
+        left = connection.execute(sa.select(batches.c.request_id).order_by(batches.c.request_id)).scalars()
         assert list(left) == ["r1", "r2"]
-        assert connection.execute(sa.text("SELECT COUNT(*) FROM labels")).scalar() == 0
+        assert connection.execute(sa.select(sa.func.count()).select_from(labels)).scalar() == 0
+
+
+@pytest.mark.parametrize(
+    ("cap", "kept", "dropped"),
+    [pytest.param(5, ["b", "c"], 5, id="at-the-cap"), pytest.param(4, ["c"], 8, id="a-batch-across-it")],
+)
+def test_the_row_cap_counts_records_and_drops_whole_batches(
+    store: Store, cap: int, kept: list[str], dropped: int
+) -> None:
+    write(store, captured("a", [0] * 5), captured("b", [0] * 3), captured("c", [0] * 2))
+    assert store.prune(now=1000.0, days=5, max_rows=cap) == dropped
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.select(batches.c.request_id).order_by(batches.c.id)).scalars().all() == kept
 
 
 def test_a_versions_reference_is_the_one_first_stored(store: Store) -> None:
@@ -143,13 +216,9 @@ def test_a_versions_reference_is_the_one_first_stored(store: Store) -> None:
 
 def test_the_estimate_is_the_mean_confidence_of_the_recent_predictions(store: Store) -> None:
     # The confidences as the writer fills them (app/calibration.py), here set by hand.
-    write(store, *(captured(f"r{i}", [0]) for i in range(5)), captured("unrated", [0], version="v2"))
-    with store.engine.begin() as connection:
-        for index, value in enumerate([0.2, 0.6, 0.8, 0.9, 1.0]):
-            connection.execute(
-                sa.text("UPDATE predictions SET confidence = :value WHERE request_id = :id"),
-                {"value": value, "id": f"r{index}"},
-            )
+    rated: dict[int, list[float | None]] = {index: [value] for index, value in enumerate([0.2, 0.6, 0.8, 0.9, 1.0])}
+    write(store, *(captured(f"r{i}", [0]) for i in range(5)), captured("unrated", [0], version="v2"),
+          confidences=rated)  # fmt: skip
     store.add_labels([Label("r4", 0, "Adelie")], 2000.0)
     newest, every = store.recent("m", "v1", 3), store.recent("m", "v1", 10)
     assert (newest.labelled, newest.total, newest.estimated_records) == (1, 3, 3)  # r4, r3, r2
@@ -159,14 +228,99 @@ def test_the_estimate_is_the_mean_confidence_of_the_recent_predictions(store: St
     assert store.recent("m", "v2", 10) == Recent(0, 1, None, 0)
 
 
-def test_a_store_of_schema_1_is_upgraded_and_keeps_its_rows(store: Store, store_url: str) -> None:
-    write(store, captured("old", [0]))
-    # Schema 1, as the previous release made it: model_versions without the reference columns.
-    with store.engine.begin() as connection:
+def v2_rows(item: Captured, confidences: Sequence[float | None] | None = None, first: int = 0) -> list[dict[str, Any]]:
+    """The batch as schema 2 stored it: one row per record (from row `first` on: what the row cap left of it)."""
+    probabilities = item.prediction.probabilities
+    assert probabilities is not None
+    return [
+        {"request_id": item.request_id, "client_id": item.client_id, "batch_row": row, "at": item.at,
+         "model": item.model, "version": item.version, "predicted": CLASSES[item.prediction.indices[row]],
+         "probabilities": json.dumps(probabilities[row].tolist()), "shadow": item.shadow,
+         "confidence": None if confidences is None else confidences[row],
+         **{name: values[row] for name, values in item.batch.categorical.items()},
+         **dict(zip(("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"),
+                    item.batch.numeric[row].tolist(), strict=True))}
+        for row in range(first, len(item))
+    ]  # fmt: skip
+
+
+def make_v2_store(url: str, records: Sequence[dict[str, Any]], labelled: Sequence[Label]) -> None:
+    """A store as the release of schema 2 left it: per-record rows, labels, versions."""
+    database = sa.make_url(url).database
+    if url.startswith("sqlite") and database:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = engine_for(url)
+    try:
+        with engine.begin() as connection:
+            metadata.create_all(connection, tables=[labels, versions, schema, metadata.tables["feedback_outcomes"]])
+            predictions_v2.create(connection)
+            connection.execute(schema.insert().values(version=2))
+            connection.execute(predictions_v2.insert(), [{"id": index + 1, **row} for index, row in enumerate(records)])
+            seen = {(row["model"], row["version"]): row["at"] for row in records if not row["shadow"]}
+            connection.execute(versions.insert(), [
+                {"model": model, "version": version, "classes": json.dumps(CLASSES), "first_at": at, "last_at": at}
+                for (model, version), at in seen.items()
+            ])  # fmt: skip
+            for label in labelled:
+                connection.execute(labels.insert().values(request_id=label.request_id, batch_row=label.row,
+                                                          label=label.label, at=2000.0))  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def figures(store: Store) -> tuple[Any, ...]:
+    store.ensure_ready()
+    with store.engine.connect() as connection:
+        exported = [tuple(row) for row in labelled_rows(connection)]
+    return (
+        {model: store.window(model, "v1", 10) for model in ("a", "b")},
+        {(model, size): store.recent(model, "v1", size) for model in ("a", "b") for size in (1, 3, 10)},
+        exported,
+    )
+
+
+def test_a_store_of_schema_2_becomes_one_row_per_batch_with_the_same_figures(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capture_schema, "UPGRADE_CHUNK", 2)  # batches written while the old rows are still read
+    shadow = captured("compared", [1, 1], model="b")
+    shadow.shadow = True
+    kept = [
+        captured("compared", [0, 2, 1], model="a"), captured("compared", [2, 2, 0], model="b"), shadow,
+        captured("single", [1], model="a"), captured("again", [0], model="a"), captured("again", [2, 1], model="a"),
+    ]  # fmt: skip
+    rated: dict[int, list[float | None]] = {0: [0.5, None, 1.0], 3: [0.25]}
+    labelled = [Label("compared", 0, "Adelie"), Label("compared", 2, "Gentoo"), Label("single", 0, "Adelie"),
+                Label("again", 1, "Chinstrap"), Label("nowhere", 0, "Adelie")]  # fmt: skip
+    cut = captured("cut", [0, 0, 0], model="a", at=999.0)  # its first row pruned by schema 2's row cap
+    records = [row for index, item in enumerate(kept) for row in v2_rows(item, rated.get(index))]
+    make_v2_store(store_url, v2_rows(cut, first=1) + records, labelled)
+    upgraded = Store(store_url)
+    expected = Store(f"sqlite:///{tmp_path / 'expected.db'}")
+    try:
+        write(expected, *kept, confidences=rated)
+        expected.add_labels(labelled, 2000.0)
+        assert figures(upgraded) == figures(expected)
+        with upgraded.engine.connect() as connection:
+            assert connection.execute(sa.select(schema.c.version)).scalars().all() == [SCHEMA_VERSION]
+            assert not sa.inspect(connection).has_table("predictions")
+            assert connection.execute(sa.select(sa.func.sum(batches.c.records))).scalar() == 12
+        write(upgraded, captured("later", [0], model="a"))  # new ids go on after the converted ones
+        assert upgraded.recent("a", "v1", 1) == Recent(0, 1, None, 0)
+    finally:
+        upgraded.close()
+        expected.close()
+
+
+def test_a_store_of_schema_1_is_upgraded_and_keeps_its_rows(store_url: str) -> None:
+    make_v2_store(store_url, v2_rows(captured("old", [0])), [])
+    # Schema 1, as the release before made it: model_versions without the reference columns.
+    engine = engine_for(store_url)
+    with engine.begin() as connection:
         for name in REFERENCE_COLUMNS:
             connection.execute(sa.text(f"ALTER TABLE model_versions DROP COLUMN {name}"))  # a test's fixed names
         connection.execute(schema.update().values(version=1))
-    store.close()
+    engine.dispose()
     upgraded = Store(store_url)
     try:
         assert [row.reference for row in upgraded.versions_of(["m"], 5)] == [None]

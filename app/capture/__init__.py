@@ -1,8 +1,9 @@
 """Every prediction captured, labels joined to it later, live accuracy per model version (core: no HTTP).
 
-- records.py: what is captured (a batch's references) and the rows it becomes;
+- records.py: what is captured (a batch's references) and the one row it becomes, its values packed;
 - schema.py: the store's tables, the engine for a URL, the schema created or upgraded;
-- store.py: the SQLite or PostgreSQL store's writes and reads, through SQLAlchemy Core;
+- reads.py: what the figures read: a version's window of labelled records, its recent predictions;
+- store.py: the SQLite or PostgreSQL store: its writes, and its reads opened, through SQLAlchemy Core;
 - writer.py: the bounded per-worker queue and the thread that writes it in batches;
 - accuracy.py: accuracy with its Wilson interval, confusion counts, coverage, label delay;
 - recorder.py: the face the data plane uses.

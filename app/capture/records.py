@@ -1,24 +1,27 @@
-"""What is captured: a predicted batch as the request path leaves it, and its rows as the writer stores them.
+"""What is captured: a predicted batch as the request path leaves it, and the row the writer stores it as.
 
-The request path only keeps references (Captured); turning a batch into one row per record happens in the
-writer's thread, column by column, and so does each record's calibrated confidence (app/calibration.py), once for
-all the batches one model answered: for the SVC one more pass of them through the estimator, which a request
-never waits for.
+The request path only keeps references (Captured); turning a batch into its one stored row happens in the
+writer's thread, and so does each record's calibrated confidence (app/calibration.py), once for all the batches
+one model answered: for the SVC one more pass of them through the estimator, which a request never waits for.
+A row holds the batch's per-record values packed, each column as the bytes of a little-endian array (the same
+bytes on any machine), the words as their categories' codes, so a batch of any size is a few numpy calls to
+store and one row to insert.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, chain, repeat
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 import pydantic_core
 
 from app import calibration
-from app.features import CATEGORICAL, FEATURES, NUMERIC, Batch
+from app.features import CATEGORICAL, CATEGORIES, CATEGORY_INDEX, FEATURES, FEW_RECORDS, NUMERIC, UNKNOWN, Batch
 from app.predictors import Prediction
 from app.registry import LoadedModel
 
@@ -26,11 +29,17 @@ from app.registry import LoadedModel
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 # The six features, as columns of the store and of an export.
 FEATURE_COLUMNS = FEATURES
-# The order of a stored row (store.predictions' columns; id is the store's to fill).
+# The order of a stored row (schema.batches' columns; id is the store's to fill).
 COLUMNS = (
-    "request_id", "client_id", "batch_row", "at", "model", "version", "predicted", "probabilities", "confidence",
-    "shadow", *FEATURE_COLUMNS,
+    "request_id", "client_id", "at", "model", "version", "shadow", "records", "predicted", "probabilities",
+    "confidences", "measurements", *CATEGORICAL, "words",
 )  # fmt: skip
+# The packed columns' element types, little-endian whatever the machine: a class's index, a category's code, a
+# probability (seven significant digits: a record of what was answered), and the numbers figures are made of.
+INDEX = np.dtype("<u2")
+CODE = np.dtype("u1")
+PROBABILITY = np.dtype("<f4")
+FLOAT = np.dtype("<f8")
 logger = logging.getLogger("app")
 
 
@@ -87,35 +96,13 @@ class Label:
 
 
 def rows(batches: Sequence[Captured]) -> list[tuple[Any, ...]]:
-    """The batches as stored rows, in COLUMNS order: each column built for all of them at once, then zipped."""
-    counts = [len(item.batch) for item in batches]
-
-    def spread(values: Iterable[Any]) -> Iterable[Any]:
-        return chain.from_iterable(map(repeat, values, counts))
-
-    numeric = dict(zip(NUMERIC, np.concatenate([item.batch.numeric for item in batches]).T.tolist(), strict=True))
-    categorical = {name: [value for item in batches for value in item.batch.categorical[name]] for name in CATEGORICAL}
-    features = [categorical[name] if name in CATEGORICAL else numeric[name] for name in FEATURE_COLUMNS]
-    return list(
-        zip(
-            spread(item.request_id for item in batches),
-            spread(item.client_id for item in batches),
-            chain.from_iterable(map(range, counts)),
-            spread(item.at for item in batches),
-            spread(item.model for item in batches),
-            spread(item.version for item in batches),
-            chain.from_iterable(_labels(item.prediction) for item in batches),
-            chain.from_iterable(map(_probabilities, (item.prediction for item in batches), counts)),
-            confidences(batches),
-            spread(item.shadow for item in batches),
-            *features,
-            strict=False,
-        )
-    )
+    """The batches as stored rows, one per batch, in COLUMNS order."""
+    return [_row(item, confidence) for item, confidence in zip(batches, confidences(batches), strict=True)]
 
 
-def confidences(batches: Sequence[Captured]) -> list[float | None]:
-    """Each record's calibrated probability of being right, in order; None for a shadow answer or without a calibrator.
+def confidences(batches: Sequence[Captured]) -> list[np.ndarray | None]:
+    """Each batch's records' calibrated probabilities of being right; None for a shadow answer or without a
+    calibrator.
 
     One estimate per loaded model for all the batches it answered: a few hundred one-record batches cost one
     calibration, and for the SVC one pass through its decision function, not one each.
@@ -124,33 +111,31 @@ def confidences(batches: Sequence[Captured]) -> list[float | None]:
     for index, item in enumerate(batches):
         if not item.shadow and item.loaded is not None:
             groups.setdefault(id(item.loaded), []).append(index)
-    starts = list(accumulate((len(item.batch) for item in batches), initial=0))
-    values: list[float | None] = [None] * starts[-1]
+    found: list[np.ndarray | None] = [None] * len(batches)
     for indices in groups.values():
-        estimate = _estimate([batches[index] for index in indices])
-        taken = 0
-        for index in indices:
-            count = starts[index + 1] - starts[index]
-            values[starts[index] : starts[index + 1]] = estimate[taken : taken + count]
-            taken += count
-    return values
+        group = [batches[index] for index in indices]
+        estimate = _estimate(group)
+        if estimate is None:
+            continue
+        ends = np.cumsum([len(item.batch) for item in group])[:-1]
+        for index, part in zip(indices, np.split(estimate, ends), strict=True):
+            found[index] = part
+    return found
 
 
-def _estimate(group: Sequence[Captured]) -> list[float | None]:
+def _estimate(group: Sequence[Captured]) -> np.ndarray | None:
     """The confidences of batches answered by one loaded model, from one call of calibration.confidence."""
     model = group[0].loaded
-    count = sum(len(item.batch) for item in group)
     if model is None or not isinstance(model.calibrator, calibration.Calibrator):
-        return [None] * count
+        return None
     batch, prediction = (group[0].batch, group[0].prediction) if len(group) == 1 else _joined(group)
     try:
-        estimate = calibration.confidence(model, batch, prediction)
-    except Exception as error:  # the estimate must never cost the capture: the rows are kept without it
+        return calibration.confidence(model, batch, prediction)
+    except Exception as error:  # the estimate must never cost the capture: the batches are kept without it
         logger.warning(
             "no confidence for %d batches of %s: %s: %s", len(group), model.name, type(error).__name__, error
         )
-        return [None] * count
-    return [None] * count if estimate is None else estimate.tolist()
+        return None
 
 
 def _joined(group: Sequence[Captured]) -> tuple[Batch, Prediction]:
@@ -165,17 +150,59 @@ def _joined(group: Sequence[Captured]) -> tuple[Batch, Prediction]:
     return batch, Prediction(group[0].prediction.classes, indices, joined)
 
 
-def _labels(prediction: Prediction) -> list[str]:
-    classes = prediction.classes
-    return [classes[index] for index in prediction.indices.tolist()]
+def _row(item: Captured, confidences: np.ndarray | None) -> tuple[Any, ...]:
+    prediction, batch = item.prediction, item.batch
+    probabilities = prediction.probabilities
+    codes = [_codes(batch, name) for name in CATEGORICAL]
+    return (
+        item.request_id, item.client_id, item.at, item.model, item.version, item.shadow, len(batch),
+        pack(prediction.indices, INDEX),
+        None if probabilities is None else pack(probabilities, PROBABILITY),
+        None if confidences is None else pack(confidences, FLOAT),
+        pack(batch.numeric, FLOAT),
+        *codes,
+        sent_words(batch.categorical, codes),
+    )  # fmt: skip
 
 
-def _probabilities(prediction: Prediction, count: int) -> Iterable[str | None]:
-    if prediction.probabilities is None:
-        return repeat(None, count)
-    if not count:
-        return []
-    # One serializer call for the whole matrix, cut between its rows (a number holds no bracket): each row's
-    # text is the one pydantic_core.to_json(row) would write.
-    text = pydantic_core.to_json(prediction.probabilities.tolist()).decode()
-    return text[1:-1].replace("],[", "]\n[").split("\n")
+def _codes(batch: Batch, name: str) -> bytes:
+    """A word column's codes: a big batch's own (found when its request was checked), a small one's in Python."""
+    values = batch.categorical[name]
+    if len(values) <= FEW_RECORDS:
+        return bytes(map(CATEGORY_INDEX[name].get, values, repeat(UNKNOWN)))
+    return pack(batch.codes[name], CODE)
+
+
+def sent_words(categorical: Mapping[str, Sequence[str]], codes: Sequence[bytes]) -> str | None:
+    """The word columns as a JSON object, only when a value is no known category (the request's validation
+    refuses those, so never yet): a code cannot say it, the words keep it as it was sent."""
+    if not any(UNKNOWN in blob for blob in codes):
+        return None
+    return pydantic_core.to_json({name: categorical[name] for name in CATEGORICAL}).decode()
+
+
+def words(codes: Sequence[bytes], sent: str | None) -> dict[str, list[str]]:
+    """A batch's word columns back: from their codes (CATEGORICAL order), or as sent when it kept them."""
+    if sent is not None:
+        found: dict[str, list[str]] = json.loads(sent)
+        return found
+    return {
+        name: np.asarray(CATEGORIES[name], dtype=object)[unpack(blob, CODE)].tolist()
+        for name, blob in zip(CATEGORICAL, codes, strict=True)
+    }
+
+
+def pack(values: Iterable[Any], dtype: np.dtype[Any]) -> bytes:
+    """An array's values as the bytes of `dtype`, row by row (a NaN stands for a missing number)."""
+    return np.asarray(values, dtype=dtype).tobytes()
+
+
+def unpack(blob: bytes, dtype: np.dtype[Any], width: int = 1) -> np.ndarray:
+    """A packed column back as an array: one value per record, or `width` per record as rows."""
+    values = np.frombuffer(blob, dtype)
+    return values if width == 1 else values.reshape(-1, width)
+
+
+def measurements(blob: bytes) -> np.ndarray:
+    """A batch's measurements, (records, 4) in NUMERIC order."""
+    return unpack(blob, FLOAT, len(NUMERIC))

@@ -1,9 +1,10 @@
 """The capture store: predictions, labels and what they add up to, in SQLite or PostgreSQL through SQLAlchemy Core.
 
 One code path for both: the tables are declared once (schema.py), every statement is built by SQLAlchemy, and
-only the upsert's construct is picked per dialect. The app creates the schema at start and upgrades it.
-Bulk inserts go to the driver as statements compiled by SQLAlchemy, ROWS_PER_INSERT rows in each VALUES list,
-with a tuple of parameters per statement: the same SQL, without building a dict per row or a round trip per row.
+only the upsert's construct is picked per dialect. The app creates the schema at start and upgrades it. This
+module writes (batches, labels, pruning) and opens the reads (reads.py). Bulk inserts go to the driver as
+statements compiled by SQLAlchemy, ROWS_PER_INSERT rows in each VALUES list, with a tuple of parameters per
+statement: the same SQL, without building a dict per row or a round trip per row.
 """
 
 from __future__ import annotations
@@ -21,25 +22,26 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from app.capture.records import COLUMNS, Label, Reference, SeenVersion
+from app.capture import reads
+from app.capture.reads import Joined, Recent, VersionRow, chunks
+from app.capture.records import COLUMNS, Label, SeenVersion
 from app.capture.schema import (
     OUTCOMES,
     REFERENCE_COLUMNS,
     StoreTooNew,
+    batches,
     create_schema,
     engine_for,
     labels,
     outcomes,
-    predictions,
     versions,
 )
 from app.errors import StoreUnavailable
 
-# Keys per IN (...): within every backend's limit on bound parameters.
-CHUNK = 500
+__all__ = ["Joined", "LabelOutcome", "Recent", "Store", "VersionRow", "reason"]
 VERSION_COLUMNS = ("model", "version", "classes", "first_at", "last_at", *REFERENCE_COLUMNS)
-# Rows per INSERT statement (the rest of a batch one a statement): PostgreSQL writes 10,000 rows in about half
-# the time one statement a row takes, SQLite a little quicker; beyond about 64 both slow down again.
+# Rows per INSERT statement (the rest one a statement): PostgreSQL writes many one-record batches or labels in about
+# half the time one statement a row takes, SQLite a little quicker; beyond about 64 both slow down again.
 ROWS_PER_INSERT = 32
 logger = logging.getLogger("app")
 
@@ -58,36 +60,6 @@ class LabelOutcome:
         return {outcome: getattr(self, outcome) for outcome in OUTCOMES}
 
 
-@dataclass(frozen=True)
-class VersionRow:
-    model: str
-    version: str
-    classes: tuple[str, ...]
-    first_at: float
-    last_at: float
-    reference: Reference | None  # its accuracy from training, when its file has one
-
-
-@dataclass(frozen=True)
-class Recent:
-    """A version's last predictions (a window's worth): how many, how many labelled, and their estimate."""
-
-    labelled: int
-    total: int
-    estimated: float | None  # the mean calibrated confidence; None when none of them has one
-    estimated_records: int  # the predictions that have a confidence
-
-
-@dataclass(frozen=True)
-class Joined:
-    """A labelled prediction of a window: what the model said, the truth, and when each was known."""
-
-    predicted: str
-    label: str
-    predicted_at: float
-    labelled_at: float
-
-
 def reason(error: BaseException) -> str:
     """The driver's own words, first line only: what a log line and a 503 say."""
     cause = getattr(error, "orig", None) or error
@@ -99,7 +71,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = engine_for(url)
-        self._insert = BulkInsert.compile(self.engine, predictions, COLUMNS)
+        self._insert = BulkInsert.compile(self.engine, batches, COLUMNS)
         self._insert_label = BulkInsert.compile(self.engine, labels, ("request_id", "batch_row", "label", "at"))
         self._upsert = self._upsert_version()
         self._ready = False
@@ -141,7 +113,7 @@ class Store:
     # --- writes ----------------------------------------------------------------------------------
 
     def insert(self, rows: Sequence[tuple[Any, ...]], seen: Iterable[SeenVersion]) -> None:
-        """Captured rows (records.COLUMNS order) and the versions they came from, in one transaction."""
+        """Captured batches' rows (records.COLUMNS order) and the versions they came from, in one transaction."""
         self.ensure_ready()
         try:
             with self.engine.begin() as connection:
@@ -193,8 +165,8 @@ class Store:
             else:
                 outcome.conflicting += 1
                 outcome.conflicts.append((label, existing))
-        captured = self._captured_keys(connection, sorted({key[0] for key in new}))
-        outcome.matched = sum(1 for key in new if key in captured)
+        captured = reads.captured_records(connection, sorted({key[0] for key in new}))
+        outcome.matched = sum(1 for request_id, row in new if row < captured.get(request_id, 0))
         outcome.unknown = len(new) - outcome.matched
         if new:
             rows = [(label.request_id, label.row, label.label, now) for label in new.values()]
@@ -208,45 +180,46 @@ class Store:
 
     def _stored_labels(self, connection: Connection, request_ids: Sequence[str]) -> dict[tuple[str, int], str]:
         found: dict[tuple[str, int], str] = {}
-        for chunk in _chunks(request_ids):
+        for chunk in chunks(request_ids):
             query = sa.select(labels.c.request_id, labels.c.batch_row, labels.c.label).where(
                 labels.c.request_id.in_(chunk)
             )
             found.update(((request_id, row), label) for request_id, row, label in connection.execute(query).all())
         return found
 
-    def _captured_keys(self, connection: Connection, request_ids: Sequence[str]) -> set[tuple[str, int]]:
-        found: set[tuple[str, int]] = set()
-        for chunk in _chunks(request_ids):
-            query = (
-                sa.select(predictions.c.request_id, predictions.c.batch_row)
-                .where(predictions.c.request_id.in_(chunk))
-                .distinct()
-            )
-            # All rows fetched at once: a batch's labels find thousands, and row by row each costs a driver call.
-            found.update(map(tuple, connection.execute(query).all()))
-        return found
-
     def prune(self, now: float, days: int, max_rows: int) -> int:
-        """Drops what is older than the retention, then the oldest beyond the row cap; the rows dropped."""
+        """Drops what is older than the retention, then the oldest batches beyond the cap on records (and the
+        oldest labels beyond as many labels); the records dropped."""
         self.ensure_ready()
         cutoff = now - days * 86_400
         try:
             with self.engine.begin() as connection:
-                dropped = connection.execute(predictions.delete().where(predictions.c.at < cutoff)).rowcount
+                dropped = self._drop_batches(connection, batches.c.at < cutoff)
                 connection.execute(labels.delete().where(labels.c.at < cutoff))
                 connection.execute(versions.delete().where(versions.c.last_at < cutoff))
-                dropped += self._cap(connection, predictions, predictions.c.id, max_rows)
-                self._cap(connection, labels, labels.c.at, max_rows)
+                # A batch is beyond the cap when it and the newer ones hold more than max_rows records.
+                running = sa.func.sum(batches.c.records).over(order_by=batches.c.id.desc())
+                newest = sa.select(batches.c.id, running.label("records")).subquery()
+                beyond = sa.select(sa.func.max(newest.c.id)).where(newest.c.records > max_rows)
+                threshold = connection.execute(beyond).scalar()
+                if threshold is not None:
+                    dropped += self._drop_batches(connection, batches.c.id <= threshold)
+                self._cap_labels(connection, max_rows)
         except sa.exc.SQLAlchemyError as error:
             raise StoreUnavailable(reason(error)) from error
-        return int(dropped)
+        return dropped
 
-    def _cap(self, connection: Connection, table: sa.Table, order: sa.Column[Any], max_rows: int) -> int:
+    def _drop_batches(self, connection: Connection, which: sa.ColumnElement[bool]) -> int:
+        records = connection.execute(sa.select(sa.func.coalesce(sa.func.sum(batches.c.records), 0)).where(which))
+        dropped = int(records.scalar_one())
+        connection.execute(batches.delete().where(which))
+        return dropped
+
+    def _cap_labels(self, connection: Connection, max_rows: int) -> None:
+        order = labels.c.at
         threshold = connection.execute(sa.select(order).order_by(order.desc()).offset(max_rows).limit(1)).scalar()
-        if threshold is None:
-            return 0
-        return int(connection.execute(table.delete().where(order <= threshold)).rowcount)
+        if threshold is not None:
+            connection.execute(labels.delete().where(order <= threshold))
 
     # --- reads -----------------------------------------------------------------------------------
 
@@ -260,70 +233,18 @@ class Store:
 
     def versions_of(self, models: Sequence[str], newest: int) -> list[VersionRow]:
         """Each model's versions in the store, newest first, at most `newest` each."""
-
-        def query(connection: Connection) -> list[VersionRow]:
-            statement = sa.select(versions).where(versions.c.model.in_(models)).order_by(versions.c.last_at.desc())
-            rows = [
-                VersionRow(row.model, row.version, tuple(json.loads(row.classes)), row.first_at, row.last_at,
-                           _reference(row))
-                for row in connection.execute(statement)
-            ]  # fmt: skip
-            return _newest(rows, newest)
-
-        result: list[VersionRow] = self.read(query)
+        result: list[VersionRow] = self.read(lambda connection: reads.versions_of(connection, models, newest))
         return result
 
     def window(self, model: str, version: str, size: int) -> list[Joined]:
         """The version's last `size` answered predictions that have a label, newest first."""
-
-        def query(connection: Connection) -> list[Joined]:
-            statement = (
-                sa.select(predictions.c.predicted, labels.c.label, predictions.c.at, labels.c.at.label("labelled_at"))
-                .join(
-                    labels,
-                    sa.and_(
-                        labels.c.request_id == predictions.c.request_id,
-                        labels.c.batch_row == predictions.c.batch_row,
-                    ),
-                )
-                .where(_answered_by(model, version))
-                .order_by(predictions.c.id.desc())
-                .limit(size)
-            )
-            return [Joined(*row) for row in connection.execute(statement)]
-
-        result: list[Joined] = self.read(query)
+        result: list[Joined] = self.read(lambda connection: reads.window(connection, model, version, size))
         return result
 
     def recent(self, model: str, version: str, size: int) -> Recent:
         """Of the version's last `size` answered predictions: how many have a label, how many there are, and the
         mean of their confidences (those that have one)."""
-
-        def query(connection: Connection) -> Recent:
-            recent = (
-                sa.select(predictions.c.request_id, predictions.c.batch_row, predictions.c.confidence)
-                .where(_answered_by(model, version))
-                .order_by(predictions.c.id.desc())
-                .limit(size)
-                .subquery()
-            )
-            statement = sa.select(
-                sa.func.count(labels.c.label),
-                sa.func.count(),
-                sa.func.avg(recent.c.confidence),
-                sa.func.count(recent.c.confidence),
-            ).select_from(
-                recent.outerjoin(
-                    labels,
-                    sa.and_(labels.c.request_id == recent.c.request_id, labels.c.batch_row == recent.c.batch_row),
-                )
-            )
-            labelled, total, estimated, estimated_records = connection.execute(statement).one()
-            return Recent(
-                int(labelled), int(total), None if estimated is None else float(estimated), int(estimated_records)
-            )
-
-        result: Recent = self.read(query)
+        result: Recent = self.read(lambda connection: reads.recent(connection, model, version, size))
         return result
 
     def coverage(self, model: str, version: str, size: int) -> tuple[int, int]:
@@ -332,36 +253,13 @@ class Store:
         return recent.labelled, recent.total
 
     def outcome_counts(self) -> dict[str, int]:
-        def query(connection: Connection) -> dict[str, int]:
-            return {outcome: int(count) for outcome, count in connection.execute(sa.select(outcomes))}
-
-        result: dict[str, int] = self.read(query)
+        result: dict[str, int] = self.read(reads.outcome_counts)
         return result
-
-
-def _newest(rows: Sequence[VersionRow], newest: int) -> list[VersionRow]:
-    """At most `newest` rows per model, in the order given (newest first)."""
-    taken: dict[str, int] = {}
-    kept = []
-    for row in rows:
-        taken[row.model] = taken.get(row.model, 0) + 1
-        if taken[row.model] <= newest:
-            kept.append(row)
-    return kept
-
-
-def _reference(row: sa.Row[Any]) -> Reference | None:
-    values = [row._mapping[name] for name in REFERENCE_COLUMNS]
-    return None if any(value is None for value in values) else Reference(*values)
 
 
 def _version_values(seen: SeenVersion) -> tuple[Any, ...]:
     reference = seen.reference.values() if seen.reference is not None else (None, None, None)
     return (seen.model, seen.version, json.dumps(list(seen.classes)), seen.at, seen.at, *reference)
-
-
-def _answered_by(model: str, version: str) -> sa.ColumnElement[bool]:
-    return sa.and_(predictions.c.model == model, predictions.c.version == version, predictions.c.shadow.is_(False))
 
 
 @dataclass(frozen=True)
@@ -382,8 +280,8 @@ class BulkInsert:
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         full = len(rows) - len(rows) % ROWS_PER_INSERT
         if full:
-            chunks = (rows[start : start + ROWS_PER_INSERT] for start in range(0, full, ROWS_PER_INSERT))
-            connection.exec_driver_sql(self.many, [tuple(chain.from_iterable(chunk)) for chunk in chunks])
+            parts = (rows[start : start + ROWS_PER_INSERT] for start in range(0, full, ROWS_PER_INSERT))
+            connection.exec_driver_sql(self.many, [tuple(chain.from_iterable(part)) for part in parts])
         if full < len(rows):
             connection.exec_driver_sql(self.one, list(rows[full:]))
 
@@ -393,8 +291,3 @@ def _compiled(engine: Engine, statement: sa.Insert, keys: Sequence[str] | None, 
     compiled = statement.compile(dialect=engine.dialect, column_keys=None if keys is None else list(keys))
     assert compiled.positiontup is not None and list(compiled.positiontup) == list(order), compiled.positiontup
     return str(compiled)
-
-
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]

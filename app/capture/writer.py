@@ -2,9 +2,10 @@
 
 The queue is bounded by records, not requests: a batch that does not fit is dropped whole and counted, so its
 memory never grows with the traffic. The writer wakes every FLUSH_SECONDS (sooner when the queue is half full or
-someone waits for a flush), writes what is queued in transactions of up to WRITE_RECORDS records, and prunes the
-store now and then. While the store cannot be written, what is queued is dropped and counted, one log line says
-why, and the next round tries again: capture resumes by itself when the store is back.
+someone waits for a flush), writes what is queued in transactions of up to WRITE_RECORDS records, one row per
+batch (records.rows), and prunes the store now and then. While the store cannot be written, what is queued is
+dropped and counted, one log line says why, and the next round tries again: capture resumes by itself when the
+store is back.
 """
 
 from __future__ import annotations
