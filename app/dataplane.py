@@ -67,6 +67,15 @@ class DataPlane:
         """The model, loading it when needed (blocking); no name means DEFAULT_MODEL."""
         return self.registry.get(self._model_name(name))
 
+    def cached_file(self, name: str | None) -> LoadedModel | None:
+        """The model file of that name when it is loaded and current, else None (not loaded yet, or no such file:
+        a route's name, say). No routes are looked up: a model file's name is never a route's, so a request that
+        names a loaded model pays one stat, as before routes existed."""
+        try:
+            return self.registry.cached(self.settings.default_model if name is None else name)
+        except ServingError:
+            return None  # the full path (cached, then load) says what is wrong
+
     def route(self, name: str | None) -> Route | None:
         """The route of that name, or None for a model's; cheap: one stat of routes.json. No name: DEFAULT_MODEL."""
         return self.routes.get(self.settings.default_model if name is None else name)

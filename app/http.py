@@ -170,15 +170,21 @@ class Routed:
     model: LoadedModel
     route: ModelRoute | None
 
-    def headers(self) -> dict[str, str]:
-        """X-Route-Variant: the variant that answered, when a route was asked."""
-        return {} if self.route is None else {ROUTE_VARIANT: self.model.stem}
+    def headers(self) -> dict[str, str] | None:
+        """X-Route-Variant: the variant that answered, when a route was asked (None: no header to add)."""
+        return None if self.route is None else {ROUTE_VARIANT: self.model.stem}
 
 
-async def get_routed_model(plane: DataPlane, name: str | None, headers: Mapping[str, str]) -> Routed:
+async def get_routed_model(plane: DataPlane, name: str | None, request: Request) -> Routed:
     """A model's name gives that model; a route's, one of its variants, by its sticky header when the request has it."""
+    model = plane.cached_file(name)
+    if model is not None:
+        return Routed(model, None)
     route = plane.route(name)
     if route is None:
         return Routed(await get_model(plane, name), None)
-    sticky = None if route.sticky_header is None else headers.get(route.sticky_header)
-    return Routed(await get_model(plane, plane.choose(route, sticky)), route)
+    # The request's headers are parsed only for a route that reads one.
+    sticky = None if route.sticky_header is None else request.headers.get(route.sticky_header)
+    variant = plane.choose(route, sticky)
+    model = plane.cached_file(variant)
+    return Routed(model if model is not None else await get_model(plane, variant), route)

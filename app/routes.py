@@ -163,6 +163,7 @@ class Routes:
 
     def __init__(self, folder: Path, models: Callable[[], list[str]], seed: int | None = None) -> None:
         self.path = folder / ROUTES_FILE
+        self._path = str(self.path)  # stat()ed at every request that names a route: converted once
         self.models = models
         self.random = random.Random(seed)
         self.problem: str | None = None  # why the file now in the folder is refused; None when it is served
@@ -189,7 +190,7 @@ class Routes:
 
     def _file_stamp(self) -> Stamp | None:
         try:
-            return Stamp.of(os.stat(self.path))
+            return Stamp.of(os.stat(self._path))
         except FileNotFoundError:
             return None
         except OSError:

@@ -207,7 +207,7 @@ async def predict_with_model(request: Request) -> Response:
 async def _predict(request: Request, name: str | None, batch: Batch) -> Response:
     """A model's name, or a route's: then one of its variants answers, named in `model` and X-Route-Variant."""
     plane = data_plane(request)
-    routed = await get_routed_model(plane, name, request.headers)
+    routed = await get_routed_model(plane, name, request)
     model = routed.model
     inline = model.estimated_seconds(len(batch)) <= INLINE_BUDGET_SECONDS
     content = await run_inline_or_threaded(inline, _predict_answer, plane, model, batch)

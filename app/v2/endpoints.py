@@ -126,7 +126,7 @@ async def infer(request: Request) -> Response:
         inline = model.estimated_seconds(len(decoded.batch)) <= INLINE_BUDGET_SECONDS
         content, length = await run_inline_or_threaded(inline, _predict_and_encode, plane, model, decoded, request_id)
     if length:
-        headers = {HEADER_LENGTH: str(length), **routed.headers()}
+        headers = {HEADER_LENGTH: str(length), **(routed.headers() or {})}
         return Response(content, media_type=BINARY_CONTENT_TYPE, headers=headers)
     return Response(content, media_type="application/json", headers=routed.headers())
 
@@ -240,7 +240,7 @@ async def _variants(plane: DataPlane, route: Route) -> list[LoadedModel]:
 async def _routed(request: Request) -> Routed:
     if "version" in request.path_params:
         return Routed(await _model(request), None)
-    return await get_routed_model(data_plane(request), request.path_params["name"], request.headers)
+    return await get_routed_model(data_plane(request), request.path_params["name"], request)
 
 
 async def _model(request: Request) -> LoadedModel:
