@@ -27,6 +27,7 @@ from app.http import (
     Endpoint,
     FastJSONResponse,
     RequestInvalid,
+    Routed,
     data_plane,
     get_model,
     get_routed_model,
@@ -66,7 +67,6 @@ from app.original.schemas import (
     ValidationErrorDetail,
     Welcome,
 )
-from app.registry import LoadedModel
 from app.routes import plain
 from app.rules import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 
@@ -210,12 +210,12 @@ async def _predict(request: Request, name: str | None, batch: Batch) -> Response
     routed = await get_routed_model(plane, name, request)
     model = routed.model
     inline = model.estimated_seconds(len(batch)) <= INLINE_BUDGET_SECONDS
-    content = await run_inline_or_threaded(inline, _predict_answer, plane, model, batch)
+    content = await run_inline_or_threaded(inline, _predict_answer, plane, routed, batch)
     return Response(content, media_type="application/json", headers=routed.headers())
 
 
-def _predict_answer(plane: DataPlane, model: LoadedModel, batch: Batch) -> bytes:
-    return prediction_json(model, plane.predict(model, batch))
+def _predict_answer(plane: DataPlane, routed: Routed, batch: Batch) -> bytes:
+    return prediction_json(routed.model, plane.predict(routed.model, batch, route=routed.route))
 
 
 async def compare(request: Request) -> Response:
