@@ -197,6 +197,9 @@ class Metrics(Observer):
     def shadows_dropped(self, route: str, reason: str, records: int) -> None:
         self.shadows_lost.labels(route, reason).inc(records)
 
+    def shadow_counters(self) -> tuple[Counter, ...]:
+        return self.shadow_records, self.shadow_disagreements, self.shadow_compared, self.shadow_difference
+
     def _model(self, model: str) -> ModelSeries:
         series = self._models.get(model)
         if series is None:

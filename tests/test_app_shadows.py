@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import threading
 from collections import Counter
 from pathlib import Path
@@ -18,14 +17,14 @@ from app.capture.store import Store
 from app.config import Settings
 from app.dataplane import DataPlane
 from app.errors import ModelNotFound
-from app.features import ISLANDS, SEXES, Batch
+from app.features import Batch
 from app.logs import RequestContext, current_request
 from app.observer import Comparison, Observer
 from app.predictors import Prediction
 from app.registry import LoadedModel
 from app.routes import ROUTES_FILE, Route
 from app.shadows import Shadows, compare
-from tests.helpers import wait_for
+from tests.helpers import odd_records, wait_for
 
 ROUTE = {"variants": {"logistic_regression": 1}, "shadows": ["random_forest", "svc"]}
 
@@ -51,22 +50,6 @@ class Recording(Observer):
 
     def shadows_dropped(self, route: str, reason: str, records: int) -> None:
         self.dropped[route, reason] += records
-
-
-def odd_records(count: int, seed: int = 7) -> list[dict[str, Any]]:
-    """Penguins measured anywhere in the data set's ranges: records on which two models often part."""
-    draw = random.Random(seed)
-    return [
-        {
-            "island": draw.choice(ISLANDS),
-            "bill_length_mm": draw.uniform(32, 60),
-            "bill_depth_mm": draw.uniform(13, 22),
-            "flipper_length_mm": draw.uniform(170, 232),
-            "body_mass_g": draw.uniform(2700, 6300),
-            "sex": draw.choice(SEXES),
-        }
-        for _ in range(count)
-    ]
 
 
 def plane_with_route(models_dir: Path, **options: Any) -> DataPlane:
