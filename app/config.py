@@ -262,6 +262,8 @@ class Settings(EnvironmentSettings):
     feedback_window: Whole = number(1000, 10, 100_000)
     # None: each worker's route choices start from a seed of its own (app/routes.py); a number makes them repeatable.
     routes_seed: Whole | None = number(None, 0, 4_294_967_295)
+    # Records waiting for a route's shadows to predict them, per worker: beyond it shadow work is dropped and counted.
+    shadow_queue: Whole = number(10_000, 1, 10_000_000)
 
     @property
     def body_limit(self) -> int:

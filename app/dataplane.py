@@ -23,6 +23,7 @@ from app.observer import Observer
 from app.predictors import Prediction
 from app.registry import LoadedModel, Registry
 from app.routes import Route, Routes
+from app.shadows import Shadows
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,13 @@ class DataPlane:
         self.routes.current()  # read at the start: its routes, or why it is refused, are in the first log lines
         self.monitor = Monitor(settings.drift_window, self.model_stamps, settings.drift_monitoring, shared_folder)
         self.capture = _recorder(settings, self.observer) if settings.capture else None
+        record = None if self.capture is None else self.capture.record_shadow
+        self.shadows = Shadows(settings.shadow_queue, self.registry.get, self.observer, record)
+        self.shadows.start()
 
     def close(self) -> None:
-        """Writes what is waiting to be captured (a graceful stop)."""
+        """Lets the shadows predict what is queued, then writes what is waiting to be captured (a graceful stop)."""
+        self.shadows.stop()
         if self.capture is not None:
             self.capture.close()
 
@@ -104,8 +109,11 @@ class DataPlane:
         if records > self.settings.max_records:
             raise TooManyRecords.of(records, self.settings.max_records)
 
-    def predict(self, model: LoadedModel, batch: Batch, client_id: str | None = None) -> Prediction:
-        """client_id: the request's own ID in its dialect (V2's "id"), captured beside the request's X-Request-ID."""
+    def predict(
+        self, model: LoadedModel, batch: Batch, client_id: str | None = None, route: Route | None = None
+    ) -> Prediction:
+        """client_id: the request's own ID in its dialect (V2's "id"), captured beside the request's X-Request-ID;
+        route: the route that chose the model, whose shadows then predict the same records after the answer."""
         self.check_size(len(batch))
         started = time.perf_counter()
         try:
@@ -120,6 +128,10 @@ class DataPlane:
             self.monitor.record(model, batch, prediction)
         if self.capture is not None:
             self.capture.record(model, batch, prediction, client_id)
+        if route is not None:
+            self.observer.route_answered(route.name, model.stem, len(batch))
+            if route.spec.shadows:
+                self.shadows.submit(route.name, route.spec.shadows, model.stem, batch, prediction, client_id)
         return prediction
 
     def drift(self, model: LoadedModel) -> DriftReport:

@@ -39,7 +39,7 @@ from app.http import Endpoint, data_plane, route_template
 from app.logs import current_request
 from app.monitoring.figures import DriftReport
 from app.multiprocess import shared_folder
-from app.observer import Observer
+from app.observer import Comparison, Observer
 from app.registry import LoadedModel
 
 # From 100 µs (a cached answer) to 10 s (a large batch through a forest).
@@ -112,6 +112,32 @@ class Metrics(Observer):
             "penguins_capture_dropped", "Predicted records not captured: the queue was full or the store unwritable.",
             registry=registry,
         )  # fmt: skip
+        # Routes: label values are route and model names from routes.json, which a request cannot invent.
+        self.route_records = Counter(
+            "penguins_route_records", "Records a route's variant answered.", ["route", "variant"], registry=registry
+        )
+        self.shadow_records = Counter(
+            "penguins_shadow_records", "Records a route's shadow predicted after its variant answered.",
+            ["route", "variant", "shadow"], registry=registry,
+        )  # fmt: skip
+        self.shadow_disagreements = Counter(
+            "penguins_shadow_disagreements", "Records whose class the shadow predicted differently from the variant.",
+            ["route", "variant", "shadow"], registry=registry,
+        )  # fmt: skip
+        self.shadow_difference = Counter(
+            "penguins_shadow_top_probability_difference",
+            "Sum over shadowed records with probabilities of |variant's - shadow's probability of its own class|.",
+            ["route", "variant", "shadow"], registry=registry,
+        )  # fmt: skip
+        self.shadow_compared = Counter(
+            "penguins_shadow_probability_records",
+            "Shadowed records where both models give probabilities: the difference sum's denominator.",
+            ["route", "variant", "shadow"], registry=registry,
+        )  # fmt: skip
+        self.shadows_lost = Counter(
+            "penguins_shadow_dropped", "Records a shadow did not predict, once per shadow missed, by reason.",
+            ["route", "reason"], registry=registry,
+        )  # fmt: skip
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._models: dict[str, ModelSeries] = {}
         self._collectors: list[Collector] = []
@@ -156,6 +182,23 @@ class Metrics(Observer):
 
     def captures_dropped(self, records: int) -> None:
         self.captures_lost.inc(records)
+
+    def route_answered(self, route: str, variant: str, records: int) -> None:
+        self.route_records.labels(route, variant).inc(records)
+
+    def shadowed(self, route: str, variant: str, shadow: str, comparison: Comparison) -> None:
+        labels = (route, variant, shadow)
+        self.shadow_records.labels(*labels).inc(comparison.records)
+        self.shadow_disagreements.labels(*labels).inc(comparison.disagreements)
+        if comparison.probability_difference is not None:
+            self.shadow_difference.labels(*labels).inc(comparison.probability_difference)
+            self.shadow_compared.labels(*labels).inc(comparison.records)
+
+    def shadows_dropped(self, route: str, reason: str, records: int) -> None:
+        self.shadows_lost.labels(route, reason).inc(records)
+
+    def shadow_counters(self) -> tuple[Counter, ...]:
+        return self.shadow_records, self.shadow_disagreements, self.shadow_compared, self.shadow_difference
 
     def _model(self, model: str) -> ModelSeries:
         series = self._models.get(model)

@@ -8,6 +8,24 @@ of files that exist, so a listener may use them as labels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Why shadow work is dropped: the queue was full, the shadow's file is gone or does not load, its predictor raised,
+# or the worker was stopping. The metrics' `reason` label takes only these.
+SHADOW_DROP_REASONS = ("queue_full", "unavailable", "failed", "stopping")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A shadow's answer to a batch beside the answering variant's.
+
+    probability_difference: the sum over the records of |p_answer - p_shadow|, each model's probability of the class
+    it predicted itself; None unless both give probabilities.
+    """
+
+    records: int
+    disagreements: int
+    probability_difference: float | None
 
 
 class Observer:
@@ -33,6 +51,15 @@ class Observer:
 
     def captures_dropped(self, records: int) -> None:
         """Predicted records not captured: the queue was full, or the store could not be written."""
+
+    def route_answered(self, route: str, variant: str, records: int) -> None:
+        """A route's variant answered `records` records."""
+
+    def shadowed(self, route: str, variant: str, shadow: str, comparison: Comparison) -> None:
+        """A shadow predicted the records a route's variant answered; how the two compare."""
+
+    def shadows_dropped(self, route: str, reason: str, records: int) -> None:
+        """Records a shadow did not predict (counted once per shadow missed), for a reason of SHADOW_DROP_REASONS."""
 
 
 class Observers(Observer):
@@ -68,3 +95,15 @@ class Observers(Observer):
     def captures_dropped(self, records: int) -> None:
         for observer in self.observers:
             observer.captures_dropped(records)
+
+    def route_answered(self, route: str, variant: str, records: int) -> None:
+        for observer in self.observers:
+            observer.route_answered(route, variant, records)
+
+    def shadowed(self, route: str, variant: str, shadow: str, comparison: Comparison) -> None:
+        for observer in self.observers:
+            observer.shadowed(route, variant, shadow, comparison)
+
+    def shadows_dropped(self, route: str, reason: str, records: int) -> None:
+        for observer in self.observers:
+            observer.shadows_dropped(route, reason, records)

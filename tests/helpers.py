@@ -6,6 +6,7 @@ A live API server is in tests/live.py, the compose stack in tests/stack.py.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from app.features import EXAMPLE_RECORD
+from app.features import EXAMPLE_RECORD, ISLANDS, SEXES
 
 # The original service's request example, an Adelie: what clients send first.
 RECORD: dict[str, Any] = dict(EXAMPLE_RECORD)
@@ -69,3 +70,19 @@ def older_model_file(source: Path, target: Path, *metadata_keys: str, calibrator
     if calibrator is not None:
         bundle["calibrator"] = calibrator
     joblib.dump(bundle, target)
+
+
+def odd_records(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Penguins measured anywhere in the data set's ranges: records on which two models often part."""
+    draw = random.Random(seed)
+    return [
+        {
+            "island": draw.choice(ISLANDS),
+            "bill_length_mm": draw.uniform(32, 60),
+            "bill_depth_mm": draw.uniform(13, 22),
+            "flipper_length_mm": draw.uniform(170, 232),
+            "body_mass_g": draw.uniform(2700, 6300),
+            "sex": draw.choice(SEXES),
+        }
+        for _ in range(count)
+    ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.observer import Observer, Observers
+from app.observer import Comparison, Observer, Observers
+
+COMPARISON = Comparison(3, 1, 0.25)
 
 
 class Recorder(Observer):
@@ -34,6 +36,15 @@ class Recorder(Observer):
     def captures_dropped(self, records: int) -> None:
         self.notes.append((self.name, "captures_dropped", records))
 
+    def route_answered(self, route: str, variant: str, records: int) -> None:
+        self.notes.append((self.name, "route_answered", route, variant, records))
+
+    def shadowed(self, route: str, variant: str, shadow: str, comparison: Comparison) -> None:
+        self.notes.append((self.name, "shadowed", route, variant, shadow, comparison))
+
+    def shadows_dropped(self, route: str, reason: str, records: int) -> None:
+        self.notes.append((self.name, "shadows_dropped", route, reason, records))
+
 
 def tell_everything(observer: Observer) -> None:
     observer.predicted("svc", 3, 0.5)
@@ -43,6 +54,9 @@ def tell_everything(observer: Observer) -> None:
     observer.models_loaded(2)
     observer.model_files(4)
     observer.captures_dropped(7)
+    observer.route_answered("penguins", "svc", 3)
+    observer.shadowed("penguins", "svc", "random_forest", COMPARISON)
+    observer.shadows_dropped("penguins", "queue_full", 6)
 
 
 def test_every_event_reaches_every_listener_in_order() -> None:
@@ -56,6 +70,11 @@ def test_every_event_reaches_every_listener_in_order() -> None:
         ("metrics", "models_loaded", 2), ("logs", "models_loaded", 2),
         ("metrics", "model_files", 4), ("logs", "model_files", 4),
         ("metrics", "captures_dropped", 7), ("logs", "captures_dropped", 7),
+        ("metrics", "route_answered", "penguins", "svc", 3), ("logs", "route_answered", "penguins", "svc", 3),
+        ("metrics", "shadowed", "penguins", "svc", "random_forest", COMPARISON),
+        ("logs", "shadowed", "penguins", "svc", "random_forest", COMPARISON),
+        ("metrics", "shadows_dropped", "penguins", "queue_full", 6),
+        ("logs", "shadows_dropped", "penguins", "queue_full", 6),
     ]  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from penguins import MODEL_NAMES
 from starlette.testclient import TestClient
 
 from app.original.schemas import CompareResponse, ModelInfo, ModelList, PredictResponse
+from app.routes import ROUTES_FILE
 from tests.helpers import RECORD, older_model_file
 
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]
@@ -36,9 +37,11 @@ def test_root_welcomes_in_spanish_and_lists_endpoints(client: TestClient) -> Non
     )
 
 
-def test_every_listed_endpoint_exists(client: TestClient) -> None:
+def test_every_listed_endpoint_exists(models_dir: Path, client: TestClient) -> None:
+    (models_dir / ROUTES_FILE).write_text('{"routes": {"penguins": {"variants": {"svc": 1}}}}')
     for path in client.get("/").json()["endpoints"]:
-        concrete = path.replace("{name}", "svc").replace("{model_name}", "svc")
+        name = "penguins" if path.startswith("/routes/") else "svc"
+        concrete = path.replace("{name}", name).replace("{model_name}", "svc")
         method = "POST" if concrete.startswith(("/predict", "/feedback")) else "GET"
         body = {"request_id": "r", "label": "Adelie"} if concrete == "/feedback" else {"records": [RECORD]}
         response = client.request(method, concrete, json=body)

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from app.routes import ROUTES_FILE
-from tests.helpers import RECORD
+from tests.helpers import RECORD, odd_records, wait_for
 
 PREDICT = {"records": [RECORD]}
 ROUTE = {"variants": {"logistic_regression": 1, "random_forest": 1}, "shadows": ["svc"], "sticky_header": "X-Client-ID"}
@@ -141,3 +142,137 @@ def test_the_document_accepts_a_routes_name_and_names_the_header(client: TestCli
         operation = document["paths"][path]["post"]
         assert "X-Route-Variant" in operation["responses"]["200"]["headers"]
     assert "routes" in document["components"]["schemas"]["ModelList"]["properties"]
+
+
+def shadow_figures(client: TestClient, route: str, expected_records: int) -> dict[str, Any]:
+    """GET /routes/{route} once every shadow has predicted `expected_records` records (the shadows run after)."""
+
+    def done() -> dict[str, Any] | None:
+        body: dict[str, Any] = client.get(f"/routes/{route}").json()
+        shadowed = sum(shadow["records"] for shadow in body["shadows"])
+        return body if shadowed + sum(body["shadow_dropped"].values()) >= expected_records else None
+
+    return wait_for(done, 30, f"the shadows of {route} to predict {expected_records} records")
+
+
+def differing(client: TestClient, records: list[dict[str, Any]], first: str, second: str) -> int:
+    """Records the two models, asked directly, predict differently."""
+    results = client.post("/predict/compare", json={"records": records, "models": [first, second]}).json()["results"]
+    answers = zip(results[f"{first}.pkl"]["predictions"], results[f"{second}.pkl"]["predictions"], strict=True)
+    return sum(1 for one, other in answers if one != other)
+
+
+def test_a_shadows_disagreement_is_exact_on_records_two_models_part_on(
+    models_dir: Path, make_client: Callable[..., TestClient]
+) -> None:
+    write_routes(models_dir, {"exact": {"variants": {"logistic_regression": 1}, "shadows": ["random_forest"]}})
+    client = make_client()
+    records = odd_records(200)
+    expected = differing(client, records, "logistic_regression", "random_forest")
+    assert 0 < expected < 200
+    for start in range(0, 200, 50):  # four requests
+        assert client.post("/predict/exact", json={"records": records[start : start + 50]}).status_code == 200
+    body = shadow_figures(client, "exact", 200)
+    assert body["variants"] == {"logistic_regression": {"share": 1.0, "records": 200}}
+    [shadow] = body["shadows"]
+    assert shadow["variant"] == "logistic_regression" and shadow["shadow"] == "random_forest"
+    assert (shadow["records"], shadow["disagreements"]) == (200, expected)
+    assert shadow["disagreement_rate"] == pytest.approx(expected / 200)
+    assert 0 < shadow["mean_top_probability_difference"] < 1
+    assert body["shadow_dropped"] == {}
+
+
+def test_a_full_shadow_queue_drops_and_counts_and_every_answer_is_given(
+    models_dir: Path, make_client: Callable[..., TestClient]
+) -> None:
+    write_routes(models_dir, {"penguins": ROUTE})
+    client = make_client(shadow_queue=2)  # a request of 3 records never fits
+    records = odd_records(3)
+    answers = [client.post("/predict/penguins", json={"records": records}) for _ in range(10)]
+    assert [response.status_code for response in answers] == [200] * 10
+    assert all(len(response.json()["predictions"]) == 3 for response in answers)
+    body = client.get("/routes/penguins").json()
+    assert body["shadow_dropped"] == {"queue_full": 30}
+    assert sum(variant["records"] for variant in body["variants"].values()) == 30
+    assert all(shadow["records"] == 0 for shadow in body["shadows"])
+
+
+def test_the_route_figures_list_each_variant_with_its_share(client: TestClient) -> None:
+    for _ in range(6):
+        assert client.post("/predict/penguins", json=PREDICT).status_code == 200
+    body = shadow_figures(client, "penguins", 6)
+    assert body["route"] == "penguins" and body["counted"] and body["sticky_header"] == "X-Client-ID"
+    assert {name: variant["share"] for name, variant in body["variants"].items()} == {
+        "logistic_regression": 0.5,
+        "random_forest": 0.5,
+    }
+    assert sum(variant["records"] for variant in body["variants"].values()) == 6
+    assert {(shadow["variant"], shadow["shadow"]) for shadow in body["shadows"]} == {
+        ("logistic_regression", "svc"),
+        ("random_forest", "svc"),
+    }
+    for shadow in body["shadows"]:  # svc gives no probabilities
+        assert shadow["records"] == body["variants"][shadow["variant"]]["records"]
+        assert shadow["mean_top_probability_difference"] is None
+
+
+def test_an_unknown_route_has_no_figures(client: TestClient) -> None:
+    response = client.get("/routes/svc")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No route 'svc' in routes.json."}
+
+
+def test_with_metrics_off_the_route_figures_say_nothing_is_counted(
+    models_dir: Path, make_client: Callable[..., TestClient]
+) -> None:
+    write_routes(models_dir, {"penguins": ROUTE})
+    client = make_client(metrics=False)
+    assert client.post("/predict/penguins", json=PREDICT).status_code == 200
+    body = client.get("/routes/penguins").json()
+    assert body["counted"] is False
+    assert all(variant["records"] == 0 for variant in body["variants"].values())
+
+
+def test_the_route_series_are_on_metrics_with_the_routes_files_names(client: TestClient) -> None:
+    for _ in range(4):
+        assert client.post("/predict/penguins", json=PREDICT).status_code == 200
+    shadow_figures(client, "penguins", 4)
+    samples = [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for sample in family.samples
+        if "route" in sample.labels and family.name.startswith(("penguins_route", "penguins_shadow"))
+    ]
+    answered = sum(value for name, _, value in samples if name == "penguins_route_records_total")
+    assert answered == 4
+    shadowed = [labels for name, labels, _ in samples if name == "penguins_shadow_records_total"]
+    assert {labels["shadow"] for labels in shadowed} == {"svc"}
+    assert {labels["route"] for labels in shadowed} == {"penguins"}
+    assert {labels["variant"] for labels in shadowed} <= {"logistic_regression", "random_forest"}
+    names = {name for name, _, _ in samples}
+    assert {"penguins_shadow_disagreements_total", "penguins_route_records_total"} <= names
+
+
+def test_the_monitor_page_has_a_section_per_route(client: TestClient) -> None:
+    for _ in range(4):
+        assert client.post("/predict/penguins", json=PREDICT).status_code == 200
+    shadow_figures(client, "penguins", 4)
+    page = client.get("/monitor").text
+    assert '<section class="route" id="route-penguins"><h2>Route penguins' in page
+    assert '<a href="/routes/penguins">route JSON</a>' in page
+    assert "<tr><td>logistic_regression</td><td>50%</td>" in page
+    assert "<th>shadow</th><th>beside</th>" in page and "<td>svc</td>" in page
+
+
+def test_the_route_figures_are_in_the_document(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert document["paths"]["/routes/{name}"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert "shadows" in document["components"]["schemas"]["RouteFiguresBody"]["properties"]
+
+
+def test_the_route_figures_need_the_token(models_dir: Path, make_client: Callable[..., TestClient]) -> None:
+    write_routes(models_dir, {"penguins": ROUTE})
+    token = "a-long-enough-test-token"
+    client = make_client(api_token=token)
+    assert client.get("/routes/penguins").status_code == 401
+    assert client.get("/routes/penguins", headers={"authorization": f"Bearer {token}"}).status_code == 200

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from tests.helpers import wait_for
 from tests.test_original_routes import write_routes
 from tests.test_v2_endpoints import RECORDS, binary_request, post_binary, split_answer, v2_request
 
@@ -112,3 +113,24 @@ def test_unloading_a_route_unloads_its_variants(client: TestClient) -> None:
     response = client.post("/v2/repository/models/penguins/unload")
     assert response.json()["state"] == "UNAVAILABLE"
     assert client.post("/v2/repository/index", json={"ready": True}).json() == []
+
+
+def test_infer_through_a_route_is_shadowed_as_the_original_dialect_is(
+    models_dir: Path, make_client: Callable[..., TestClient]
+) -> None:
+    write_routes(models_dir, {"penguins": {"variants": {"svc": 1}, "shadows": ["logistic_regression"]}})
+    client = make_client()
+    for _ in range(3):
+        response = client.post("/v2/models/penguins/infer", json=v2_request(outputs=[{"name": "predict"}]))
+        assert response.status_code == 200, response.text
+    header, binary = binary_request(RECORDS, [{"name": "predict", "parameters": {"binary_data": True}}])
+    assert post_binary(client, header, binary, model="penguins").status_code == 200
+    records = 4 * len(RECORDS)
+
+    def shadowed() -> dict[str, Any] | None:
+        body: dict[str, Any] = client.get("/routes/penguins").json()
+        return body if body["shadows"][0]["records"] == records else None
+
+    body = wait_for(shadowed, 30, f"the shadow to predict {records} records")
+    assert body["variants"] == {"svc": {"share": 1.0, "records": records}}
+    assert body["shadows"][0]["disagreements"] == 0  # the three example penguins: both models agree

@@ -75,6 +75,15 @@ class Recorder:
         if not self.writer.queue.put(item):
             self.observer.captures_dropped(len(batch))
 
+    def record_shadow(
+        self, model: LoadedModel, batch: Batch, prediction: Prediction, request_id: str, client_id: str | None
+    ) -> None:
+        """A route's shadow's answer to a request's records (app/shadows.py), under the request's ID."""
+        client_id = client_id[:CLIENT_ID_LENGTH] if client_id is not None else None
+        item = Captured(request_id, client_id, time.time(), model.stem, model.version, batch, prediction, shadow=True)
+        if not self.writer.queue.put(item):
+            self.observer.captures_dropped(len(batch))
+
     def flush(self) -> None:
         """Writes what this worker has queued (blocking); StoreUnavailable when it cannot."""
         self.writer.flush()

@@ -27,12 +27,14 @@ from app.http import (
     Endpoint,
     FastJSONResponse,
     RequestInvalid,
+    Routed,
     data_plane,
     get_model,
     get_routed_model,
     parse_body,
     run_inline_or_threaded,
 )
+from app.metrics import Metrics
 from app.openapi import (
     MODEL_NAME,
     ErrorDoc,
@@ -50,6 +52,8 @@ from app.original.feedback import FEEDBACK_ENDPOINT, PERFORMANCE_ENDPOINT
 from app.original.feedback import SCHEMAS as FEEDBACK_SCHEMAS
 from app.original.monitor import PAGE_POLICY, drift_body, monitor_page
 from app.original.monitor_feedback import ground_truth
+from app.original.monitor_routes import ROUTE_ENDPOINT, metrics_of, route_sections
+from app.original.monitor_routes import SCHEMAS as ROUTE_SCHEMAS
 from app.original.records import read_columns
 from app.original.schemas import (
     EXAMPLE_RECORD,
@@ -66,7 +70,7 @@ from app.original.schemas import (
     ValidationErrorDetail,
     Welcome,
 )
-from app.registry import LoadedModel
+from app.route_metrics import route_figures
 from app.routes import plain
 from app.rules import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 
@@ -183,14 +187,15 @@ async def model_drift(request: Request) -> Response:
 
 async def monitor(request: Request) -> Response:
     plane = _monitoring(request)
-    page = await run_in_threadpool(_monitor_page, plane, request.scope.get("root_path", ""))
+    page = await run_in_threadpool(_monitor_page, plane, request.scope.get("root_path", ""), metrics_of(request))
     return HTMLResponse(page, headers={"content-security-policy": PAGE_POLICY})
 
 
-def _monitor_page(plane: DataPlane, root_path: str) -> str:
+def _monitor_page(plane: DataPlane, root_path: str, metrics: Metrics | None) -> str:
     selection = plane.select(None)
     drift = [(model, plane.drift(model)) for model in selection.models]
-    return monitor_page(drift, selection.skipped, root_path, ground_truth(plane), plane.routes_problem())
+    routes = route_sections([route_figures(metrics, route) for route in plane.route_list()], root_path)
+    return monitor_page(drift, selection.skipped, root_path, ground_truth(plane), plane.routes_problem(), routes)
 
 
 async def predict_records(request: Request) -> Response:
@@ -210,12 +215,12 @@ async def _predict(request: Request, name: str | None, batch: Batch) -> Response
     routed = await get_routed_model(plane, name, request)
     model = routed.model
     inline = model.estimated_seconds(len(batch)) <= INLINE_BUDGET_SECONDS
-    content = await run_inline_or_threaded(inline, _predict_answer, plane, model, batch)
+    content = await run_inline_or_threaded(inline, _predict_answer, plane, routed, batch)
     return Response(content, media_type="application/json", headers=routed.headers())
 
 
-def _predict_answer(plane: DataPlane, model: LoadedModel, batch: Batch) -> bytes:
-    return prediction_json(model, plane.predict(model, batch))
+def _predict_answer(plane: DataPlane, routed: Routed, batch: Batch) -> bytes:
+    return prediction_json(routed.model, plane.predict(routed.model, batch, route=routed.route))
 
 
 async def compare(request: Request) -> Response:
@@ -313,6 +318,7 @@ ENDPOINTS = [
     ),
     PERFORMANCE_ENDPOINT,
     Endpoint("GET", "/monitor", monitor, MONITOR_PAGE),
+    ROUTE_ENDPOINT,
     # :path so that "../x" reaches the handler and gets its 400, instead of a bare routing 404.
     Endpoint(
         "GET",
@@ -380,4 +386,5 @@ SCHEMAS: list[Schema] = [
     ErrorDetail,
     ValidationErrorDetail,
     *FEEDBACK_SCHEMAS,
+    *ROUTE_SCHEMAS,
 ]

@@ -11,6 +11,7 @@ from typing import Any
 
 from app.monitoring.figures import MODERATE_FROM, SIGNIFICANT_ABOVE, Distribution, DriftReport
 from app.original.monitor_feedback import TRUTH_STYLE, GroundTruth, legend, truth_section
+from app.original.monitor_routes import ROUTES_STYLE
 from app.registry import LoadedModel
 from app.rules import MIN_RECORDS
 
@@ -87,9 +88,12 @@ def monitor_page(
     root_path: str,
     truth: GroundTruth,
     routes_problem: str | None = None,
+    routes: str = "",
 ) -> str:
-    """routes_problem: why routes.json is refused now (app/routes.py), shown above the models."""
-    sections = [_model_section(model, report, root_path, truth) for model, report in models]
+    """routes_problem: why routes.json is refused now (app/routes.py), shown above the models; routes: a section
+    per route (app/original/monitor_routes.py), above the models too."""
+    sections = [routes] if routes else []
+    sections += [_model_section(model, report, root_path, truth) for model, report in models]
     sections += [_skipped_section(name, detail) for name, detail in skipped.items()]
     body = "\n".join(sections) or "<p>No model file in MODELS_DIR.</p>"
     return f"""<!DOCTYPE html>
@@ -99,7 +103,7 @@ def monitor_page(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="{REFRESH_SECONDS}">
 <title>Penguin models: monitoring</title>
-<style>{STYLE}{TRUTH_STYLE}</style>
+<style>{STYLE}{TRUTH_STYLE}{ROUTES_STYLE}</style>
 </head>
 <body>
 <h1>Penguin models: monitoring</h1>

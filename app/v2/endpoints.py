@@ -120,11 +120,11 @@ async def infer(request: Request) -> Response:
     request_id = getattr(request.state, "request_id", None)
     if len(body) > INLINE_BODY_BYTES:
         # A big request pays for one thread hop, not one per step.
-        content, length = await run_in_threadpool(_answer, plane, model, body, header, request_id)
+        content, length = await run_in_threadpool(_answer, plane, routed, body, header, request_id)
     else:
         decoded = decode(body, header, plane.settings.max_records)
         inline = model.estimated_seconds(len(decoded.batch)) <= INLINE_BUDGET_SECONDS
-        content, length = await run_inline_or_threaded(inline, _predict_and_encode, plane, model, decoded, request_id)
+        content, length = await run_inline_or_threaded(inline, _predict_and_encode, plane, routed, decoded, request_id)
     if length:
         headers = {HEADER_LENGTH: str(length), **(routed.headers() or {})}
         return Response(content, media_type=BINARY_CONTENT_TYPE, headers=headers)
@@ -132,20 +132,21 @@ async def infer(request: Request) -> Response:
 
 
 def _answer(
-    plane: DataPlane, model: LoadedModel, body: bytes, header: str | None, request_id: str | None
+    plane: DataPlane, routed: Routed, body: bytes, header: str | None, request_id: str | None
 ) -> tuple[bytes, int]:
-    return _predict_and_encode(plane, model, decode(body, header, plane.settings.max_records), request_id)
+    return _predict_and_encode(plane, routed, decode(body, header, plane.settings.max_records), request_id)
 
 
 def _predict_and_encode(
-    plane: DataPlane, model: LoadedModel, decoded: Decoded, request_id: str | None
+    plane: DataPlane, routed: Routed, decoded: Decoded, request_id: str | None
 ) -> tuple[bytes, int]:
     """The answer's bytes, and its JSON part's length when binary tensors follow (else 0).
 
     Its id is the client's, else the request's own (given by a middleware), else a new one.
     """
+    model = routed.model
     outputs = output_names(model, decoded)
-    prediction = plane.predict(model, decoded.batch, decoded.id)
+    prediction = plane.predict(model, decoded.batch, decoded.id, routed.route)
     return encode(model, prediction, outputs, decoded.id or request_id or uuid4().hex)
 
 

@@ -1,0 +1,179 @@
+"""Shadows: after a route's variant has answered, each of the route's shadows predicts the same records, off the
+request path, and how the two answers compare is counted.
+
+The request path pays a reference on a queue (submit). The queue is bounded by records, per worker: a batch that
+does not fit is dropped whole and counted, never waited for. One thread per worker takes the batches, gets each
+shadow through the registry, predicts, compares the classes by name (two models may order them differently) and,
+when both give probabilities, each model's probability of the class it predicted. With capture on, the shadow's
+answer is captured beside the variant's, under the same request ID, marked as a shadow's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.errors import ServingError
+from app.features import Batch
+from app.logs import current_request
+from app.observer import Comparison, Observer
+from app.predictors import Prediction
+from app.registry import LoadedModel
+
+# Seconds a stopping worker gives its shadows to predict what is queued; what is left is dropped and counted.
+STOP_SECONDS = 2.0
+logger = logging.getLogger("app")
+# A shadow's answer to capture: the shadow, the batch, its prediction, the request's ID and its client's own id.
+RecordShadow = Callable[[LoadedModel, Batch, Prediction, str, "str | None"], None]
+
+
+# Not frozen: built on the request path, where a frozen dataclass's __init__ costs several times more.
+@dataclass(slots=True)
+class Work:
+    """One answered batch that a route's shadows are to predict: references only."""
+
+    route: str
+    variant: str
+    shadows: Sequence[str]
+    batch: Batch
+    prediction: Prediction
+    request_id: str
+    client_id: str | None
+
+
+def compare(answer: Prediction, shadow: Prediction) -> Comparison:
+    """How a shadow's answer differs from the variant's, record by record (classes compared by name)."""
+    answered = np.asarray(answer.classes)[answer.indices]
+    shadowed = np.asarray(shadow.classes)[shadow.indices]
+    disagreements = int(np.count_nonzero(answered != shadowed))
+    difference = None
+    if answer.probabilities is not None and shadow.probabilities is not None:
+        rows = np.arange(len(answer.indices))
+        own = answer.probabilities[rows, answer.indices] - shadow.probabilities[rows, shadow.indices]
+        difference = float(np.abs(own).sum())
+    return Comparison(len(answer.indices), disagreements, difference)
+
+
+class ShadowQueue:
+    """Work waiting for the shadows, at most `capacity` records in all."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[Work] = deque()
+        self._records = 0
+        self._lock = threading.Lock()
+        self.ready = threading.Event()
+
+    def put(self, work: Work) -> bool:
+        """Queued, or False when it does not fit (the caller counts it dropped)."""
+        count = len(work.batch)
+        with self._lock:
+            if self._records + count > self.capacity:
+                return False
+            self._items.append(work)
+            self._records += count
+        self.ready.set()
+        return True
+
+    def take(self) -> Work | None:
+        with self._lock:
+            if not self._items:
+                self.ready.clear()
+                return None
+            work = self._items.popleft()
+            self._records -= len(work.batch)
+            return work
+
+    @property
+    def records(self) -> int:
+        return self._records
+
+
+class Shadows:
+    """load: a model file by name (the registry's get); record: captures a shadow's answer, None without capture."""
+
+    def __init__(
+        self,
+        capacity: int,
+        load: Callable[[str], LoadedModel],
+        observer: Observer | None = None,
+        record: RecordShadow | None = None,
+    ) -> None:
+        self.queue = ShadowQueue(capacity)
+        self.load = load
+        self.observer = observer or Observer()
+        self.record = record
+        self._stop = threading.Event()
+        self._logged: set[tuple[str, str]] = set()  # (shadow, reason) already logged: one line each
+        self._thread = threading.Thread(target=self._run, name="shadows", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Predicts what is queued for up to `timeout` seconds, then drops and counts the rest."""
+        self._stop.set()
+        self.queue.ready.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._stop_waiting()
+
+    def submit(
+        self,
+        route: str,
+        shadows: Sequence[str],
+        variant: str,
+        batch: Batch,
+        prediction: Prediction,
+        client_id: str | None,
+    ) -> None:
+        """On the request path: a reference on the queue, or a count when the queue is full."""
+        context = current_request.get()
+        request_id = context.request_id if context is not None else os.urandom(16).hex()
+        work = Work(route, variant, shadows, batch, prediction, request_id, client_id)
+        if self._stop.is_set() or not self.queue.put(work):
+            self.observer.shadows_dropped(route, "queue_full", len(batch) * len(shadows))
+
+    def run_queued(self) -> None:
+        """Predicts everything queued now, on the caller's thread (the thread's loop, and tests)."""
+        while (work := self.queue.take()) is not None:
+            self._shadow(work)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.queue.ready.wait()
+            self.run_queued()
+
+    def _stop_waiting(self) -> None:
+        while (work := self.queue.take()) is not None:
+            self.observer.shadows_dropped(work.route, "stopping", len(work.batch) * len(work.shadows))
+
+    def _shadow(self, work: Work) -> None:
+        for name in work.shadows:
+            try:
+                self._one(work, name)
+            except Exception as error:  # the thread outlives any shadow's failure
+                self._dropped(work, name, "failed", f"{type(error).__name__}: {error}")
+
+    def _one(self, work: Work, name: str) -> None:
+        try:
+            model = self.load(name)
+        except ServingError as error:
+            self._dropped(work, name, "unavailable", error.detail)
+            return
+        prediction = model.predictor.predict(work.batch)
+        self.observer.shadowed(work.route, work.variant, name, compare(work.prediction, prediction))
+        if self.record is not None:
+            self.record(model, work.batch, prediction, work.request_id, work.client_id)
+
+    def _dropped(self, work: Work, shadow: str, reason: str, detail: str) -> None:
+        self.observer.shadows_dropped(work.route, reason, len(work.batch))
+        if (shadow, reason) not in self._logged:
+            self._logged.add((shadow, reason))
+            logger.warning("shadow %s of route %s is skipped (%s): %s", shadow, work.route, reason, detail)
