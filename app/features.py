@@ -102,6 +102,14 @@ class Batch:
     def __len__(self) -> int:
         return len(self.numeric)
 
+    @classmethod
+    def joined(cls, batches: Sequence[Batch]) -> Batch:
+        """Several batches as one, end to end in their order (a writer or a shadow predicting them at once)."""
+        if len(batches) == 1:
+            return batches[0]
+        categorical = {name: [value for batch in batches for value in batch.categorical[name]] for name in CATEGORICAL}
+        return cls(categorical, np.concatenate([batch.numeric for batch in batches]))
+
     def head(self, count: int) -> Batch:
         return Batch({key: values[:count] for key, values in self.categorical.items()}, self.numeric[:count])
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,21 @@ class Prediction:
     def labels(self) -> list[str]:
         names: list[str] = np.asarray(self.classes, dtype=object)[self.indices].tolist()
         return names
+
+    @classmethod
+    def joined(cls, predictions: Sequence[Prediction]) -> Prediction:
+        """One model's answers to several batches as one (probabilities only when every answer has them)."""
+        if len(predictions) == 1:
+            return predictions[0]
+        known = [found for prediction in predictions if (found := prediction.probabilities) is not None]
+        indices = np.concatenate([prediction.indices for prediction in predictions])
+        probabilities = np.concatenate(known) if len(known) == len(predictions) else None
+        return cls(predictions[0].classes, indices, probabilities)
+
+    def part(self, start: int, stop: int) -> Prediction:
+        """The answers to records start to stop (a joined prediction cut back into its batches)."""
+        probabilities = None if self.probabilities is None else self.probabilities[start:stop]
+        return Prediction(self.classes, self.indices[start:stop], probabilities)
 
 
 @dataclass(frozen=True)

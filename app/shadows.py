@@ -2,8 +2,10 @@
 request path, and how the two answers compare is counted.
 
 The request path pays a reference on a queue (submit). The queue is bounded by records, per worker: a batch that
-does not fit is dropped whole and counted, never waited for. One thread per worker takes the batches, gets each
-shadow through the registry, predicts, compares the classes by name (two models may order them differently) and,
+does not fit is dropped whole and counted, never waited for. One thread per worker lets the batches gather for
+GATHER_SECONDS, then takes them all and, for the batches one variant answered for one route, gets each shadow
+through the registry once, predicts them as one batch (a few hundred one-record answers cost one prediction, not
+one each, on the cores the answers need), compares the classes by name (two models may order them differently) and,
 when both give probabilities, each model's probability of the class it predicted. With capture on, the shadow's
 answer is captured beside the variant's, under the same request ID, marked as a shadow's.
 """
@@ -28,6 +30,8 @@ from app.registry import LoadedModel
 
 # Seconds a stopping worker gives its shadows to predict what is queued; what is left is dropped and counted.
 STOP_SECONDS = 2.0
+# How long the thread lets answers gather once one is queued: shadow figures lag the answers by about this much.
+GATHER_SECONDS = 0.1
 logger = logging.getLogger("app")
 # A shadow's answer to capture: the shadow, the batch, its prediction, the request's ID and its client's own id.
 RecordShadow = Callable[[LoadedModel, Batch, Prediction, str, "str | None"], None]
@@ -90,6 +94,13 @@ class ShadowQueue:
             self._records -= len(work.batch)
             return work
 
+    def take_all(self) -> list[Work]:
+        """Everything queued now, oldest first."""
+        with self._lock:
+            taken, self._items, self._records = list(self._items), deque(), 0
+            self.ready.clear()
+        return taken
+
     @property
     def records(self) -> int:
         return self._records
@@ -141,39 +152,54 @@ class Shadows:
             self.observer.shadows_dropped(route, "queue_full", len(batch) * len(shadows))
 
     def run_queued(self) -> None:
-        """Predicts everything queued now, on the caller's thread (the thread's loop, and tests)."""
-        while (work := self.queue.take()) is not None:
-            self._shadow(work)
+        """Predicts everything queued now, on the caller's thread (the thread's loop, and tests): the batches one
+        variant answered for one route at once, for each of its shadows."""
+        while taken := self.queue.take_all():
+            groups: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], list[Work]] = {}
+            for work in taken:
+                key = (work.route, work.variant, tuple(work.shadows), work.prediction.classes)
+                groups.setdefault(key, []).append(work)
+            for works in groups.values():
+                self._shadow(works)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.queue.ready.wait()
+            self._stop.wait(GATHER_SECONDS)
             self.run_queued()
 
     def _stop_waiting(self) -> None:
         while (work := self.queue.take()) is not None:
             self.observer.shadows_dropped(work.route, "stopping", len(work.batch) * len(work.shadows))
 
-    def _shadow(self, work: Work) -> None:
-        for name in work.shadows:
+    def _shadow(self, works: Sequence[Work]) -> None:
+        first = works[0]
+        batch = Batch.joined([work.batch for work in works])
+        answer = Prediction.joined([work.prediction for work in works])
+        for name in first.shadows:
             try:
-                self._one(work, name)
+                self._one(works, name, batch, answer)
             except Exception as error:  # the thread outlives any shadow's failure
-                self._dropped(work, name, "failed", f"{type(error).__name__}: {error}")
+                self._dropped(first.route, name, len(batch), "failed", f"{type(error).__name__}: {error}")
 
-    def _one(self, work: Work, name: str) -> None:
+    def _one(self, works: Sequence[Work], name: str, batch: Batch, answer: Prediction) -> None:
+        first = works[0]
         try:
             model = self.load(name)
         except ServingError as error:
-            self._dropped(work, name, "unavailable", error.detail)
+            self._dropped(first.route, name, len(batch), "unavailable", error.detail)
             return
-        prediction = model.predictor.predict(work.batch)
-        self.observer.shadowed(work.route, work.variant, name, compare(work.prediction, prediction))
+        prediction = model.predictor.predict(batch)
+        self.observer.shadowed(first.route, first.variant, name, compare(answer, prediction))
         if self.record is not None:
-            self.record(model, work.batch, prediction, work.request_id, work.client_id)
+            start = 0
+            for work in works:
+                stop = start + len(work.batch)
+                self.record(model, work.batch, prediction.part(start, stop), work.request_id, work.client_id)
+                start = stop
 
-    def _dropped(self, work: Work, shadow: str, reason: str, detail: str) -> None:
-        self.observer.shadows_dropped(work.route, reason, len(work.batch))
+    def _dropped(self, route: str, shadow: str, records: int, reason: str, detail: str) -> None:
+        self.observer.shadows_dropped(route, reason, records)
         if (shadow, reason) not in self._logged:
             self._logged.add((shadow, reason))
-            logger.warning("shadow %s of route %s is skipped (%s): %s", shadow, work.route, reason, detail)
+            logger.warning("shadow %s of route %s is skipped (%s): %s", shadow, route, reason, detail)

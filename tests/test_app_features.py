@@ -87,3 +87,13 @@ def test_a_bad_measurement_is_named_with_its_column_and_record(count: int, bad: 
     values[2] = bad
     with pytest.raises(InvalidInput, match=r"Column 'body_mass_g' holds .* at record 2; a measurement is a finite"):
         Batch.from_columns(*columns(count, body_mass_g=values))
+
+
+def test_joined_batches_hold_every_record_in_order() -> None:
+    first = Batch.from_records([RECORD, {**RECORD, "island": "Dream", "body_mass_g": 4000.0}])
+    second = Batch.from_records([{**RECORD, "sex": "Female", "bill_length_mm": 50.0}])
+    joined = Batch.joined([first, second])
+    assert len(joined) == 3
+    assert joined.categorical == {"island": ["Torgersen", "Dream", "Torgersen"], "sex": ["Male", "Male", "Female"]}
+    assert joined.numeric.tolist() == [*first.numeric.tolist(), *second.numeric.tolist()]
+    assert Batch.joined([first]) is first

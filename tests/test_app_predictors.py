@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 from app.features import FEATURES, Batch
 from app.modelfile import NotAModel, unpack
 from app.original.schemas import PenguinRecord
-from app.predictors import Predictor, build_predictor
+from app.predictors import Prediction, Predictor, build_predictor
 from tests.helpers import RECORD, ROOT
 
 RECORD_ADAPTER = TypeAdapter(PenguinRecord)
@@ -204,3 +204,16 @@ def test_legacy_bundle_with_one_record_of_a_dropped_category(
     response = make_client().post("/predict?model=seed", json={"records": [record]})
     assert response.status_code == 200
     assert response.json()["predictions"] in (["Adelie"], ["Chinstrap"], ["Gentoo"])
+
+
+def test_joined_predictions_cut_back_into_their_parts() -> None:
+    classes = ("Adelie", "Chinstrap", "Gentoo")
+    first = Prediction(classes, np.array([0, 2]), np.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8]]))
+    second = Prediction(classes, np.array([1]), np.array([[0.2, 0.7, 0.1]]))
+    joined = Prediction.joined([first, second])
+    assert joined.labels() == ["Adelie", "Gentoo", "Chinstrap"]
+    back = joined.part(2, 3)
+    assert back.labels() == second.labels() and back.probabilities is not None
+    assert back.probabilities.tolist() == [[0.2, 0.7, 0.1]]
+    # Probabilities only when every part has them.
+    assert Prediction.joined([first, Prediction(classes, np.array([1]), None)]).probabilities is None

@@ -38,12 +38,14 @@ class Recording(Observer):
         self.disagreements: Counter[tuple[str, str, str]] = Counter()
         self.differences: dict[tuple[str, str, str], float | None] = {}
         self.dropped: Counter[tuple[str, str]] = Counter()
+        self.reports: Counter[tuple[str, str, str]] = Counter()  # shadowed() calls: one per prediction
 
     def route_answered(self, route: str, variant: str, records: int) -> None:
         self.answered[route, variant] += records
 
     def shadowed(self, route: str, variant: str, shadow: str, comparison: Comparison) -> None:
         key = (route, variant, shadow)
+        self.reports[key] += 1
         self.records[key] += comparison.records
         self.disagreements[key] += comparison.disagreements
         self.differences[key] = comparison.probability_difference
@@ -135,6 +137,24 @@ def test_a_full_queue_drops_what_does_not_fit_and_what_fits_is_predicted(models_
     assert seen.dropped == {("penguins", "queue_full"): 6}
     shadows.run_queued()
     assert seen.records == {("penguins", "logistic_regression", "random_forest"): 4}
+
+
+def test_batches_queued_together_are_predicted_at_once_and_counted_as_each_alone(models_dir: Path) -> None:
+    plane = plane_with_route(models_dir)
+    seen = Recording()
+    shadows = Shadows(1_000, plane.load, seen)  # not started: run_queued takes all six at once
+    answering, shadow = plane.load("logistic_regression"), plane.load("random_forest")
+    batches = [Batch.from_records(odd_records(1 + index % 3, seed=index)) for index in range(6)]
+    expected = 0
+    for batch in batches:
+        answer = answering.predictor.predict(batch)
+        expected += compare(answer, shadow.predictor.predict(batch)).disagreements
+        shadows.submit("penguins", ["random_forest"], "logistic_regression", batch, answer, None)
+    shadows.run_queued()
+    key = ("penguins", "logistic_regression", "random_forest")
+    assert seen.reports[key] == 1  # one prediction for the six batches
+    assert seen.records[key] == sum(len(batch) for batch in batches)
+    assert seen.disagreements[key] == expected
 
 
 def test_a_slow_shadow_never_holds_an_answer(models_dir: Path) -> None:

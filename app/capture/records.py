@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -128,7 +128,8 @@ def _estimate(group: Sequence[Captured]) -> np.ndarray | None:
     model = group[0].loaded
     if model is None or not isinstance(model.calibrator, calibration.Calibrator):
         return None
-    batch, prediction = (group[0].batch, group[0].prediction) if len(group) == 1 else _joined(group)
+    batch = Batch.joined([item.batch for item in group])
+    prediction = Prediction.joined([item.prediction for item in group])
     try:
         return calibration.confidence(model, batch, prediction)
     except Exception as error:  # the estimate must never cost the capture: the batches are kept without it
@@ -136,18 +137,6 @@ def _estimate(group: Sequence[Captured]) -> np.ndarray | None:
             "no confidence for %d batches of %s: %s: %s", len(group), model.name, type(error).__name__, error
         )
         return None
-
-
-def _joined(group: Sequence[Captured]) -> tuple[Batch, Prediction]:
-    """The batches one model answered as one batch, and its answers as one prediction."""
-    categorical = {
-        name: list(chain.from_iterable(item.batch.categorical[name] for item in group)) for name in CATEGORICAL
-    }
-    batch = Batch(categorical, np.concatenate([item.batch.numeric for item in group]))
-    known = [probabilities for item in group if (probabilities := item.prediction.probabilities) is not None]
-    indices = np.concatenate([item.prediction.indices for item in group])
-    joined = np.concatenate(known) if len(known) == len(group) else None
-    return batch, Prediction(group[0].prediction.classes, indices, joined)
 
 
 def _row(item: Captured, confidences: np.ndarray | None) -> tuple[Any, ...]:
