@@ -81,6 +81,10 @@ class DataPlane:
         except ServingError:
             return None  # the full path (cached, then load) says what is wrong
 
+    def known_route(self, name: str | None) -> Route | None:
+        """The route of that name among those this worker has served, without looking at routes.json."""
+        return self.routes.known(self.settings.default_model if name is None else name)
+
     def route(self, name: str | None) -> Route | None:
         """The route of that name, or None for a model's; cheap: one stat of routes.json. No name: DEFAULT_MODEL."""
         return self.routes.get(self.settings.default_model if name is None else name)

@@ -177,7 +177,9 @@ class Routed:
 
 async def get_routed_model(plane: DataPlane, name: str | None, request: Request) -> Routed:
     """A model's name gives that model; a route's, one of its variants, by its sticky header when the request has it."""
-    model = plane.cached_file(name)
+    # A name this worker knows as a route skips the model files (no folder scan to say there is none); any other
+    # is looked up as a loaded model file first (no stat of routes.json), then as a route.
+    model = None if plane.known_route(name) is not None else plane.cached_file(name)
     if model is not None:
         return Routed(model, None)
     route = plane.route(name)

@@ -140,6 +140,7 @@ class Metrics(Observer):
         )  # fmt: skip
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._models: dict[str, ModelSeries] = {}
+        self._routes: dict[tuple[str, str], Counter] = {}
         self._collectors: list[Collector] = []
 
     def export(self, collector: Collector) -> None:
@@ -184,7 +185,11 @@ class Metrics(Observer):
         self.captures_lost.inc(records)
 
     def route_answered(self, route: str, variant: str, records: int) -> None:
-        self.route_records.labels(route, variant).inc(records)
+        # Each request through a route counts: its series found once, as the models' are.
+        series = self._routes.get((route, variant))
+        if series is None:
+            series = self._routes[(route, variant)] = self.route_records.labels(route, variant)
+        series.inc(records)
 
     def shadowed(self, route: str, variant: str, shadow: str, comparison: Comparison) -> None:
         labels = (route, variant, shadow)

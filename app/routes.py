@@ -183,6 +183,10 @@ class Routes:
     def get(self, name: str) -> Route | None:
         return self.current().get(name) if is_model_name(name) else None
 
+    def known(self, name: str) -> Route | None:
+        """The route of that name among those served so far, without looking at the file (no stat)."""
+        return self._routes.get(name)
+
     def choose(self, route: Route, sticky_value: str | None) -> str:
         """The variant for one request: by the sticky header's value when given, else at random."""
         point = self.random.random() if sticky_value is None else sticky_point(sticky_value)
