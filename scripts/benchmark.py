@@ -8,7 +8,9 @@ loads it with wrk, and measures in the same run the floors it cannot beat:
 - the metrics' cost: the same requests with metrics on and off (METRICS=0);
 - the drift monitoring's cost: one record at 8 connections and 10,000-record batches, on and off (DRIFT_MONITORING=0);
 - the capture's cost (scripts/bench_capture.py): the same two loads with capture on and off (CAPTURE=0), and
-  posting a 10,000-record batch's labels against predicting it.
+  posting a 10,000-record batch's labels against predicting it;
+- the routes' cost (scripts/bench_routes.py): one record at 8 connections through a route at 100 % and through
+  a route with a shadow, against the model asked by name.
 Every other row runs with the capture off (CAPTURE=0), in process too: they measure the serving path, as before
 the capture existed, and write no capture store.
 The Open Inference Protocol (V2) is measured beside /predict: JSON and Triton's binary tensors, and, when
@@ -51,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Run as a script from anywhere: the shared helpers in scripts/ and the app package importable.
 sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
 from bench_capture import capture_cost_rows, labels_row
+from bench_routes import route_rows
 from bench_tools import Row, api_command, body, on_and_off, served, wrk
 from penguins import FEATURES, MODEL_NAMES, resolve_dir
 
@@ -433,6 +436,7 @@ def measure(models_dir: Path, workers: int, seconds: float, mlserver: str | None
     rows += drift_cost_rows(workers, seconds)
     rows += capture_cost_rows(workers, seconds)
     rows.append(labels_row(workers, seconds))
+    rows += route_rows(models_dir, workers, seconds)
     for name in MODEL_NAMES:
         inside = in_process_path(models_dir, name, seconds)
         over = inside - floors_ms[name]
