@@ -376,7 +376,7 @@ def test_route_promote_and_rollback_in_a_container_move_the_running_api(stack_up
     def answered_by() -> str:
         answer = httpx.post(f"{stack_up.api_url}/predict/penguins", json={"records": [RECORD]}, timeout=30)
         assert answer.status_code == 200, answer.text
-        assert answer.json()["model"] == answer.headers["x-route-variant"]
+        assert answer.json()["model"] == answer.headers["x-route-variant"] + ".pkl"
         return str(answer.headers["x-route-variant"])
 
     stack_up.make_with({"ROUTE": "penguins", "VARIANTS": "logistic_regression=100 svc=0"}, "route")
