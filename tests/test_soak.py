@@ -2,12 +2,14 @@
 
 Run by `make test-soak` (marker `soak`), about a minute. Eight clients load a real uvicorn
 server while, in turn: the three models are replaced 50 times, a broken file comes and goes,
-a new model comes, is used and goes, and the folder becomes unreadable and readable again.
+a new model comes, is used and goes, and the folder becomes unreadable and readable again. Then four
+clients ask a route while its file is rewritten 60 times (weights, shadows, one broken version).
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import shutil
 import threading
@@ -177,3 +179,60 @@ def test_keeps_serving_while_the_models_folder_changes_under_load(
     assert health == (503, 200)
     assert reloads >= REPLACEMENTS  # the clients used the new files, not a stale cache
     assert memory_growth < MEMORY_GROWTH_LIMIT
+
+
+ROUTE_REWRITES = 60
+
+
+def route_file(weights: tuple[int, int], shadows: list[str]) -> bytes:
+    variants = {"logistic_regression": weights[0], "random_forest": weights[1]}
+    return json.dumps({"routes": {"penguins": {"variants": variants, "shadows": shadows}}}).encode()
+
+
+def route_client(url: str, stop: threading.Event, answered: collections.Counter[str], failures: list[str]) -> None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        while not stop.is_set():
+            response = client.post("/predict/penguins", json={"records": [RECORD]})
+            if response.status_code != 200:
+                failures.append(f"{response.status_code} {response.text}")
+                continue
+            answered[response.headers["x-route-variant"]] += 1
+
+
+def test_a_route_keeps_answering_while_its_file_is_rewritten_under_load(
+    model_sets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(model_sets[0], models)
+    routes = models / "routes.json"
+    write_atomically(routes, route_file((100, 0), []))
+    with start_server(models, tmp_path / "server.log", workers=2) as server:
+        stop, answered, failures = threading.Event(), collections.Counter[str](), list[str]()
+        clients = [threading.Thread(target=route_client, args=(server.url, stop, answered, failures)) for _ in range(4)]
+        for client in clients:
+            client.start()
+        try:
+            for turn in range(ROUTE_REWRITES):
+                if turn == ROUTE_REWRITES // 2:  # a broken file: the last good routes go on answering
+                    write_atomically(routes, b'{"routes": {"penguins": {"variants": {"logistic_regression": -1}}}}')
+                else:
+                    weight = (turn * 37) % 101
+                    write_atomically(routes, route_file((weight, 100 - weight), ["svc"] if turn % 2 else []))
+                time.sleep(0.1)
+            write_atomically(routes, route_file((0, 100), []))
+            time.sleep(1)
+            last = collections.Counter(answered)
+            time.sleep(1)
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(timeout=60)
+        log = server.log.read_text()
+
+    print(f"\nthrough the route while its file was rewritten {ROUTE_REWRITES} times: {dict(answered)}")
+    assert failures == []
+    assert answered["logistic_regression"] > 0 and answered["random_forest"] > 0
+    # Once at 0/100, only random_forest answers, in both workers.
+    assert answered["logistic_regression"] == last["logistic_regression"]
+    assert answered["random_forest"] > last["random_forest"]
+    assert "routes.json refused" in log
