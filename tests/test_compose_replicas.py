@@ -439,6 +439,28 @@ def test_a_replica_brought_back_takes_its_share_of_requests(
     assert hosts[killed.host] > 0
 
 
+def test_every_replica_follows_a_promotion_and_a_rollback(replicated: Project, revived: Revival) -> None:
+    def variants_by_replica() -> dict[str, set[str]]:
+        seen: dict[str, set[str]] = {}
+        with balanced_client(replicated) as client:
+            for _ in range(60):
+                answer = predict(client, "penguins")
+                assert answer.status_code == 200, answer.text
+                seen.setdefault(answer.headers["x-served-by"], set()).add(answer.headers["x-route-variant"])
+        return seen
+
+    replicas = set(replica_hosts(replicated).values())
+    replicated.make_with({"ROUTE": "penguins", "VARIANTS": "logistic_regression=100 svc=0"}, "route")
+    wait_for(lambda: variants_by_replica() == {host: {"logistic_regression"} for host in replicas}, 60,
+             "every replica to serve the route")  # fmt: skip
+    replicated.make_with({"ROUTE": "penguins", "MODEL": "svc"}, "promote")
+    wait_for(lambda: variants_by_replica() == {host: {"svc"} for host in replicas}, 60,
+             "every replica to follow the promotion")  # fmt: skip
+    replicated.make_with({"ROUTE": "penguins"}, "rollback")
+    wait_for(lambda: variants_by_replica() == {host: {"logistic_regression"} for host in replicas}, 60,
+             "every replica to follow the rollback")  # fmt: skip
+
+
 def test_up_with_one_replica_gives_the_port_back_to_one_api_container(replicated: Project, revived: Revival) -> None:
     printed = replicated.make("up")
     (api,) = replicated.containers("api")
