@@ -11,6 +11,7 @@ import difflib
 import shutil
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -18,7 +19,7 @@ import pytest
 from penguins import MODEL_NAMES
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from tests.helpers import FAILED, wait_for
+from tests.helpers import FAILED, odd_records, wait_for
 from tests.stack import Project, docker, temporary_project
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -256,6 +257,32 @@ def test_the_monitor_page_draws_the_live_accuracy_against_the_reference(
     screenshot = tmp_path_factory.mktemp("monitor") / "accuracy.png"
     page.locator("section#logistic_regression").screenshot(path=screenshot)
     print(f"screenshot: {screenshot}")
+    assert errors == []
+    assert {urlsplit(url).path for url in requests} == {"/monitor"}
+
+
+def test_the_monitor_page_shows_a_route_its_variant_and_its_shadows_disagreement(page: Page, stack: Project) -> None:
+    stack.make_with({"ROUTE": "penguins", "VARIANTS": "logistic_regression=100", "SHADOWS": "random_forest"}, "route")
+    wait_for(lambda: httpx.get(f"{stack.api_url}/routes/penguins", timeout=30).status_code == 200, 30,
+             "the route to be served")  # fmt: skip
+    answer = httpx.post(f"{stack.api_url}/predict/penguins", json={"records": odd_records(40)}, timeout=30)
+    assert answer.status_code == 200 and answer.headers["x-route-variant"] == "logistic_regression", answer.text
+
+    def shadowed() -> dict[str, Any] | None:
+        figures: dict[str, Any] = httpx.get(f"{stack.api_url}/routes/penguins", timeout=30).json()
+        return figures if figures["shadows"] and figures["shadows"][0]["records"] == 40 else None
+
+    figures = wait_for(shadowed, 30, "the shadow to predict the 40 records")
+    requests, errors = record_requests(page), record_console_errors(page)
+    page.goto(f"{stack.api_url}/monitor")
+
+    section = page.locator("section#route-penguins")
+    expect(section.locator("h2")).to_contain_text("Route penguins")
+    expect(section.locator("table").first).to_contain_text("logistic_regression")
+    expect(section.locator("table").first).to_contain_text("100%")
+    shadow_row = section.locator("table").nth(1).locator("tr").nth(1)
+    expect(shadow_row).to_contain_text("random_forest")
+    expect(shadow_row.locator("td").nth(3)).to_have_text(f"{figures['shadows'][0]['disagreements']:,}")
     assert errors == []
     assert {urlsplit(url).path for url in requests} == {"/monitor"}
 
