@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from app.features import Batch
 from app.logs import current_request
 from app.observer import Comparison, Observer
 from app.predictors import Prediction
+from app.queues import RecordQueue
 from app.registry import LoadedModel
 
 # Seconds a stopping worker gives its shadows to predict what is queued; what is left is dropped and counted.
@@ -50,6 +50,9 @@ class Work:
     request_id: str
     client_id: str | None
 
+    def __len__(self) -> int:
+        return len(self.batch)
+
 
 def compare(answer: Prediction, shadow: Prediction) -> Comparison:
     """How a shadow's answer differs from the variant's, record by record (classes compared by name)."""
@@ -64,48 +67,6 @@ def compare(answer: Prediction, shadow: Prediction) -> Comparison:
     return Comparison(len(answer.indices), disagreements, difference)
 
 
-class ShadowQueue:
-    """Work waiting for the shadows, at most `capacity` records in all."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: deque[Work] = deque()
-        self._records = 0
-        self._lock = threading.Lock()
-        self.ready = threading.Event()
-
-    def put(self, work: Work) -> bool:
-        """Queued, or False when it does not fit (the caller counts it dropped)."""
-        count = len(work.batch)
-        with self._lock:
-            if self._records + count > self.capacity:
-                return False
-            self._items.append(work)
-            self._records += count
-        self.ready.set()
-        return True
-
-    def take(self) -> Work | None:
-        with self._lock:
-            if not self._items:
-                self.ready.clear()
-                return None
-            work = self._items.popleft()
-            self._records -= len(work.batch)
-            return work
-
-    def take_all(self) -> list[Work]:
-        """Everything queued now, oldest first."""
-        with self._lock:
-            taken, self._items, self._records = list(self._items), deque(), 0
-            self.ready.clear()
-        return taken
-
-    @property
-    def records(self) -> int:
-        return self._records
-
-
 class Shadows:
     """load: a model file by name (the registry's get); record: captures a shadow's answer, None without capture."""
 
@@ -116,7 +77,8 @@ class Shadows:
         observer: Observer | None = None,
         record: RecordShadow | None = None,
     ) -> None:
-        self.queue = ShadowQueue(capacity)
+        self.ready = threading.Event()
+        self.queue: RecordQueue[Work] = RecordQueue(capacity, self.ready)
         self.load = load
         self.observer = observer or Observer()
         self.record = record
@@ -130,7 +92,7 @@ class Shadows:
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Predicts what is queued for up to `timeout` seconds, then drops and counts the rest."""
         self._stop.set()
-        self.queue.ready.set()
+        self.ready.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._stop_waiting()
@@ -154,7 +116,7 @@ class Shadows:
     def run_queued(self) -> None:
         """Predicts everything queued now, on the caller's thread (the thread's loop, and tests): the batches one
         variant answered for one route at once, for each of its shadows."""
-        while taken := self.queue.take_all():
+        while taken := self._take_all():
             groups: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], list[Work]] = {}
             for work in taken:
                 key = (work.route, work.variant, tuple(work.shadows), work.prediction.classes)
@@ -164,12 +126,17 @@ class Shadows:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.queue.ready.wait()
+            self.ready.wait()
             self._stop.wait(GATHER_SECONDS)
             self.run_queued()
 
+    def _take_all(self) -> list[Work]:
+        # Cleared first: a batch put meanwhile sets it again, and is taken on the next round.
+        self.ready.clear()
+        return self.queue.take(self.queue.capacity)
+
     def _stop_waiting(self) -> None:
-        while (work := self.queue.take()) is not None:
+        for work in self._take_all():
             self.observer.shadows_dropped(work.route, "stopping", len(work.batch) * len(work.shadows))
 
     def _shadow(self, works: Sequence[Work]) -> None:

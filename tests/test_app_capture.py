@@ -29,7 +29,7 @@ from app.capture.records import (
     words,
 )
 from app.capture.store import Joined, Recent, Store, VersionRow
-from app.capture.writer import CaptureQueue, Writer
+from app.capture.writer import Writer, capture_queue
 from app.errors import StoreUnavailable
 from app.features import CATEGORY_INDEX, UNKNOWN, Batch
 from app.predictors import Prediction
@@ -78,12 +78,11 @@ def test_packed_values_read_the_same_on_any_machine() -> None:
     assert stored["measurements"][:8] == np.array([39.1], dtype=">f8").tobytes()[::-1]
 
 
-def test_the_queue_drops_a_batch_that_does_not_fit_and_keeps_its_bound() -> None:
-    queue = CaptureQueue(10, threading.Event())
-    assert queue.put(captured(6)) and not queue.put(captured(5)) and queue.put(captured(4))
-    assert queue.records == 10
-    assert [len(item) for item in queue.take(5)] == [6]  # at least one batch, whatever its size
-    assert queue.records == 4
+def test_the_writers_queue_wakes_it_once_half_full() -> None:
+    wake = threading.Event()
+    queue = capture_queue(10, wake)
+    assert queue.put(captured(4)) and not wake.is_set()
+    assert queue.put(captured(1)) and wake.is_set()
 
 
 def test_the_writer_writes_in_the_background_and_everything_on_stop(tmp_path: Path) -> None:

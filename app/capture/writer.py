@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
 from app.capture.records import Captured, Reference, SeenVersion, rows
 from app.capture.store import Store
 from app.errors import StoreUnavailable
+from app.queues import RecordQueue
 
 FLUSH_SECONDS = 0.2
 RETRY_SECONDS = 1.0
@@ -28,45 +28,9 @@ WRITE_RECORDS = 20_000
 logger = logging.getLogger("app")
 
 
-class CaptureQueue:
-    """Batches waiting to be written, at most `capacity` records in all."""
-
-    def __init__(self, capacity: int, wake: threading.Event) -> None:
-        self.capacity = capacity
-        self._items: deque[Captured] = deque()
-        self._records = 0
-        self._lock = threading.Lock()
-        self._wake = wake
-        self._high_water = capacity // 2
-
-    def put(self, item: Captured) -> bool:
-        """Queued, or False when it does not fit (the caller counts it dropped)."""
-        count = len(item.batch)
-        with self._lock:
-            if self._records + count > self.capacity:
-                return False
-            self._items.append(item)
-            self._records += count
-            full = self._records >= self._high_water
-        if full:
-            self._wake.set()
-        return True
-
-    def take(self, records: int) -> list[Captured]:
-        """The oldest batches, up to about `records` records (at least one batch when any is queued)."""
-        taken: list[Captured] = []
-        total = 0
-        with self._lock:
-            while self._items and (not taken or total + len(self._items[0].batch) <= records):
-                item = self._items.popleft()
-                taken.append(item)
-                total += len(item.batch)
-            self._records -= total
-        return taken
-
-    @property
-    def records(self) -> int:
-        return self._records
+def capture_queue(capacity: int, wake: threading.Event) -> RecordQueue[Captured]:
+    """The writer's queue: it wakes the writer early once half full."""
+    return RecordQueue(capacity, wake, wake_at=max(1, capacity // 2))
 
 
 class Writer:
@@ -81,7 +45,7 @@ class Writer:
     ) -> None:
         self.store = store
         self._wake = threading.Event()
-        self.queue = CaptureQueue(queue_length, self._wake)
+        self.queue = capture_queue(queue_length, self._wake)
         self._prune = prune
         self._dropped = dropped
         self._stop = threading.Event()
