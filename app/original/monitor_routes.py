@@ -96,6 +96,8 @@ async def route_figures_endpoint(request: Request) -> Response:
     name = request.path_params["name"]
     route = next((route for route in await run_in_threadpool(plane.route_list) if route.name == name), None)
     if route is None:
+        # No such route, or no folder to read one from: a folder gone is a 503, as on every path that reads it.
+        await run_in_threadpool(plane.available)
         raise HTTPException(404, f"No route {name!r} in routes.json.")
     figures = await run_in_threadpool(route_figures, metrics_of(request), route)
     return FastJSONResponse(figures_body(figures))
