@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.capture import Recorder
+from app.capture import Performance, Recorder
 from app.config import Settings
 from app.errors import ModelLoadFailed, ModelNotFound, ModelPredictFailed, ServingError, TooManyRecords
 from app.features import Batch
@@ -96,6 +96,20 @@ class DataPlane:
     def route_list(self) -> list[Route]:
         """The routes served now, in the file's order."""
         return list(self.routes.current().values())
+
+    def route_performance(self, route: Route) -> dict[tuple[str, bool], Performance | None] | None:
+        """The live figures of the route's variants on their own answers, (name, False), and of its shadows on their
+        answers as shadows, (name, True), for each file's current version; an entry None when nothing of it is
+        captured yet or its file does not load. None with capture off. Blocking; StoreUnavailable when unreadable."""
+        if self.capture is None:
+            return None
+        named = [(name, False) for name in route.spec.variants] + [(name, True) for name in route.spec.shadows]
+        answers = []
+        for name, shadow in named:
+            with contextlib.suppress(ServingError):
+                answers.append((self.registry.get(name), shadow))
+        found = self.capture.route_performance(answers)
+        return {key: found.get(key) for key in named}
 
     def routes_problem(self) -> str | None:
         """Why the routes file in the folder now is refused (the last good routes are served), or None."""

@@ -173,6 +173,20 @@ def test_shadow_predictions_stay_out_of_the_answering_figures(store: Store) -> N
     assert [joined.predicted for joined in store.window("m", "v1", 10)] == ["Adelie"]
 
 
+def test_a_versions_shadow_answers_are_read_apart_from_its_own(store: Store) -> None:
+    shadow = captured("s", [2, 1], model="shadowing", version="v9", at=1500.0)
+    shadow.shadow = True
+    write(store, captured("s", [0, 0]), captured("own", [0], model="shadowing", version="v9"))
+    store.insert(rows([shadow]), [])  # as the writer does: a shadow answer stores no version row
+    store.add_labels([Label("s", 0, "Gentoo"), Label("s", 1, "Adelie"), Label("own", 0, "Adelie")], 2000.0)
+    window = store.window("shadowing", "v9", 10, shadow=True, classes=CLASSES)
+    assert [(joined.predicted, joined.label) for joined in window] == [("Chinstrap", "Adelie"), ("Gentoo", "Gentoo")]
+    assert [joined.predicted for joined in store.window("shadowing", "v9", 10)] == ["Adelie"]
+    assert store.recent("shadowing", "v9", 10, shadow=True) == Recent(2, 2, None, 0)
+    assert store.span("shadowing", "v9", shadow=True) == (1500.0, 1500.0)
+    assert store.span("m", "v1", shadow=True) is None
+
+
 def test_versions_are_listed_newest_first(store: Store) -> None:
     write(store, captured("a", [0], version="old", at=10.0), captured("b", [0], version="new", at=20.0))
     assert [row.version for row in store.versions_of(["m"], 5)] == ["new", "old"]

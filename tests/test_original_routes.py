@@ -13,7 +13,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
-from app.routes import ROUTES_FILE
+from app.capture import Performance, Reference
+from app.capture.accuracy import performance, wilson
+from app.capture.reads import Joined, Recent, VersionRow
+from app.original.monitor_feedback import CAPTURE_OFF
+from app.original.monitor_routes import Live, route_section
+from app.route_metrics import route_figures
+from app.routes import ROUTES_FILE, Route, RouteSpec
 from tests.helpers import RECORD, odd_records, wait_for
 
 PREDICT = {"records": [RECORD]}
@@ -276,3 +282,99 @@ def test_the_route_figures_need_the_token(models_dir: Path, make_client: Callabl
     client = make_client(api_token=token)
     assert client.get("/routes/penguins").status_code == 401
     assert client.get("/routes/penguins", headers={"authorization": f"Bearer {token}"}).status_code == 200
+
+
+# --- the live accuracy of a route's variants and shadows --------------------------------------------------------
+
+
+def figures_of(model: str, version: str, predicted: list[str], truth: list[str]) -> Performance:
+    joined = [Joined(said, label, 1000.0, 1060.0) for said, label in zip(predicted, truth, strict=True)]
+    row = VersionRow(model, version, ("Adelie", "Chinstrap", "Gentoo"), 1000.0, 1000.0, Reference(0.97, 0.95, 0.99))
+    return performance(row, joined, Recent(len(joined), len(joined), None, 0))
+
+
+def test_the_section_shows_each_variants_and_shadows_live_accuracy_beside_the_reference() -> None:
+    route = Route("penguins", RouteSpec(variants={"logistic_regression": 1}, shadows=["svc", "random_forest"]))
+    figures = route_figures(None, route)
+    truth = ["Adelie"] * 8 + ["Gentoo"] * 2
+    live = Live({
+        ("logistic_regression", False): figures_of("logistic_regression", "aaa", ["Adelie"] * 10, truth),
+        ("svc", True): figures_of("svc", "bbb", truth, truth),
+        ("random_forest", True): None,
+    })  # fmt: skip
+    section = route_section(figures, "", live)
+    assert "<h3>Live accuracy</h3>" in section
+    low, high = wilson(8, 10)
+    assert (
+        f"<tr><td>logistic_regression</td><td>own</td><td>aaa</td><td>10</td><td>80.0%</td>"
+        f"<td>{low:.1%} to {high:.1%}</td><td>97.0% (95.0% to 99.0%)</td></tr>"
+    ) in section
+    low, high = wilson(10, 10)
+    assert f"<td>svc</td><td>as shadow</td><td>bbb</td><td>10</td><td>100.0%</td><td>{low:.1%} to {high:.1%}" in section
+    assert '<td>random_forest</td><td>as shadow</td><td colspan="5">nothing captured yet</td>' in section
+
+
+@pytest.mark.parametrize(
+    ("live", "line"),
+    [
+        pytest.param(Live({}, CAPTURE_OFF), CAPTURE_OFF, id="capture-off"),
+        pytest.param(Live({("svc", False): None}), "No labels yet", id="no-labels"),
+    ],
+)
+def test_without_labels_the_section_says_so_in_one_line(live: Live, line: str) -> None:
+    route = Route("penguins", RouteSpec(variants={"svc": 1}))
+    section = route_section(route_figures(None, route), "", live)
+    assert f'<h3>Live accuracy</h3><p class="note">{line}' in section
+    assert "<th>live accuracy</th>" not in section
+
+
+def test_with_capture_off_the_route_json_has_null_live_figures(
+    models_dir: Path, make_client: Callable[..., TestClient]
+) -> None:
+    write_routes(models_dir, {"penguins": ROUTE})
+    body = make_client(capture=False).get("/routes/penguins").json()
+    assert body["live"] == {
+        "unavailable": CAPTURE_OFF,
+        "variants": {"logistic_regression": None, "random_forest": None},
+        "shadows": {"svc": None},
+    }
+
+
+def test_a_routes_variant_and_shadow_are_each_scored_on_their_own_answers(
+    models_dir: Path, make_client: Callable[..., TestClient], store_url: str
+) -> None:
+    write_routes(models_dir, {"scored": {"variants": {"logistic_regression": 1}, "shadows": ["svc"]}})
+    client = make_client(capture_url=store_url)
+    candidates = odd_records(300)
+    compared = client.post("/predict/compare", json={"records": candidates, "models": ["logistic_regression", "svc"]})
+    results = compared.json()["results"]
+    answers = zip(results["logistic_regression.pkl"]["predictions"], results["svc.pkl"]["predictions"], strict=True)
+    parted = [(record, own, other) for record, (own, other) in zip(candidates, answers, strict=True) if own != other]
+    assert len(parted) >= 9
+    parted = parted[:9]
+    headers = {"X-Request-ID": "route-scored"}
+    response = client.post("/predict/scored", json={"records": [record for record, _, _ in parted]}, headers=headers)
+    assert response.json()["predictions"] == [own for _, own, _ in parted]
+    # The first three labelled as the variant said, the other six as the shadow said: each right where the other is not.
+    truth = [own for _, own, _ in parted[:3]] + [other for _, _, other in parted[3:]]
+    labels = [{"request_id": "route-scored", "row": row, "label": label} for row, label in enumerate(truth)]
+    assert client.post("/feedback", json=labels).status_code == 200
+
+    def scored() -> dict[str, Any] | None:
+        body: dict[str, Any] = client.get("/routes/scored").json()
+        shadow = body["live"]["shadows"]["svc"]
+        return body if shadow is not None and shadow["window_labels"] == len(truth) else None
+
+    live = wait_for(scored, 30, "the shadow's answers to be captured and joined to their labels")["live"]
+    variant, shadow = live["variants"]["logistic_regression"], live["shadows"]["svc"]
+    assert live["unavailable"] is None
+    for figures, predicted in ((variant, [own for _, own, _ in parted]), (shadow, [other for _, _, other in parted])):
+        correct = sum(1 for said, label in zip(predicted, truth, strict=True) if said == label)
+        assert (figures["window_labels"], figures["accuracy"]) == (len(truth), correct / len(truth))
+        assert (figures["accuracy_lower"], figures["accuracy_upper"]) == pytest.approx(wilson(correct, len(truth)))
+        assert figures["reference"] is not None
+        assert figures["reference"]["lower"] <= figures["reference"]["mean"] <= figures["reference"]["upper"]
+    assert (variant["accuracy"], shadow["accuracy"]) == (3 / 9, 6 / 9)
+    page = client.get("/monitor").text
+    assert f"<td>logistic_regression</td><td>own</td><td>{variant['version']}</td><td>9</td><td>33.3%</td>" in page
+    assert f"<td>svc</td><td>as shadow</td><td>{shadow['version']}</td><td>9</td><td>66.7%</td>" in page

@@ -1,6 +1,8 @@
 """What the store's figures read, each a function of one connection: a version's window of labelled records, its
 recent predictions, the records a label can join.
 
+A version's figures read its own answers (shadow false); with shadow=True, the answers it gave as a route's shadow.
+
 A record is a row of a batch (schema.batches): a label joins it when a batch of its request ID has more records
 than the label's row. The joins read the batches' small columns only; the packed values (a class's index, a
 confidence) are fetched once per batch afterwards, however many of its records a figure counts.
@@ -81,17 +83,29 @@ def versions_of(connection: Connection, models: Sequence[str], newest: int) -> l
     return kept
 
 
-def window(connection: Connection, model: str, version: str, size: int) -> list[Joined]:
-    """The version's last `size` answered predictions that have a label, newest first (by batch, then row)."""
-    classes = connection.execute(
-        sa.select(versions.c.classes).where(versions.c.model == model, versions.c.version == version)
-    ).scalar()
-    if classes is None:  # a version is stored with its first answered batch: nothing of it is captured yet
-        return []
+def window(
+    connection: Connection,
+    model: str,
+    version: str,
+    size: int,
+    shadow: bool = False,
+    classes: Sequence[str] | None = None,
+) -> list[Joined]:
+    """The version's last `size` answered predictions that have a label, newest first (by batch, then row).
+
+    classes: the version's, when the caller knows them (a version that only shadowed has no row in versions).
+    """
+    if classes is None:
+        stored = connection.execute(
+            sa.select(versions.c.classes).where(versions.c.model == model, versions.c.version == version)
+        ).scalar()
+        if stored is None:  # a version is stored with its first answered batch: nothing of it is captured yet
+            return []
+        classes = json.loads(stored)
     statement = (
         sa.select(batches.c.id, labels.c.batch_row, labels.c.label, batches.c.at, labels.c.at.label("labelled_at"))
         .select_from(labels.join(batches, _joins(labels.c.request_id, labels.c.batch_row)))
-        .where(_answered_by(model, version))
+        .where(_answered_by(model, version, shadow))
         .order_by(batches.c.id.desc(), labels.c.batch_row.desc())
         .limit(size)
     )
@@ -99,21 +113,22 @@ def window(connection: Connection, model: str, version: str, size: int) -> list[
     predicted = {
         id: unpack(blob, INDEX) for id, blob in _by_id(connection, batches.c.predicted, {row.id for row in found})
     }
-    names = json.loads(classes)
-    return [Joined(names[predicted[id][row]], label, at, labelled_at) for id, row, label, at, labelled_at in found]
+    return [Joined(classes[predicted[id][row]], label, at, labelled_at) for id, row, label, at, labelled_at in found]
 
 
-def recent(connection: Connection, model: str, version: str, size: int) -> Recent:
+def recent(connection: Connection, model: str, version: str, size: int, shadow: bool = False) -> Recent:
     """Of the version's last `size` answered predictions: how many have a label, how many there are, and the
     mean of their confidences (those that have one)."""
-    found = _oldest(connection, model, version, size)
+    found = _oldest(connection, model, version, size, shadow)
     if found is None:
         return Recent(0, 0, None, 0)
     oldest, total = found
     # Every batch newer than the oldest counts whole; the oldest, the rows it counts by.
     newer = labels.join(batches, _joins(labels.c.request_id, labels.c.batch_row))
     labelled = connection.execute(
-        sa.select(sa.func.count()).select_from(newer).where(_answered_by(model, version), batches.c.id > oldest.id)
+        sa.select(sa.func.count())
+        .select_from(newer)
+        .where(_answered_by(model, version, shadow), batches.c.id > oldest.id)
     ).scalar_one()
     labelled += connection.execute(
         sa.select(sa.func.count()).where(
@@ -123,7 +138,7 @@ def recent(connection: Connection, model: str, version: str, size: int) -> Recen
         )
     ).scalar_one()
     rated = sa.select(batches.c.id, batches.c.confidences).where(
-        _answered_by(model, version), batches.c.id >= oldest.id, batches.c.confidences.is_not(None)
+        _answered_by(model, version, shadow), batches.c.id >= oldest.id, batches.c.confidences.is_not(None)
     )
     summed, count = 0.0, 0
     for id, blob in connection.execute(rated):
@@ -134,12 +149,12 @@ def recent(connection: Connection, model: str, version: str, size: int) -> Recen
     return Recent(int(labelled), total, summed / count if count else None, count)
 
 
-def _oldest(connection: Connection, model: str, version: str, size: int) -> tuple[Span, int] | None:
+def _oldest(connection: Connection, model: str, version: str, size: int, shadow: bool) -> tuple[Span, int] | None:
     """The oldest batch of the version's last `size` records and the rows of it they take (its last ones), with
     how many records they are; None when the version has none."""
     statement = (
         sa.select(batches.c.id, batches.c.request_id, batches.c.records)
-        .where(_answered_by(model, version))
+        .where(_answered_by(model, version, shadow))
         .order_by(batches.c.id.desc())
         .limit(size)  # each batch holds at least one record
     )
@@ -152,6 +167,15 @@ def _oldest(connection: Connection, model: str, version: str, size: int) -> tupl
         if not left:
             break
     return None if oldest is None else (oldest, size - left)
+
+
+def span(connection: Connection, model: str, version: str, shadow: bool) -> tuple[float, float] | None:
+    """When the version's first and last answers (or shadow answers) still stored were captured; None: none is."""
+    statement = sa.select(sa.func.min(batches.c.at), sa.func.max(batches.c.at)).where(
+        _answered_by(model, version, shadow)
+    )
+    first, last = connection.execute(statement).one()
+    return None if first is None else (float(first), float(last))
 
 
 def captured_records(connection: Connection, request_ids: Sequence[str]) -> dict[str, int]:
@@ -189,8 +213,8 @@ def _reference(row: sa.Row[Any]) -> Reference | None:
     return None if any(value is None for value in values) else Reference(*values)
 
 
-def _answered_by(model: str, version: str) -> sa.ColumnElement[bool]:
-    return sa.and_(batches.c.model == model, batches.c.version == version, batches.c.shadow.is_(False))
+def _answered_by(model: str, version: str, shadow: bool = False) -> sa.ColumnElement[bool]:
+    return sa.and_(batches.c.model == model, batches.c.version == version, batches.c.shadow.is_(shadow))
 
 
 def chunks(values: Sequence[T]) -> Iterable[Sequence[T]]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.capture.accuracy import Performance, performance
-from app.capture.records import Captured, Label
+from app.capture.records import Captured, Label, Reference
 from app.capture.store import LabelOutcome, Store, VersionRow
 from app.capture.writer import Writer
 from app.features import Batch
@@ -58,6 +58,8 @@ class Recorder:
         self.writer = Writer(self.store, queue_length, self._prune, self.observer.captures_dropped)
         self._figures: tuple[float, tuple[str, ...], Figures] | None = None
         self._figures_lock = threading.Lock()
+        # (model, version, shadow): when read (monotonic), and the figures, None before any answer is captured.
+        self._routed: dict[tuple[str, str, bool], tuple[float, Performance | None]] = {}
 
     def start(self) -> None:
         self.writer.start()
@@ -96,6 +98,7 @@ class Recorder:
         self.flush()
         outcome = self.store.add_labels(labels, time.time())
         self._figures = None
+        self._routed = {}
         return outcome
 
     def performance(self, model: str) -> list[Performance]:
@@ -113,6 +116,35 @@ class Recorder:
             figures = Figures(self.store.outcome_counts(), [self._performance_of(version) for version in versions])
             self._figures = (time.monotonic(), key, figures)
             return figures
+
+    def route_performance(
+        self, answers: Sequence[tuple[LoadedModel, bool]]
+    ) -> dict[tuple[str, bool], Performance | None]:
+        """Each model's live figures, its version's own answers (False) or its answers as a route's shadow (True),
+        keyed by (stem, shadow); None before any is captured. Each at most FIGURES_SECONDS old (blocking when older).
+
+        The model as loaded names the version and its classes: a version that only shadowed has no row in versions.
+        """
+        return {(model.stem, shadow): self._routed_performance(model, shadow) for model, shadow in answers}
+
+    def _routed_performance(self, model: LoadedModel, shadow: bool) -> Performance | None:
+        key = (model.stem, model.version, shadow)
+        with self._figures_lock:
+            cached = self._routed.get(key)
+            if cached is not None and time.monotonic() - cached[0] < FIGURES_SECONDS:
+                return cached[1]
+            span = self.store.span(model.stem, model.version, shadow)
+            figures = None if span is None else self._answers_of(model, shadow, span)
+            self._routed[key] = (time.monotonic(), figures)
+            return figures
+
+    def _answers_of(self, model: LoadedModel, shadow: bool, span: tuple[float, float]) -> Performance:
+        accuracy = model.reference_accuracy
+        reference = None if accuracy is None else Reference(accuracy.mean, accuracy.lower, accuracy.upper)
+        classes = model.predictor.classes
+        version = VersionRow(model.stem, model.version, classes, span[0], span[1], reference)
+        window = self.store.window(model.stem, model.version, self.window, shadow, classes)
+        return performance(version, window, self.store.recent(model.stem, model.version, self.window, shadow))
 
     def _performance_of(self, version: VersionRow) -> Performance:
         window = self.store.window(version.model, version.version, self.window)

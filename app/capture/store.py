@@ -236,15 +236,27 @@ class Store:
         result: list[VersionRow] = self.read(lambda connection: reads.versions_of(connection, models, newest))
         return result
 
-    def window(self, model: str, version: str, size: int) -> list[Joined]:
-        """The version's last `size` answered predictions that have a label, newest first."""
-        result: list[Joined] = self.read(lambda connection: reads.window(connection, model, version, size))
+    def window(
+        self, model: str, version: str, size: int, shadow: bool = False, classes: Sequence[str] | None = None
+    ) -> list[Joined]:
+        """The version's last `size` answered predictions (shadow: as a route's shadow) that have a label, newest
+        first; classes: the version's, for one that may only have shadowed."""
+        result: list[Joined] = self.read(
+            lambda connection: reads.window(connection, model, version, size, shadow, classes)
+        )
         return result
 
-    def recent(self, model: str, version: str, size: int) -> Recent:
-        """Of the version's last `size` answered predictions: how many have a label, how many there are, and the
-        mean of their confidences (those that have one)."""
-        result: Recent = self.read(lambda connection: reads.recent(connection, model, version, size))
+    def recent(self, model: str, version: str, size: int, shadow: bool = False) -> Recent:
+        """Of the version's last `size` answered predictions (shadow: as a route's shadow): how many have a label,
+        how many there are, and the mean of their confidences (those that have one)."""
+        result: Recent = self.read(lambda connection: reads.recent(connection, model, version, size, shadow))
+        return result
+
+    def span(self, model: str, version: str, shadow: bool) -> tuple[float, float] | None:
+        """When the version's first and last stored answers (shadow: as a route's shadow) were captured, or None."""
+        result: tuple[float, float] | None = self.read(
+            lambda connection: reads.span(connection, model, version, shadow)
+        )
         return result
 
     def coverage(self, model: str, version: str, size: int) -> tuple[int, int]:

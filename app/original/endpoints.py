@@ -70,7 +70,6 @@ from app.original.schemas import (
     ValidationErrorDetail,
     Welcome,
 )
-from app.route_metrics import route_figures
 from app.routes import plain
 from app.rules import MODEL_NAME_MAX_LENGTH, MODEL_NAME_PATTERN
 
@@ -194,7 +193,7 @@ async def monitor(request: Request) -> Response:
 def _monitor_page(plane: DataPlane, root_path: str, metrics: Metrics | None) -> str:
     selection = plane.select(None)
     drift = [(model, plane.drift(model)) for model in selection.models]
-    routes = route_sections([route_figures(metrics, route) for route in plane.route_list()], root_path)
+    routes = route_sections(plane, metrics, root_path)
     return monitor_page(drift, selection.skipped, root_path, ground_truth(plane), plane.routes_problem(), routes)
 
 
