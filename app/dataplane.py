@@ -16,6 +16,7 @@ from app.capture import Performance, Recorder
 from app.config import Settings
 from app.errors import ModelLoadFailed, ModelNotFound, ModelPredictFailed, ServingError, TooManyRecords
 from app.features import Batch
+from app.logs import request_id_or_new
 from app.modelfile import Stamp
 from app.monitoring.figures import DriftReport
 from app.monitoring.monitor import Monitor
@@ -77,17 +78,17 @@ class DataPlane:
         a route's name, say). No routes are looked up: a model file's name is never a route's, so a request that
         names a loaded model pays one stat, as before routes existed."""
         try:
-            return self.registry.cached(self.settings.default_model if name is None else name)
+            return self.registry.cached(self._named(name))
         except ServingError:
             return None  # the full path (cached, then load) says what is wrong
 
     def known_route(self, name: str | None) -> Route | None:
         """The route of that name among those this worker has served, without looking at routes.json."""
-        return self.routes.known(self.settings.default_model if name is None else name)
+        return self.routes.known(self._named(name))
 
     def route(self, name: str | None) -> Route | None:
         """The route of that name, or None for a model's; cheap: one stat of routes.json. No name: DEFAULT_MODEL."""
-        return self.routes.get(self.settings.default_model if name is None else name)
+        return self.routes.get(self._named(name))
 
     def choose(self, route: Route, sticky_value: str | None = None) -> str:
         """The route's variant for one request (a model name): by the sticky header's value when given, else random."""
@@ -144,12 +145,17 @@ class DataPlane:
         self.observer.predicted(model.stem, len(batch), time.perf_counter() - started)
         if self.monitor.enabled:
             self.monitor.record(model, batch, prediction)
+        shadowed = route is not None and bool(route.spec.shadows)
+        # One ID for the answer's capture and its shadows' answers, so that a label joins them all.
+        request_id = request_id_or_new() if self.capture is not None or shadowed else ""
         if self.capture is not None:
-            self.capture.record(model, batch, prediction, client_id)
+            self.capture.record(model, batch, prediction, request_id, client_id)
         if route is not None:
             self.observer.route_answered(route.name, model.stem, len(batch))
-            if route.spec.shadows:
-                self.shadows.submit(route.name, route.spec.shadows, model.stem, batch, prediction, client_id)
+            if shadowed:
+                self.shadows.submit(
+                    route.name, route.spec.shadows, model.stem, batch, prediction, request_id, client_id
+                )
         return prediction
 
     def drift(self, model: LoadedModel) -> DriftReport:
@@ -211,7 +217,7 @@ class DataPlane:
 
     def _model_name(self, name: str | None) -> str:
         """A model's name; a route's is refused with its variants named, where a model file is asked for."""
-        name = self.settings.default_model if name is None else name
+        name = self._named(name)
         route = self.routes.get(name)
         if route is not None:
             raise ModelNotFound(
@@ -219,6 +225,10 @@ class DataPlane:
                 f"({', '.join(route.spec.variants)})."
             )
         return name
+
+    def _named(self, name: str | None) -> str:
+        """The name a request gave, or DEFAULT_MODEL when it gave none."""
+        return self.settings.default_model if name is None else name
 
     def _file_names(self, names: list[str] | None) -> list[str]:
         """The named models' files, each once; without names, every file in the folder."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import os
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,12 @@ class RequestContext:
 
 
 current_request: ContextVar[RequestContext | None] = ContextVar("current_request", default=None)
+
+
+def request_id_or_new() -> str:
+    """The ID of the request being served, or a new one outside a request (the core called in process)."""
+    context = current_request.get()
+    return context.request_id if context is not None else os.urandom(16).hex()
 
 
 class RequestNotes(Observer):

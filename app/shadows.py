@@ -13,7 +13,6 @@ answer is captured beside the variant's, under the same request ID, marked as a 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ import numpy as np
 
 from app.errors import ServingError
 from app.features import Batch
-from app.logs import current_request
 from app.observer import Comparison, Observer
 from app.predictors import Prediction
 from app.queues import RecordQueue
@@ -104,11 +102,10 @@ class Shadows:
         variant: str,
         batch: Batch,
         prediction: Prediction,
+        request_id: str,
         client_id: str | None,
     ) -> None:
         """On the request path: a reference on the queue, or a count when the queue is full."""
-        context = current_request.get()
-        request_id = context.request_id if context is not None else os.urandom(16).hex()
         work = Work(route, variant, shadows, batch, prediction, request_id, client_id)
         if self._stop.is_set() or not self.queue.put(work):
             self.observer.shadows_dropped(route, "queue_full", len(batch) * len(shadows))

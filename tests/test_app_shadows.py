@@ -133,7 +133,7 @@ def test_a_full_queue_drops_what_does_not_fit_and_what_fits_is_predicted(models_
     batch = Batch.from_records(odd_records(2))
     answer = plane.load("logistic_regression").predictor.predict(batch)
     for _ in range(5):
-        shadows.submit("penguins", ["random_forest"], "logistic_regression", batch, answer, None)
+        shadows.submit("penguins", ["random_forest"], "logistic_regression", batch, answer, "r", None)
     assert seen.dropped == {("penguins", "queue_full"): 6}
     shadows.run_queued()
     assert seen.records == {("penguins", "logistic_regression", "random_forest"): 4}
@@ -149,7 +149,7 @@ def test_batches_queued_together_are_predicted_at_once_and_counted_as_each_alone
     for batch in batches:
         answer = answering.predictor.predict(batch)
         expected += compare(answer, shadow.predictor.predict(batch)).disagreements
-        shadows.submit("penguins", ["random_forest"], "logistic_regression", batch, answer, None)
+        shadows.submit("penguins", ["random_forest"], "logistic_regression", batch, answer, "r", None)
     shadows.run_queued()
     key = ("penguins", "logistic_regression", "random_forest")
     assert seen.reports[key] == 1  # one prediction for the six batches
@@ -171,7 +171,7 @@ def test_a_slow_shadow_never_holds_an_answer(models_dir: Path) -> None:
     batch = Batch.from_records(odd_records(2))
     answer = plane.load("logistic_regression").predictor.predict(batch)
     for _ in range(10):  # the first is taken and waits on the shadow; one more fits; the rest are dropped
-        shadows.submit("penguins", ["random_forest"], "logistic_regression", batch, answer, None)
+        shadows.submit("penguins", ["random_forest"], "logistic_regression", batch, answer, "r", None)
     release.set()
     shadows.stop(30)
     shadowed = seen.records["penguins", "logistic_regression", "random_forest"]
@@ -192,7 +192,7 @@ def test_a_missing_shadow_is_dropped_and_counted_never_raised(
     batch = Batch.from_records(odd_records(3))
     answer = plane.load("logistic_regression").predictor.predict(batch)
     for _ in range(2):
-        shadows.submit("penguins", ["svc"], "logistic_regression", batch, answer, None)
+        shadows.submit("penguins", ["svc"], "logistic_regression", batch, answer, "r", None)
     shadows.run_queued()
     assert seen.dropped == {("penguins", "unavailable"): 6}
     assert [record.message for record in caplog.records if "shadow svc" in record.message] == [
@@ -205,7 +205,9 @@ def test_what_is_queued_at_a_stop_is_dropped_as_stopping_past_the_bound(models_d
     seen = Recording()
     shadows = Shadows(100, plane.load, seen)  # never started: nothing is predicted before the stop
     batch = Batch.from_records(odd_records(3))
-    shadows.submit("penguins", ["svc"], "logistic_regression", batch, plane.load("svc").predictor.predict(batch), None)
+    shadows.submit(
+        "penguins", ["svc"], "logistic_regression", batch, plane.load("svc").predictor.predict(batch), "r", None
+    )
     shadows.stop(0.1)
     assert seen.dropped == {("penguins", "stopping"): 3}
 

@@ -7,7 +7,6 @@ worker or replica serves the store's numbers without asking it at every scrape.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -18,7 +17,6 @@ from app.capture.records import Captured, Label, Reference
 from app.capture.store import LabelOutcome, Store, VersionRow
 from app.capture.writer import Writer
 from app.features import Batch
-from app.logs import current_request
 from app.observer import Observer
 from app.predictors import Prediction
 from app.registry import LoadedModel
@@ -68,21 +66,33 @@ class Recorder:
         self.writer.stop(STOP_SECONDS)
         self.store.close()
 
-    def record(self, model: LoadedModel, batch: Batch, prediction: Prediction, client_id: str | None) -> None:
+    def record(
+        self, model: LoadedModel, batch: Batch, prediction: Prediction, request_id: str, client_id: str | None
+    ) -> None:
         """On the request path: a reference on the queue, or a count when the queue is full."""
-        context = current_request.get()
-        request_id = context.request_id if context is not None else os.urandom(16).hex()
-        client_id = client_id[:CLIENT_ID_LENGTH] if client_id is not None else None
-        item = Captured(request_id, client_id, time.time(), model.stem, model.version, batch, prediction, loaded=model)
-        if not self.writer.queue.put(item):
-            self.observer.captures_dropped(len(batch))
+        self._queue(model, batch, prediction, request_id, client_id, shadow=False)
 
     def record_shadow(
         self, model: LoadedModel, batch: Batch, prediction: Prediction, request_id: str, client_id: str | None
     ) -> None:
         """A route's shadow's answer to a request's records (app/shadows.py), under the request's ID."""
+        self._queue(model, batch, prediction, request_id, client_id, shadow=True)
+
+    def _queue(
+        self,
+        model: LoadedModel,
+        batch: Batch,
+        prediction: Prediction,
+        request_id: str,
+        client_id: str | None,
+        shadow: bool,
+    ) -> None:
         client_id = client_id[:CLIENT_ID_LENGTH] if client_id is not None else None
-        item = Captured(request_id, client_id, time.time(), model.stem, model.version, batch, prediction, shadow=True)
+        # A shadow's answer has no confidence estimate, so the writer needs no model for it.
+        loaded = None if shadow else model
+        item = Captured(
+            request_id, client_id, time.time(), model.stem, model.version, batch, prediction, shadow, loaded
+        )
         if not self.writer.queue.put(item):
             self.observer.captures_dropped(len(batch))
 
