@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 ModelFormat = Literal["bundle", "legacy_bundle", "estimator"]
 
 
-@dataclass(frozen=True)
-class Stamp:
-    """What tells a replaced file apart: os.replace changes the inode even within the same second."""
+class Stamp(NamedTuple):
+    """What tells a replaced file apart: os.replace changes the inode even within the same second.
+
+    A named tuple: built and compared at every request that names a model, where a dataclass costs more.
+    """
 
     mtime_ns: int
     size: int

@@ -16,6 +16,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ class LoadedModel:
     calibrator: Calibrator | NoCalibrator = NO_CALIBRATOR  # its accuracy estimate (app/calibration.py)
     reference_accuracy: ReferenceAccuracy | None = None  # from training (app/reference_accuracy.py)
 
-    @property
+    @cached_property
     def stem(self) -> str:
         """The name without .pkl, as clients usually write it."""
         return self.name.removesuffix(SUFFIX)
@@ -92,6 +93,7 @@ class BrokenModel:
 class Registry:
     def __init__(self, folder: Path, strict_sklearn_version: bool = False, observer: Observer | None = None) -> None:
         self.folder = folder
+        self._folder = str(folder)
         self.strict_sklearn_version = strict_sklearn_version
         self.observer = observer or Observer()
         self._entries: dict[str, LoadedModel | BrokenModel] = {}
@@ -177,7 +179,7 @@ class Registry:
         return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(self.folder))
 
     def _stamp(self, file_name: str) -> Stamp:
-        path = self.folder / file_name
+        path = os.path.join(self._folder, file_name)  # a str: a Path costs more than the lstat itself
         try:
             status = os.lstat(path)
             if stat.S_ISLNK(status.st_mode):

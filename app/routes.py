@@ -1,6 +1,7 @@
 """Routes: a name that sends each request to one of several model files, by weight, read from <MODELS_DIR>/routes.json.
 
-The file is re-read when its stamp changes, as the registry re-reads a model file. A file that does not parse or
+The file is re-read when its stamp changes, as the registry re-reads a model file; a request looks at the stamp
+when a millisecond has passed since it was last looked at (CHECK_SECONDS). A file that does not parse or
 validate keeps the last good routes: one log line per bad version, and `problem` says why until a good one comes.
 A request's variant: a point u in [0, 1) — random, or a stable hash of its sticky header's value — and the variant
 whose cumulative share holds it, in the file's order; so a weight change moves only the points in the moved share.
@@ -13,8 +14,9 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -34,6 +36,9 @@ from app.modelfile import Stamp
 from app.rules import MODEL_NAME_MAX_LENGTH, SUFFIX, is_model_name
 
 ROUTES_FILE = "routes.json"
+# A request through a route looks at the file when this long has passed since it was last looked at: a change is
+# served within a millisecond, and a worker under load pays one stat a millisecond instead of one a request.
+CHECK_SECONDS = 0.001
 # A routes file is a few lines; anything this big is a mistake, refused before it is read.
 MAX_FILE_BYTES = 1_000_000
 # An HTTP header name (RFC 9110 token).
@@ -124,6 +129,18 @@ class Route:
 
     name: str
     spec: RouteSpec
+    bounds: tuple[tuple[float, str], ...] = field(init=False)  # (upper bound, variant), the weighted ones
+    only: str | None = field(init=False)  # the one variant with a weight, when there is one: no draw needed
+
+    def __post_init__(self) -> None:
+        total = sum(self.spec.variants.values())
+        reached, bounds = 0.0, []
+        for name, weight in self.spec.variants.items():
+            reached += weight
+            if weight > 0:
+                bounds.append((reached / total, name))
+        object.__setattr__(self, "bounds", tuple(bounds))
+        object.__setattr__(self, "only", bounds[0][1] if len(bounds) == 1 else None)
 
     @property
     def sticky_header(self) -> str | None:
@@ -132,7 +149,7 @@ class Route:
     @property
     def weighted(self) -> list[str]:
         """The variants a request can reach: those with a weight above 0."""
-        return [name for name, weight in self.spec.variants.items() if weight > 0]
+        return [name for _, name in self.bounds]
 
     def shares(self) -> dict[str, float]:
         total = sum(self.spec.variants.values())
@@ -140,13 +157,10 @@ class Route:
 
     def variant_at(self, point: float) -> str:
         """The variant whose interval [lower, upper) holds the point; intervals follow the file's order."""
-        total = sum(self.spec.variants.values())
-        reached = 0.0
-        for name, weight in self.spec.variants.items():
-            reached += weight
-            if weight > 0 and point < reached / total:
+        for upper, name in self.bounds:
+            if point < upper:
                 return name
-        return self.weighted[-1]  # a point past the last bound only by rounding
+        return self.bounds[-1][1]  # a point past the last bound only by rounding
 
 
 def sticky_point(value: str) -> float:
@@ -169,10 +183,12 @@ class Routes:
         self.problem: str | None = None  # why the file now in the folder is refused; None when it is served
         self._routes: dict[str, Route] = {}
         self._stamp: Stamp | None = None
+        self._checked = -CHECK_SECONDS  # when the file was last looked at (time.monotonic)
         self._lock = threading.Lock()
 
     def current(self) -> dict[str, Route]:
         """The routes served, by name (one stat; a read and a folder scan when the file changed)."""
+        self._checked = time.monotonic()
         stamp = self._file_stamp()
         if stamp != self._stamp:
             with self._lock:
@@ -181,7 +197,13 @@ class Routes:
         return self._routes
 
     def get(self, name: str) -> Route | None:
-        return self.current().get(name) if is_model_name(name) else None
+        """The route of that name now (the file looked at if CHECK_SECONDS have passed since it last was), or None.
+
+        A name that is not plain is never a route's: the file's names are checked when it is read.
+        """
+        if time.monotonic() - self._checked >= CHECK_SECONDS:
+            self.current()
+        return self._routes.get(name)
 
     def known(self, name: str) -> Route | None:
         """The route of that name among those served so far, without looking at the file (no stat)."""
@@ -189,6 +211,8 @@ class Routes:
 
     def choose(self, route: Route, sticky_value: str | None) -> str:
         """The variant for one request: by the sticky header's value when given, else at random."""
+        if route.only is not None:
+            return route.only
         point = self.random.random() if sticky_value is None else sticky_point(sticky_value)
         return route.variant_at(point)
 

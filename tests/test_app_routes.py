@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from app.errors import ModelsFolderUnavailable
-from app.routes import ROUTES_FILE, Route, Routes, RoutesFile, RouteSpec, sticky_point
+from app.routes import CHECK_SECONDS, ROUTES_FILE, Route, Routes, RoutesFile, RouteSpec, sticky_point
 from tests.helpers import ROOT
 
 MODELS = ["logistic_regression", "random_forest", "svc"]
@@ -68,6 +69,19 @@ def test_a_changed_file_is_read_again(folder: Path) -> None:
     assert list(routes.current()) == ["penguins"]
     write(folder, {"routes": {"adelie": {"variants": {"svc": 1}}}})
     assert list(routes.current()) == ["adelie"]
+
+
+def test_a_request_looks_at_the_file_again_only_after_the_check_interval(folder: Path) -> None:
+    write(folder, {"routes": {"penguins": PENGUINS}})
+    routes = routes_of(folder)
+    assert routes.get("penguins") is not None
+    write(folder, {"routes": {"adelie": {"variants": {"svc": 1}}}})
+    checked = time.monotonic()
+    routes._checked = checked  # as if a request had just looked: the next ones serve what was read
+    assert routes.get("adelie") is None and routes.get("penguins") is not None
+    while time.monotonic() - checked < CHECK_SECONDS:
+        time.sleep(CHECK_SECONDS / 4)
+    assert routes.get("adelie") is not None and routes.get("penguins") is None
 
 
 def test_a_deleted_file_serves_no_routes(folder: Path) -> None:

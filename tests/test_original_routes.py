@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from app.capture.reads import Joined, Recent, VersionRow
 from app.original.monitor_feedback import CAPTURE_OFF
 from app.original.monitor_routes import Live, route_section
 from app.route_metrics import route_figures
-from app.routes import ROUTES_FILE, Route, RouteSpec
+from app.routes import CHECK_SECONDS, ROUTES_FILE, Route, RouteSpec
 from tests.helpers import RECORD, odd_records, wait_for
 
 PREDICT = {"records": [RECORD]}
@@ -27,8 +28,10 @@ ROUTE = {"variants": {"logistic_regression": 1, "random_forest": 1}, "shadows": 
 
 
 def write_routes(folder: Path, routes: dict[str, Any]) -> None:
+    """The routes file replaced, as `make route` does, and seen by the next request (past CHECK_SECONDS)."""
     (folder / "routes.tmp").write_text(json.dumps({"routes": routes}))
     os.replace(folder / "routes.tmp", folder / ROUTES_FILE)
+    time.sleep(CHECK_SECONDS)
 
 
 @pytest.fixture
@@ -129,6 +132,7 @@ def test_models_without_routes_answers_as_the_original_service(make_client: Call
 def test_a_broken_routes_file_never_fails_a_request(models_dir: Path, client: TestClient) -> None:
     assert client.post("/predict/penguins", json=PREDICT).status_code == 200
     (models_dir / ROUTES_FILE).write_text("{")
+    time.sleep(CHECK_SECONDS)
     response = client.post("/predict/penguins", json=PREDICT)
     assert response.status_code == 200
     assert response.headers["x-route-variant"] in ROUTE["variants"]
