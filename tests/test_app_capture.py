@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,6 +96,33 @@ def test_the_writer_writes_in_the_background_and_everything_on_stop(tmp_path: Pa
     writer.queue.put(captured(2, "b"))
     writer.stop(10)
     assert store.coverage("m", "v1", 10) == (0, 5) and dropped == []
+
+
+class ArrivingStore(Store):
+    """A real store during whose first write a request is answered: its batch is queued meanwhile."""
+
+    arriving: Callable[[], object] = staticmethod(lambda: None)
+
+    def insert(self, *args: Any, **kwargs: Any) -> None:
+        super().insert(*args, **kwargs)
+        arriving, self.arriving = self.arriving, lambda: None
+        arriving()
+
+
+def test_a_round_writes_what_was_queued_when_it_began_and_a_flush_everything(tmp_path: Path) -> None:
+    store = ArrivingStore(f"sqlite:///{tmp_path / 'c.db'}")
+    dropped: list[int] = []
+    writer = Writer(store, 1000, lambda: None, dropped.append)
+    store.arriving = lambda: writer.queue.put(captured(2, "late"))
+    writer.queue.put(captured(3, "early"))
+    writer._write_queued(raise_on_failure=False, drain=False)  # a round of the writer's thread
+    assert store.coverage("m", "v1", 10) == (0, 3) and writer.queue.records == 2
+    writer._write_queued(raise_on_failure=False, drain=False)  # the next round: nothing arrives meanwhile
+    assert store.coverage("m", "v1", 10) == (0, 5) and writer.queue.records == 0
+    store.arriving = lambda: writer.queue.put(captured(4, "later"))
+    writer.queue.put(captured(1, "first"))
+    writer.flush()  # for a label or a stop: what arrives while it writes is written too
+    assert store.coverage("m", "v1", 10) == (0, 10) and writer.queue.records == 0 and dropped == []
 
 
 def test_an_unwritable_store_drops_counts_and_recovers(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

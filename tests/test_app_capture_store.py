@@ -91,7 +91,8 @@ def test_a_captured_batch_is_one_row_with_its_records_values_packed(store: Store
 
 
 def test_batches_and_labels_beyond_one_insert_statement_keep_every_row_in_order(store: Store) -> None:
-    count = 2 * ROWS_PER_INSERT + 5  # two full VALUES lists, then five rows one at a time
+    # Two VALUES lists of each size, then one more row: every statement of the cascade, and its boundaries.
+    count = sum(2 * size for size in ROWS_PER_INSERT) + 1
     write(store, *(captured(f"r{index}", [index % 3]) for index in range(count)))
     store.add_labels([Label("r0", row, CLASSES[row % 2]) for row in range(count)], 2000.0)
     with store.engine.connect() as connection:

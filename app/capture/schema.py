@@ -240,9 +240,11 @@ def engine_for(url: str) -> Engine:
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
-    # WAL: readers never block the writer, so several workers and containers share one file.
+    # WAL: readers never block the writer, so several workers and containers share one file. Temporary storage in
+    # memory: a many-row INSERT keeps its statement journal there, not in a file written page by page.
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 

@@ -42,7 +42,9 @@ __all__ = ["Joined", "LabelOutcome", "Recent", "Store", "VersionRow", "reason"]
 VERSION_COLUMNS = ("model", "version", "classes", "first_at", "last_at", *REFERENCE_COLUMNS)
 # Rows per INSERT statement (the rest one a statement): PostgreSQL writes many one-record batches or labels in about
 # half the time one statement a row takes, SQLite a little quicker; beyond about 64 both slow down again.
-ROWS_PER_INSERT = 32
+# The rows in one INSERT's VALUES list: as many of the biggest as fit, then of the next (16 columns of 256 rows
+# is 4,096 parameters: under SQLite's and PostgreSQL's limits).
+ROWS_PER_INSERT = (256, 32, 4, 1)
 logger = logging.getLogger("app")
 
 
@@ -277,25 +279,35 @@ def _version_values(seen: SeenVersion) -> tuple[Any, ...]:
 @dataclass(frozen=True)
 class BulkInsert:
     """An insert of rows given as tuples in the order of its columns, as the engine's dialect writes it: inline(),
-    so without RETURNING the generated keys, which nobody reads (PostgreSQL would send them back)."""
+    so without RETURNING the generated keys, which nobody reads (PostgreSQL would send them back).
 
-    one: str  # one row a statement
-    many: str  # ROWS_PER_INSERT rows a statement
+    One statement for each size of ROWS_PER_INSERT, biggest first: any number of rows goes in a few statements.
+    Each statement is a call into the driver, which lets the serving thread take the interpreter; few of them keep
+    the writer from waiting on it over and over while a request is answered.
+    """
+
+    statements: dict[int, str]  # by rows a statement, biggest first
 
     @classmethod
     def compile(cls, engine: Engine, table: sa.Table, columns: Sequence[str]) -> BulkInsert:
-        insert, rows = table.insert().inline(), range(ROWS_PER_INSERT)
-        many = insert.values([{column: sa.bindparam(f"{column}_{row}") for column in columns} for row in rows])
-        names = [f"{column}_{row}" for row in rows for column in columns]
-        return cls(_compiled(engine, insert, columns, columns), _compiled(engine, many, None, names))
+        insert = table.insert().inline()
+        statements = {}
+        for size in ROWS_PER_INSERT:
+            many = insert.values(
+                [{column: sa.bindparam(f"{column}_{row}") for column in columns} for row in range(size)]
+            )
+            names = [f"{column}_{row}" for row in range(size) for column in columns]
+            statements[size] = _compiled(engine, many, None, names)
+        return cls(statements)
 
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-        full = len(rows) - len(rows) % ROWS_PER_INSERT
-        if full:
-            parts = (rows[start : start + ROWS_PER_INSERT] for start in range(0, full, ROWS_PER_INSERT))
-            connection.exec_driver_sql(self.many, [tuple(chain.from_iterable(part)) for part in parts])
-        if full < len(rows):
-            connection.exec_driver_sql(self.one, list(rows[full:]))
+        start = 0
+        for size, statement in self.statements.items():
+            end = start + (len(rows) - start) // size * size
+            if end > start:
+                parts = (rows[first : first + size] for first in range(start, end, size))
+                connection.exec_driver_sql(statement, [tuple(chain.from_iterable(part)) for part in parts])
+            start = end
 
 
 def _compiled(engine: Engine, statement: sa.Insert, keys: Sequence[str] | None, order: Sequence[str]) -> str:

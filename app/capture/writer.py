@@ -2,15 +2,16 @@
 
 The queue is bounded by records, not requests: a batch that does not fit is dropped whole and counted, so its
 memory never grows with the traffic. The writer wakes every FLUSH_SECONDS (sooner when the queue is half full or
-someone waits for a flush), writes what is queued in transactions of up to WRITE_RECORDS records, one row per
-batch (records.rows), and prunes the store now and then. While the store cannot be written, what is queued is
-dropped and counted, one log line says why, and the next round tries again: capture resumes by itself when the
-store is back.
+someone waits for a flush), writes what was queued when it woke in transactions of up to WRITE_RECORDS records,
+one row per batch (records.rows), and prunes the store now and then. While the store cannot be written, what is
+queued is dropped and counted, one log line says why, and the next round tries again: capture resumes by itself
+when the store is back.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -72,15 +73,19 @@ class Writer:
         while not self._stop.is_set():
             self._wake.wait(RETRY_SECONDS if self._failing else FLUSH_SECONDS)
             self._wake.clear()
-            self._write_queued(raise_on_failure=False)
+            self._write_queued(raise_on_failure=False, drain=False)
             if not self._failing and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_SECONDS
                 self._prune_quietly()
         self._write_queued(raise_on_failure=False)
 
-    def _write_queued(self, raise_on_failure: bool) -> None:
+    def _write_queued(self, raise_on_failure: bool, drain: bool = True) -> None:
+        """Writes what is queued; a round (drain False) only what was queued when it began. A writer slowed by the
+        serving thread then sleeps until its next round instead of chasing each new request with a transaction of
+        its own (and taking the interpreter from the serving thread at every statement)."""
         with self._write_lock:
-            while batch := self.queue.take(WRITE_RECORDS):
+            left = math.inf if drain else self.queue.records
+            while left > 0 and (batch := self.queue.take(WRITE_RECORDS)):
                 try:
                     self._write(batch)
                 except StoreUnavailable as error:
@@ -88,6 +93,7 @@ class Writer:
                     if raise_on_failure:
                         raise
                     return
+                left -= sum(len(item) for item in batch)
             if self._failing:
                 self._failing = False
                 logger.info("capture store %s is reachable again: capture resumes", self.store.backend)
