@@ -32,7 +32,7 @@ from app.capture.records import (
 from app.capture.store import Joined, Recent, Store, VersionRow
 from app.capture.writer import Writer, capture_queue
 from app.errors import StoreUnavailable
-from app.features import CATEGORY_INDEX, UNKNOWN, Batch
+from app.features import CATEGORY_INDEX, FEW_RECORDS, UNKNOWN, Batch
 from app.predictors import Prediction
 from app.registry import LoadedModel, Registry
 from tests.helpers import RECORD, ROOT, wait_for
@@ -152,6 +152,21 @@ def test_rows_carry_each_records_own_probabilities() -> None:
     stored = unpack(row[COLUMNS.index("probabilities")], PROBABILITY, 3)
     # Kept as float32: seven significant digits of what was answered.
     assert np.allclose(stored, item.prediction.probabilities, rtol=1e-6, atol=1e-9)
+
+
+def test_many_batches_packed_together_are_each_their_own_row() -> None:
+    """Batches of two widths of probabilities, one without them, a small and a big one, and an unknown word."""
+    two = Prediction(("Adelie", "Gentoo"), np.array([1, 0, 1]), np.array([[0.4, 0.6], [0.9, 0.1], [0.3, 0.7]]))
+    batches = [captured(1, "a"), captured(2, "b"), captured(3, "c"), captured(1, "d"), captured(1, "e")]
+    batches[2].prediction = two
+    batches[3].prediction = Prediction(CLASSES, np.array([2]), None)
+    batches[4].batch = Batch({"island": ["Atlantis"], "sex": ["Female"]}, batches[4].batch.numeric)
+    wide = captured(FEW_RECORDS + 1, "f")
+    for group in (batches, [*batches, wide]):
+        assert rows(group) == [row for item in group for row in rows([item])]
+        assert len(set(rows(group))) == len(group)
+    (row,) = rows([batches[2]])
+    assert unpack(row[COLUMNS.index("probabilities")], PROBABILITY, 2).tolist() == pytest.approx(two.probabilities)
 
 
 @pytest.fixture(scope="module")
