@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain, repeat
@@ -121,12 +122,12 @@ def packed_each(
     arrays: Sequence[np.ndarray | None], dtype: np.dtype[Any], bounds: Sequence[tuple[int, int]]
 ) -> list[bytes | None]:
     """Each array packed as `dtype` (None stays None): packed together and cut when they all have one row shape."""
-    shapes = {None if array is None else array.shape[1:] for array in arrays}
-    if len(shapes) != 1 or None in shapes or len(arrays) < 2:
+    present = [array for array in arrays if array is not None]
+    shapes = {array.shape[1:] for array in present}
+    if len(present) < len(arrays) or len(shapes) != 1 or len(arrays) < 2:
         return [None if array is None else pack(array, dtype) for array in arrays]
-    (shape,) = shapes
-    width = dtype.itemsize * int(np.prod(shape, dtype=int))
-    joined = pack(np.concatenate(arrays), dtype)  # type: ignore[arg-type]  # none is None: checked above
+    width = dtype.itemsize * math.prod(shapes.pop())
+    joined = pack(np.concatenate(present), dtype)
     return [joined[start * width : end * width] for start, end in bounds]
 
 
