@@ -76,9 +76,15 @@ class Batch:
 
     @classmethod
     def from_columns(
-        cls, categorical: Mapping[str, Sequence[str]], numeric: Mapping[str, np.ndarray | Sequence[float]]
+        cls,
+        categorical: Mapping[str, Sequence[str]],
+        numeric: Mapping[str, np.ndarray | Sequence[float]],
+        known: Mapping[str, np.ndarray] | None = None,
     ) -> Batch:
-        """Columns from any protocol, checked here: one value per record, known categories, sane measurements."""
+        """Columns from any protocol, checked here: one value per record, known categories, sane measurements.
+
+        known: word columns whose codes the caller found, every value a category: taken as they are.
+        """
         columns = {**categorical, **numeric}
         if columns.keys() != FEATURE_SET:
             missing = sorted(FEATURE_SET - columns.keys())
@@ -89,7 +95,13 @@ class Batch:
             raise InvalidInput(f"Every column must have one value per record; got lengths {lengths}.")
         if not count:
             raise InvalidInput("The columns hold no record; send at least one.")
-        checked = {name: _checked_category(name, categorical[name]) for name in CATEGORICAL}
+        known = known or {}
+        checked = {
+            name: (list(categorical[name]), known[name])
+            if name in known
+            else _checked_category(name, categorical[name])
+            for name in CATEGORICAL
+        }
         try:
             # One conversion for the four columns; transposed, each stays contiguous.
             measurements = np.array([numeric[name] for name in NUMERIC], dtype=np.float64).T
@@ -146,7 +158,11 @@ def _checked_category(name: str, values: Sequence[str]) -> tuple[list[str], np.n
         allowed = CATEGORY_SETS[name]
         shown = ", ".join(repr(value) for value in sorted(map(str, set(values).difference(allowed)))[:3])
         raise InvalidInput(f"Column {name!r} holds {shown}; expected one of {', '.join(CATEGORIES[name])}.")
-    return (values if type(values) is list else list(values)), codes
+    return _listed(values), codes
+
+
+def _listed(values: Sequence[str]) -> list[str]:
+    return values if type(values) is list else list(values)
 
 
 def _checked_measurements(measurements: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from pydantic_core import SchemaSerializer
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from app.errors import TooManyRecords
-from app.features import CATEGORICAL, FEATURES, NUMERIC, Batch
+from app.features import CATEGORICAL, CATEGORIES, FEATURES, NUMERIC, UNKNOWN, Batch
 from app.predictors import Prediction
 from app.registry import LoadedModel
 from app.v2.errors import BadRequest
@@ -38,6 +38,9 @@ Outputs = TypeVar("Outputs")
 REQUEST = TypeAdapter(InferenceRequest)
 # A BYTES element's length prefix.
 PREFIX = 4
+# Each category as the bytes a BYTES element holds, and as the strings a code stands for.
+CATEGORY_BYTES = {name: [word.encode() for word in words] for name, words in CATEGORIES.items()}
+CATEGORY_WORDS = {name: np.asarray(words, dtype=object) for name, words in CATEGORIES.items()}
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def decode(body: bytes, header_length: str | None, max_records: int) -> Decoded:
         columns.add(tensor)
     columns.check_consumed()
     return Decoded(
-        Batch.from_columns(columns.categorical, columns.numeric),
+        Batch.from_columns(columns.categorical, columns.numeric, columns.codes),
         request.get("id"),
         _requested_outputs(request.get("outputs")),
         (request.get("parameters") or {}).get("binary_data_output") is True,
@@ -109,6 +112,7 @@ class _Columns:
         self.max_records = max_records
         self.categorical: dict[str, Sequence[str]] = {}
         self.numeric: dict[str, np.ndarray | list[float]] = {}
+        self.codes: dict[str, np.ndarray] = {}  # a binary word column's codes, when every word is a category
 
     def add(self, tensor: RequestInput) -> None:
         name, datatype = tensor["name"], tensor["datatype"]
@@ -121,7 +125,12 @@ class _Columns:
         if name in CATEGORICAL:
             if datatype != "BYTES":
                 raise BadRequest(f"Input {name!r} holds words: its datatype must be BYTES, not {datatype}.")
-            self.categorical[name] = _words(name, count, data) if raw is None else split_bytes(name, raw, count)
+            if raw is None:
+                self.categorical[name] = _words(name, count, data)
+            else:
+                self.categorical[name], codes = binary_words(name, raw, count)
+                if codes is not None:
+                    self.codes[name] = codes
         elif name in NUMERIC:
             if datatype == "BYTES":
                 raise BadRequest(
@@ -201,10 +210,43 @@ def _check_count(name: str, count: int, size: int) -> None:
         raise BadRequest(f"Input {name!r} has shape for {count} values but holds {size}.")
 
 
-def split_bytes(name: str, raw: memoryview, count: int) -> list[str]:
-    """Triton's BYTES elements, each a 4-byte little-endian length and then its UTF-8 bytes, as strings."""
+def binary_words(name: str, raw: memoryview, count: int) -> tuple[list[str], np.ndarray | None]:
+    """Triton's BYTES elements as strings; with their codes when every one is a category of `name` as written.
+
+    Then the codes come from comparing bytes, a few numpy calls per category, and the strings from the codes:
+    no element is decoded one by one. Any other word (another case, a typo) takes the strings' way, whose checks
+    say what is wrong with it.
+    """
     data = np.frombuffer(raw, dtype=np.uint8)
     starts = _short_element_starts(data, count)
+    codes = None if starts is None else _category_codes(name, data, starts)
+    if codes is None:
+        return split_bytes(name, raw, count, data, starts), None
+    return CATEGORY_WORDS[name][codes].tolist(), codes
+
+
+def _category_codes(name: str, data: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
+    """Each element's category code, or None when one element is no category (short elements only)."""
+    lengths = data[starts]  # the prefix's first byte: short elements' length
+    codes = np.full(len(starts), UNKNOWN, dtype=np.uint8)
+    for code, word in enumerate(CATEGORY_BYTES[name]):
+        candidates = np.flatnonzero(lengths == len(word))
+        if len(candidates):
+            # Each candidate's bytes as one fixed-width string, compared at once with the word's.
+            windows = np.lib.stride_tricks.sliding_window_view(data, len(word))  # a view: nothing copied
+            found = windows[starts[candidates] + PREFIX].view(f"S{len(word)}")[:, 0] == word
+            codes[candidates[found]] = code
+    return None if (codes == UNKNOWN).any() else codes
+
+
+def split_bytes(
+    name: str, raw: memoryview, count: int, data: np.ndarray | None = None, starts: np.ndarray | None = None
+) -> list[str]:
+    """Triton's BYTES elements, each a 4-byte little-endian length and then its UTF-8 bytes, as strings (data and
+    starts: the bytes as an array and the elements' starts, when the caller found them)."""
+    if data is None:
+        data = np.frombuffer(raw, dtype=np.uint8)
+        starts = _short_element_starts(data, count)
     if starts is None:
         return _walk_elements(name, bytes(raw), count)
     # No element holds a zero byte: turn each length prefix into one zero, drop the prefixes' other three bytes,
