@@ -1,7 +1,8 @@
 """The capture's rows of `make bench` (scripts/benchmark.py; see app/README.md, Feedback and live accuracy).
 
 - Its cost on the serving path: the logistic regression with one record at 8 connections and with 10,000
-  records a request, capture on (CAPTURE=1) and off (CAPTURE=0), two servers taking turns, best of three each;
+  records a request, capture on (CAPTURE=1) and off (CAPTURE=0), two servers taking turns for five rounds, the
+  ratio the median of the rounds' (scripts/bench_tools.py, in_turns);
   with the records the capture-on server dropped (its queue full), which would flatter its figures.
 - Labels beside predictions: posting the 10,000 labels of a 10,000-record batch to /feedback, against
   predicting that batch with capture on, both timed by one Python client in turns (wrk sends one body, and each
@@ -48,14 +49,14 @@ def capture_cost_rows(workers: int, seconds: float) -> list[Row]:
     with capture_on() as settings, on_and_off_servers(workers, settings, CAPTURE_OFF) as (on, off):
         for size, wanted in MIN_CAPTURE_ON_SHARE.items():
             before = dropped_records(on)
-            (rps,) = in_turns(on, off, seconds, [(body(size), 8 if size == 1 else 1)])
+            (turns,) = in_turns(on, off, seconds, [(body(size), 8 if size == 1 else 1)])
             dropped = dropped_records(on) - before
-            share = rps[True] / rps[False]
+            share = turns.share
             case = "8 connections" if size == 1 else f"{size:,} records"
             unit, scale = ("req/s", 1) if size == 1 else ("records/s", size)
             comparison = f"{share:.2f} x capture off" + (f", {dropped:,.0f} records dropped" if dropped else "")
             met = share >= wanted and dropped == 0
-            rows.append(Row(f"logistic_regression, {case}, capture on", rps[True] * scale, unit, rps[False] * scale,
+            rows.append(Row(f"logistic_regression, {case}, capture on", turns.on * scale, unit, turns.off * scale,
                             comparison, f">= {wanted:.2f} x, none dropped", met))  # fmt: skip
     return rows
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 from app.original.schemas import EXAMPLE_RECORD as RECORD
 from tests.live import free_port, wait_until_answering
@@ -100,22 +101,38 @@ def on_and_off_servers(workers: int, on: Mapping[str, str], off: Mapping[str, st
         yield on_url, off_url
 
 
-def in_turns(on: str, off: str, seconds: float, loads: Sequence[tuple[bytes, int]]) -> list[dict[bool, float]]:
+ROUNDS = 5  # the turns two servers take; each figure is the median of its rounds'
+
+
+@dataclass(frozen=True)
+class Turns:
+    """Two servers' requests/s under one load: each the median of its rounds', and `share`, the median of the
+    rounds' on ÷ off, each of two runs seconds apart."""
+
+    on: float
+    off: float
+    share: float
+
+
+def in_turns(on: str, off: str, seconds: float, loads: Sequence[tuple[bytes, int]]) -> list[Turns]:
     """Requests/s of /predict?model=logistic_regression on each server, for each (body, connections).
 
-    The servers take turns, best of three each: a neighbour's burst on a shared machine hits both sides alike.
+    The servers take turns for ROUNDS rounds, each going first in every other round: a neighbour's burst on a
+    shared machine, or a slow drift of its speed, hits both sides alike.
     """
-    figures = [{True: 0.0, False: 0.0} for _ in loads]
-    for _ in range(3):
-        for (payload, connections), best in zip(loads, figures, strict=True):
-            for enabled, server in ((True, on), (False, off)):
-                best[enabled] = max(best[enabled], wrk(server + LOGISTIC, payload, connections, seconds)["rps"])
-    return figures
+    runs: list[list[tuple[float, float]]] = [[] for _ in loads]
+    for turn in range(ROUNDS):
+        for (payload, connections), rounds in zip(loads, runs, strict=True):
+            order = [(True, on), (False, off)][:: 1 if turn % 2 == 0 else -1]
+            rps = {enabled: wrk(server + LOGISTIC, payload, connections, seconds)["rps"] for enabled, server in order}
+            rounds.append((rps[True], rps[False]))
+    return [
+        Turns(median(a for a, _ in rounds), median(b for _, b in rounds), median(a / b for a, b in rounds))
+        for rounds in runs
+    ]
 
 
-def on_and_off(
-    workers: int, setting: str, seconds: float, loads: Sequence[tuple[bytes, int]]
-) -> list[dict[bool, float]]:
+def on_and_off(workers: int, setting: str, seconds: float, loads: Sequence[tuple[bytes, int]]) -> list[Turns]:
     """in_turns with the setting on (1) and off (0)."""
     with on_and_off_servers(workers, {setting: "1"}, {setting: "0"}) as (on, off):
         return in_turns(on, off, seconds, loads)
