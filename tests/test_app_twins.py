@@ -48,7 +48,7 @@ def test_matches_predict_proba_bit_for_bit_on_every_penguin(
     estimator = make().fit(features, species)
     compiled = compile_twin(estimator, features[:24])
     assert isinstance(compiled, CompiledForest | CompiledSoftmax)
-    for size in (1, 5, SMALL_BATCH):
+    for size in (1, 5, SMALL_BATCH, SMALL_BATCH + 1, 150):
         for start in range(0, len(features) - size, 3):
             rows = features[start : start + size]
             assert np.array_equal(compiled.predict_proba(rows), estimator.predict_proba(rows))
@@ -61,6 +61,22 @@ def test_matches_on_measurements_far_outside_the_data(encoded_penguins: tuple[np
     assert compiled is not None
     odd = np.random.default_rng(0).uniform(-1e6, 1e6, size=(SMALL_BATCH, features.shape[1]))
     assert np.array_equal(compiled.predict_proba(odd), forest.predict_proba(odd))
+
+
+@pytest.mark.parametrize("scale", [1.0, 50.0, 1e4])
+def test_a_big_batch_s_softmax_by_class_matches_bit_for_bit(
+    encoded_penguins: tuple[np.ndarray, np.ndarray], scale: float
+) -> None:
+    """Above SMALL_BATCH the twin takes the softmax class by class: the same bits, also where exp under- or
+    overflows for some classes (measurements far outside the data)."""
+    features, species = encoded_penguins
+    features = StandardScaler().fit_transform(features)
+    regression = LogisticRegression(max_iter=5000).fit(features, species)
+    compiled = compile_twin(regression, features[:24])
+    assert isinstance(compiled, CompiledSoftmax)
+    rows = np.random.default_rng(int(scale)).normal(size=(20_000, features.shape[1])) * scale
+    for batch in (features, rows, rows[: SMALL_BATCH + 1]):
+        assert np.array_equal(compiled.predict_proba(batch), regression.predict_proba(batch))
 
 
 def test_big_batches_go_to_the_forest_itself(encoded_penguins: tuple[np.ndarray, np.ndarray]) -> None:
