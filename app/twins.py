@@ -1,4 +1,5 @@
-"""Exact numpy twins of fitted estimators' predict_proba, for the few records a request holds.
+"""Exact numpy twins of fitted estimators' predict_proba, for the few records a request holds (and the
+logistic regression's for any number).
 
 scikit-learn pays per call for input validation, most of what a logistic regression costs on a
 few records, and a forest hands each tree to joblib and re-checks the input per tree. The twins
