@@ -215,7 +215,7 @@ async def _predict(request: Request, name: str | None, batch: Batch) -> Response
     model = routed.model
     inline = model.estimated_seconds(len(batch)) <= INLINE_BUDGET_SECONDS
     content = await run_inline_or_threaded(inline, _predict_answer, plane, routed, batch)
-    return Response(content, media_type="application/json", headers=routed.headers())
+    return routed.answer(content, "application/json")
 
 
 def _predict_answer(plane: DataPlane, routed: Routed, batch: Batch) -> bytes:

@@ -128,7 +128,7 @@ async def infer(request: Request) -> Response:
     if length:
         headers = {HEADER_LENGTH: str(length), **(routed.headers() or {})}
         return Response(content, media_type=BINARY_CONTENT_TYPE, headers=headers)
-    return Response(content, media_type="application/json", headers=routed.headers())
+    return routed.answer(content, "application/json")
 
 
 def _answer(
