@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -23,10 +22,9 @@ REQUESTS = 30
 
 
 @pytest.fixture(scope="module")
-def folder(trained_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    copy = tmp_path_factory.mktemp("routes") / "models"
-    shutil.copytree(trained_models_dir, copy)
-    return copy
+def folder(module_models_dir: Path) -> Path:
+    """The module's live server's models folder, where the make targets write routes.json."""
+    return module_models_dir
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +124,10 @@ def test_a_refused_change_leaves_the_file_as_it_was(
     )  # no temporary file left behind
 
 
-def test_a_sticky_client_gets_one_variant_from_either_of_two_workers(trained_models_dir: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "models"
-    shutil.copytree(trained_models_dir, folder)
+def test_a_sticky_client_gets_one_variant_from_either_of_two_workers(models_dir: Path) -> None:
     assert (
         make(
-            folder,
+            models_dir,
             "route",
             "ROUTE=penguins",
             "VARIANTS=logistic_regression=1 random_forest=1 svc=1",
@@ -139,7 +135,7 @@ def test_a_sticky_client_gets_one_variant_from_either_of_two_workers(trained_mod
         ).returncode
         == 0
     )
-    with start_server(folder, tmp_path / "server.log", workers=2) as live:
+    with start_server(models_dir, models_dir.parent / "server.log", workers=2) as live:
         assert len(live.worker_pids()) == 2
         for number in range(12):
             variants = served(live, {"X-Client-ID": f"client-{number}"})
