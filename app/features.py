@@ -97,7 +97,7 @@ class Batch:
             raise InvalidInput("The columns hold no record; send at least one.")
         known = known or {}
         checked = {
-            name: (list(categorical[name]), known[name])
+            name: (_listed(categorical[name]), known[name])
             if name in known
             else _checked_category(name, categorical[name])
             for name in CATEGORICAL
