@@ -135,8 +135,7 @@ def _codes_each(batches: Sequence[Captured], name: str, bounds: Sequence[tuple[i
     """A word column's codes for each batch: of small batches, all in one pass of Python, cut at their bounds."""
     if any(len(item.batch) > FEW_RECORDS for item in batches):
         return [_codes(item.batch, name) for item in batches]
-    words = chain.from_iterable(item.batch.categorical[name] for item in batches)
-    joined = bytes(map(CATEGORY_INDEX[name].get, words, repeat(UNKNOWN)))
+    joined = _word_codes(name, chain.from_iterable(item.batch.categorical[name] for item in batches))
     return [joined[start:end] for start, end in bounds]
 
 
@@ -185,8 +184,13 @@ def _codes(batch: Batch, name: str) -> bytes:
     """A word column's codes: a big batch's own (found when its request was checked), a small one's in Python."""
     values = batch.categorical[name]
     if len(values) <= FEW_RECORDS:
-        return bytes(map(CATEGORY_INDEX[name].get, values, repeat(UNKNOWN)))
+        return _word_codes(name, values)
     return pack(batch.codes[name], CODE)
+
+
+def _word_codes(name: str, words: Iterable[str]) -> bytes:
+    """Words' codes in Python, a dict lookup each: for a few words, cheaper than starting numpy."""
+    return bytes(map(CATEGORY_INDEX[name].get, words, repeat(UNKNOWN)))
 
 
 def sent_words(categorical: Mapping[str, Sequence[str]], codes: Sequence[bytes]) -> str | None:
