@@ -171,14 +171,10 @@ class Routed:
     model: LoadedModel
     route: ModelRoute | None
 
-    def headers(self) -> dict[str, str] | None:
-        """X-Route-Variant: the variant that answered, when a route was asked (None: no header to add)."""
-        return None if self.route is None else {ROUTE_VARIANT: self.model.stem}
-
-    def answer(self, content: bytes, media_type: str) -> Response:
+    def answer(self, content: bytes, media_type: str, headers: Mapping[str, str] | None = None) -> Response:
         """The answer, with X-Route-Variant when a route was asked: added as raw bytes, one header cheaper to
         write than a mapping Starlette encodes at every request."""
-        response = Response(content, media_type=media_type)
+        response = Response(content, media_type=media_type, headers=headers)
         if self.route is not None:
             response.raw_headers.append((ROUTE_VARIANT_RAW, self.model.stem.encode("ascii")))
         return response

@@ -126,8 +126,7 @@ async def infer(request: Request) -> Response:
         inline = model.estimated_seconds(len(decoded.batch)) <= INLINE_BUDGET_SECONDS
         content, length = await run_inline_or_threaded(inline, _predict_and_encode, plane, routed, decoded, request_id)
     if length:
-        headers = {HEADER_LENGTH: str(length), **(routed.headers() or {})}
-        return Response(content, media_type=BINARY_CONTENT_TYPE, headers=headers)
+        return routed.answer(content, BINARY_CONTENT_TYPE, {HEADER_LENGTH: str(length)})
     return routed.answer(content, "application/json")
 
 
