@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
 
-from bench_tools import Row, api_command, body, served, wrk
+from bench_tools import Row, api_command, body, median_ratio, served, wrk
 
 from app.routes import ROUTES_FILE
 
@@ -61,9 +61,9 @@ def route_rows(models_dir: Path, workers: int, seconds: float) -> list[Row]:
                 for kind in kinds[turn % len(kinds) :] + kinds[: turn % len(kinds)]:
                     runs[kind].append(wrk(url + ASKED[kind], body(), 8, seconds))
     by_name, route, shadowed = (runs[kind] for kind in ASKED)
-    route_share = _median_ratio(route, by_name, "rps")
-    shadowed_share = _median_ratio(shadowed, by_name, "rps")
-    p50_ratio = _median_ratio(shadowed, route, "p50_ms")
+    route_share = median_ratio(_each(route, "rps"), _each(by_name, "rps"))
+    shadowed_share = median_ratio(_each(shadowed, "rps"), _each(by_name, "rps"))
+    p50_ratio = median_ratio(_each(shadowed, "p50_ms"), _each(route, "p50_ms"))
     by_name_rps, route_rps, shadowed_rps = (median(run["rps"] for run in runs[kind]) for kind in ASKED)
     shadowed_p50, route_p50 = (median(run["p50_ms"] for run in runs[kind]) for kind in ("shadowed", "route"))
     return [
@@ -78,6 +78,5 @@ def route_rows(models_dir: Path, workers: int, seconds: float) -> list[Row]:
     ]  # fmt: skip
 
 
-def _median_ratio(runs: list[dict[str, float]], against: list[dict[str, float]], figure: str) -> float:
-    """The median over the rounds of one kind's figure over another's in the same round."""
-    return median(run[figure] / other[figure] for run, other in zip(runs, against, strict=True))
+def _each(runs: list[dict[str, float]], figure: str) -> list[float]:
+    return [run[figure] for run in runs]

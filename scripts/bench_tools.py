@@ -127,9 +127,14 @@ def in_turns(on: str, off: str, seconds: float, loads: Sequence[tuple[bytes, int
             rps = {enabled: wrk(server + LOGISTIC, payload, connections, seconds)["rps"] for enabled, server in order}
             rounds.append((rps[True], rps[False]))
     return [
-        Turns(median(a for a, _ in rounds), median(b for _, b in rounds), median(a / b for a, b in rounds))
+        Turns(median(a for a, _ in rounds), median(b for _, b in rounds), median_ratio(*zip(*rounds, strict=True)))
         for rounds in runs
     ]
+
+
+def median_ratio(figures: Sequence[float], others: Sequence[float]) -> float:
+    """The median over rounds of one figure over another taken in the same round, each of two runs seconds apart."""
+    return median(figure / other for figure, other in zip(figures, others, strict=True))
 
 
 def on_and_off(workers: int, setting: str, seconds: float, loads: Sequence[tuple[bytes, int]]) -> list[Turns]:
