@@ -13,6 +13,7 @@ import json
 import logging
 import logging.config
 import os
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,19 @@ FIELDS = (
 # Shown after the message in text lines: what the message itself does not say.
 TEXT_FIELDS = ("model", "records", "request_id")
 logger = logging.getLogger("app")
+# A UUIDv7's random bits (RFC 9562): 80 bits after the time, less the version's 4 and the variant's 2.
+UUID7_RANDOM = (1 << 80) - 1 & ~(0xF << 76) & ~(0x3 << 62)
+UUID7_MARKS = 0x7 << 76 | 0x2 << 62
+
+
+def new_request_id() -> str:
+    """A new request ID: a UUIDv7 in hex, 48 bits of Unix milliseconds then 74 random bits.
+
+    Time first, so IDs sort by when they were given: the capture store's index on them grows at its end instead
+    of at random pages, which costs its writer half as much as random IDs do.
+    """
+    random = int.from_bytes(os.urandom(10), "big") & UUID7_RANDOM
+    return f"{time.time_ns() // 1_000_000 << 80 | UUID7_MARKS | random:032x}"
 
 
 @dataclass
@@ -46,7 +60,7 @@ current_request: ContextVar[RequestContext | None] = ContextVar("current_request
 def request_id_or_new() -> str:
     """The ID of the request being served, or a new one outside a request (the core called in process)."""
     context = current_request.get()
-    return context.request_id if context is not None else os.urandom(16).hex()
+    return context.request_id if context is not None else new_request_id()
 
 
 class RequestNotes(Observer):

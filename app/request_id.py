@@ -1,14 +1,14 @@
 """Request IDs: every request gets one, every answer carries it, and the access log names it.
 
-The ID is the client's X-Request-ID when it is visible ASCII of at most 128 characters, else a new random
-one. Handlers read it as request.state.request_id; the log lines written meanwhile carry it (app/logs.py).
+The ID is the client's X-Request-ID when it is visible ASCII of at most 128 characters, else a new one, random
+and time-ordered (logs.new_request_id). Handlers read it as request.state.request_id; the log lines written
+meanwhile carry it (app/logs.py).
 With SERVED_BY, every answer also names the host that made it (X-Served-By), so replicas can be told apart.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 import time
@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http import route_template
-from app.logs import RequestContext, current_request
+from app.logs import RequestContext, current_request, new_request_id
 
 REQUEST_ID_HEADER = b"x-request-id"
 SERVED_BY_HEADER = b"x-served-by"
@@ -65,8 +65,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # 128 random bits in hex, as uuid4().hex gives, for a fraction of its cost.
-        request_id = client_request_id(scope) or os.urandom(16).hex()
+        request_id = client_request_id(scope) or new_request_id()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         context = RequestContext(request_id)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
+import uuid
 from collections.abc import Callable
 
 import pytest
 from starlette.testclient import TestClient
 
+from app.logs import new_request_id
 from app.request_id import client_request_id, identity_headers
 from tests.helpers import RECORD
 
@@ -46,6 +49,24 @@ def test_each_request_gets_its_own_id(client: TestClient) -> None:
     ids = {client.get("/health").headers["x-request-id"] for _ in range(20)}
     assert len(ids) == 20
     assert all(NEW_ID.fullmatch(value) for value in ids)
+
+
+def test_a_new_id_is_a_uuid7_of_the_time_it_was_given() -> None:
+    before = time.time_ns() // 1_000_000
+    given = new_request_id()
+    after = time.time_ns() // 1_000_000
+    found = uuid.UUID(hex=given)
+    assert (found.version, found.variant) == (7, uuid.RFC_4122)
+    assert before <= found.int >> 80 <= after
+
+
+def test_new_ids_sort_by_when_they_were_given() -> None:
+    # The capture store's request index relies on it: ids of later milliseconds sort after earlier ones.
+    earlier = [new_request_id() for _ in range(50)]
+    time.sleep(0.002)
+    later = [new_request_id() for _ in range(50)]
+    assert max(earlier) < min(later)
+    assert len(set(earlier + later)) == 100
 
 
 def test_no_served_by_header_unless_asked_for(client: TestClient) -> None:
