@@ -102,19 +102,26 @@ def rows(batches: Sequence[Captured]) -> list[tuple[Any, ...]]:
     Each packed column is packed once for all the batches and cut at their bounds: for hundreds of one-record
     batches, a few numpy calls in all rather than a few for each.
     """
-    ends = list(accumulate(len(item.batch) for item in batches))
+    sizes = [len(item.batch) for item in batches]
+    ends = list(accumulate(sizes))
     bounds = list(zip([0, *ends[:-1]], ends, strict=True))
     indices = packed_each([item.prediction.indices for item in batches], INDEX, bounds)
     probabilities = packed_each([item.prediction.probabilities for item in batches], PROBABILITY, bounds)
-    estimates = packed_each(confidences(batches), FLOAT, bounds)
+    estimates = packed_each(confidences(batches, sizes), FLOAT, bounds)
     numbers = packed_each([item.batch.numeric for item in batches], FLOAT, bounds)
-    codes = list(zip(*(_codes_each(batches, name, bounds) for name in CATEGORICAL), strict=True))
+    columns = [_codes_each(batches, name, sizes, bounds) for name in CATEGORICAL]
+    codes = list(zip(*columns, strict=True))
+    # A word no category names is refused by the requests' validation: one look at all the codes is enough.
+    sent: list[str | None] = [None] * len(batches)
+    if any(UNKNOWN in b"".join(column) for column in columns):
+        sent = [sent_words(item.batch.categorical, item_codes) for item, item_codes in zip(batches, codes, strict=True)]
     return [
         (
-            item.request_id, item.client_id, item.at, item.model, item.version, item.shadow, len(item.batch),
-            *packed, *item_codes, sent_words(item.batch.categorical, item_codes),
+            item.request_id, item.client_id, item.at, item.model, item.version, item.shadow, size,
+            *packed, *item_codes, item_sent,
         )
-        for item, item_codes, *packed in zip(batches, codes, indices, probabilities, estimates, numbers, strict=True)
+        for item, size, item_codes, item_sent, *packed
+        in zip(batches, sizes, codes, sent, indices, probabilities, estimates, numbers, strict=True)
     ]  # fmt: skip
 
 
@@ -131,15 +138,17 @@ def packed_each(
     return [joined[start * width : end * width] for start, end in bounds]
 
 
-def _codes_each(batches: Sequence[Captured], name: str, bounds: Sequence[tuple[int, int]]) -> list[bytes]:
+def _codes_each(
+    batches: Sequence[Captured], name: str, sizes: Sequence[int], bounds: Sequence[tuple[int, int]]
+) -> list[bytes]:
     """A word column's codes for each batch: of small batches, all in one pass of Python, cut at their bounds."""
-    if any(len(item.batch) > FEW_RECORDS for item in batches):
+    if max(sizes, default=0) > FEW_RECORDS:
         return [_codes(item.batch, name) for item in batches]
     joined = _word_codes(name, chain.from_iterable(item.batch.categorical[name] for item in batches))
     return [joined[start:end] for start, end in bounds]
 
 
-def confidences(batches: Sequence[Captured]) -> list[np.ndarray | None]:
+def confidences(batches: Sequence[Captured], sizes: Sequence[int]) -> list[np.ndarray | None]:
     """Each batch's records' calibrated probabilities of being right; None for a shadow answer or without a
     calibrator.
 
@@ -157,8 +166,8 @@ def confidences(batches: Sequence[Captured]) -> list[np.ndarray | None]:
         if estimate is None:
             continue
         start = 0
-        for index, item in zip(indices, group, strict=True):  # slices: np.split costs more for many small ones
-            end = start + len(item.batch)
+        for index in indices:  # slices: np.split costs more for many small ones
+            end = start + sizes[index]
             found[index] = estimate[start:end]
             start = end
     return found
