@@ -107,7 +107,7 @@ def rows(batches: Sequence[Captured]) -> list[tuple[Any, ...]]:
     bounds = list(zip([0, *ends[:-1]], ends, strict=True))
     indices = packed_each([item.prediction.indices for item in batches], INDEX, bounds)
     probabilities = packed_each([item.prediction.probabilities for item in batches], PROBABILITY, bounds)
-    estimates = packed_each(confidences(batches, sizes), FLOAT, bounds)
+    estimates = packed_confidences(batches, sizes, bounds)
     numbers = packed_each([item.batch.numeric for item in batches], FLOAT, bounds)
     columns = [_codes_each(batches, name, sizes, bounds) for name in CATEGORICAL]
     codes = list(zip(*columns, strict=True))
@@ -148,29 +148,37 @@ def _codes_each(
     return [joined[start:end] for start, end in bounds]
 
 
-def confidences(batches: Sequence[Captured], sizes: Sequence[int]) -> list[np.ndarray | None]:
-    """Each batch's records' calibrated probabilities of being right; None for a shadow answer or without a
-    calibrator.
+def packed_confidences(
+    batches: Sequence[Captured], sizes: Sequence[int], bounds: Sequence[tuple[int, int]]
+) -> list[bytes | None]:
+    """Each batch's records' calibrated probabilities of being right, packed; None for a shadow answer or without
+    a calibrator.
 
     One estimate per loaded model for all the batches it answered: a few hundred one-record batches cost one
-    calibration, and for the SVC one pass through its decision function, not one each.
+    calibration, and for the SVC one pass through its decision function, not one each. Each estimate is put in
+    place in one column for all the batches, packed once and cut at their bounds.
     """
     groups: dict[int, list[int]] = {}
     for index, item in enumerate(batches):
         if not item.shadow and item.loaded is not None:
             groups.setdefault(id(item.loaded), []).append(index)
-    found: list[np.ndarray | None] = [None] * len(batches)
+    column = np.zeros(bounds[-1][1] if bounds else 0, dtype=FLOAT)
+    rated = [False] * len(batches)
     for indices in groups.values():
-        group = [batches[index] for index in indices]
-        estimate = _estimate(group)
+        estimate = _estimate([batches[index] for index in indices])
         if estimate is None:
             continue
-        start = 0
-        for index in indices:  # slices: np.split costs more for many small ones
-            end = start + sizes[index]
-            found[index] = estimate[start:end]
-            start = end
-    return found
+        # Where each of the group's records goes: its batch's start, plus its place in the batch.
+        counts = np.asarray([sizes[index] for index in indices])
+        starts = np.asarray([bounds[index][0] for index in indices]) - (np.cumsum(counts) - counts)
+        column[np.arange(len(estimate)) + np.repeat(starts, counts)] = estimate
+        for index in indices:
+            rated[index] = True
+    packed = column.tobytes()
+    width = FLOAT.itemsize
+    return [
+        packed[start * width : end * width] if has else None for has, (start, end) in zip(rated, bounds, strict=True)
+    ]
 
 
 def _estimate(group: Sequence[Captured]) -> np.ndarray | None:
