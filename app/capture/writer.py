@@ -21,7 +21,9 @@ from app.capture.store import Store
 from app.errors import StoreUnavailable
 from app.queues import RecordQueue
 
-FLUSH_SECONDS = 0.2
+# A second's predictions per round: a round's fixed cost (a transaction, a calibration per model, the upsert of
+# the versions seen) shared by that many records.
+FLUSH_SECONDS = 1.0
 RETRY_SECONDS = 1.0
 PRUNE_SECONDS = 300.0
 # Records per transaction: a big batch is written in a few commits, not one huge one.
