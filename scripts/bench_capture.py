@@ -1,8 +1,8 @@
 """The capture's rows of `make bench` (scripts/benchmark.py; see app/README.md, Feedback and live accuracy).
 
 - Its cost on the serving path: the logistic regression with one record at 8 connections and with 10,000
-  records a request, capture on (CAPTURE=1) and off (CAPTURE=0), two servers taking turns for five rounds, the
-  ratio the median of the rounds' (scripts/bench_tools.py, in_turns);
+  records a request, capture on (CAPTURE=1) and off (CAPTURE=0), two servers taking turns for five rounds, a
+  fresh pair each round, the ratio the median of the rounds' (scripts/bench_tools.py, in_turns);
   with the records the capture-on server dropped (its queue full), which would flatter its figures.
 - Labels beside predictions: posting the 10,000 labels of a 10,000-record batch to /feedback, against
   predicting that batch with capture on, both timed by one Python client in turns (wrk sends one body, and each
@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench_tools import LOGISTIC, Row, api_command, body, in_turns, on_and_off_servers, served
+from bench_tools import LOGISTIC, Row, api_command, body, fresh_pairs, in_turns, served
 
 from app.capture.writer import FLUSH_SECONDS
 
@@ -46,18 +46,18 @@ def capture_cost_rows(workers: int, seconds: float) -> list[Row]:
     full, the writer behind) does less work than capture costs.
     """
     rows = []
-    with capture_on() as settings, on_and_off_servers(workers, settings, CAPTURE_OFF) as (on, off):
-        for size, wanted in MIN_CAPTURE_ON_SHARE.items():
-            before = dropped_records(on)
-            (turns,) = in_turns(on, off, seconds, [(body(size), 8 if size == 1 else 1)])
-            dropped = dropped_records(on) - before
-            share = turns.share
-            case = "8 connections" if size == 1 else f"{size:,} records"
-            unit, scale = ("req/s", 1) if size == 1 else ("records/s", size)
-            comparison = f"{share:.2f} x capture off" + (f", {dropped:,.0f} records dropped" if dropped else "")
-            met = share >= wanted and dropped == 0
-            rows.append(Row(f"logistic_regression, {case}, capture on", turns.on * scale, unit, turns.off * scale,
-                            comparison, f">= {wanted:.2f} x, none dropped", met))  # fmt: skip
+    sizes = list(MIN_CAPTURE_ON_SHARE)
+    loads = [(body(size), 8 if size == 1 else 1) for size in sizes]
+    with capture_on() as settings:
+        every = in_turns(fresh_pairs(workers, settings, CAPTURE_OFF), seconds, loads, dropped_records)
+    for size, turns in zip(sizes, every, strict=True):
+        share, dropped, wanted = turns.share, turns.counted, MIN_CAPTURE_ON_SHARE[size]
+        case = "8 connections" if size == 1 else f"{size:,} records"
+        unit, scale = ("req/s", 1) if size == 1 else ("records/s", size)
+        comparison = f"{share:.2f} x capture off" + (f", {dropped:,.0f} records dropped" if dropped else "")
+        met = share >= wanted and dropped == 0
+        rows.append(Row(f"logistic_regression, {case}, capture on", turns.on * scale, unit, turns.off * scale,
+                        comparison, f">= {wanted:.2f} x, none dropped", met))  # fmt: skip
     return rows
 
 

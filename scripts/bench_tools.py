@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,41 +94,63 @@ def body(records: int = 1) -> bytes:
     return json.dumps({"records": [RECORD] * records}).encode()
 
 
-@contextmanager
-def on_and_off_servers(workers: int, on: Mapping[str, str], off: Mapping[str, str]) -> Iterator[tuple[str, str]]:
-    """Two servers at once, one with the `on` settings and one with the `off` ones; yields their URLs."""
-    with served(*api_command(workers, on)) as on_url, served(*api_command(workers, off)) as off_url:
-        yield on_url, off_url
-
-
 ROUNDS = 5  # the turns two servers take; each figure is the median of its rounds'
+WARM_SECONDS = 1.0  # each load, on each fresh server, before its round is timed
+
+
+def fresh_pairs(workers: int, on: Mapping[str, str], off: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """ROUNDS pairs of servers (on, off): one with the `on` settings and one with the `off` ones, each pair started
+    afresh for its round, the first to start alternating.
+
+    Two processes of the same code differ by a few hundredths in speed, each its own (their memory's layout, its
+    hash seed): a pair kept for every round would put that difference into every ratio.
+    """
+    for turn in range(ROUNDS):
+        first, second = (on, off) if turn % 2 == 0 else (off, on)
+        with served(*api_command(workers, first)) as first_url, served(*api_command(workers, second)) as second_url:
+            yield (first_url, second_url) if turn % 2 == 0 else (second_url, first_url)
 
 
 @dataclass(frozen=True)
 class Turns:
-    """Two servers' requests/s under one load: each the median of its rounds', and `share`, the median of the
-    rounds' on ÷ off, each of two runs seconds apart."""
+    """Two servers' requests/s under one load: each the median of its rounds', `share`, the median of the
+    rounds' on ÷ off, each of two runs seconds apart, and `counted`, the sum over the rounds of what `count`
+    grew by on the `on` server during the load."""
 
     on: float
     off: float
     share: float
+    counted: float = 0.0
 
 
-def in_turns(on: str, off: str, seconds: float, loads: Sequence[tuple[bytes, int]]) -> list[Turns]:
-    """Requests/s of /predict?model=logistic_regression on each server, for each (body, connections).
+def in_turns(
+    pairs: Iterable[tuple[str, str]],
+    seconds: float,
+    loads: Sequence[tuple[bytes, int]],
+    count: Callable[[str], float] | None = None,
+) -> list[Turns]:
+    """Requests/s of /predict?model=logistic_regression on each server of each pair (on, off), for each (body,
+    connections), after a warm-up.
 
-    The servers take turns for ROUNDS rounds, each going first in every other round: a neighbour's burst on a
-    shared machine, or a slow drift of its speed, hits both sides alike.
+    Each pair is a round, each server going first in every other round: a neighbour's burst on a shared machine,
+    or a slow drift of its speed, hits both sides alike.
     """
     runs: list[list[tuple[float, float]]] = [[] for _ in loads]
-    for turn in range(ROUNDS):
-        for (payload, connections), rounds in zip(loads, runs, strict=True):
+    counted = [0.0 for _ in loads]
+    for turn, (on, off) in enumerate(pairs):
+        for index, ((payload, connections), rounds) in enumerate(zip(loads, runs, strict=True)):
             order = [(True, on), (False, off)][:: 1 if turn % 2 == 0 else -1]
+            for _, server in order:
+                wrk(server + LOGISTIC, payload, connections, WARM_SECONDS)
+            before = count(on) if count else 0.0
             rps = {enabled: wrk(server + LOGISTIC, payload, connections, seconds)["rps"] for enabled, server in order}
+            counted[index] += (count(on) - before) if count else 0.0
             rounds.append((rps[True], rps[False]))
     return [
-        Turns(median(a for a, _ in rounds), median(b for _, b in rounds), median_ratio(*zip(*rounds, strict=True)))
-        for rounds in runs
+        Turns(
+            median(a for a, _ in rounds), median(b for _, b in rounds), median_ratio(*zip(*rounds, strict=True)), total
+        )
+        for rounds, total in zip(runs, counted, strict=True)
     ]
 
 
@@ -139,5 +161,4 @@ def median_ratio(figures: Sequence[float], others: Sequence[float]) -> float:
 
 def on_and_off(workers: int, setting: str, seconds: float, loads: Sequence[tuple[bytes, int]]) -> list[Turns]:
     """in_turns with the setting on (1) and off (0)."""
-    with on_and_off_servers(workers, {setting: "1"}, {setting: "0"}) as (on, off):
-        return in_turns(on, off, seconds, loads)
+    return in_turns(fresh_pairs(workers, {setting: "1"}, {setting: "0"}), seconds, loads)

@@ -5,7 +5,8 @@ loads it with wrk, and measures in the same run the floors it cannot beat:
 - HTTP floor: a minimal Starlette endpoint that parses the same JSON body, same uvicorn settings;
 - model floor: the loaded model's final estimator on the already-encoded rows, in process;
 - in-process path: the whole app for one request (ASGI call), minus the HTTP server;
-- the metrics' cost: the same requests with metrics on and off (METRICS=0);
+- the metrics' cost: the same requests with metrics on and off (METRICS=0), like every on/off row below in five
+  rounds, each on a fresh pair of servers (scripts/bench_tools.py, fresh_pairs);
 - the drift monitoring's cost: one record at 8 connections and 10,000-record batches, on and off (DRIFT_MONITORING=0);
 - the capture's cost (scripts/bench_capture.py): the same two loads with capture on and off (CAPTURE=0), and
   posting a 10,000-record batch's labels against predicting it;
