@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -33,7 +33,6 @@ BINARY_DTYPES = {
     "UINT8": "u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
 }  # fmt: skip
 PREDICT, PREDICT_PROBA = "predict", "predict_proba"
-Outputs = TypeVar("Outputs")
 REQUEST = TypeAdapter(InferenceRequest)
 # A BYTES element's length prefix.
 PREFIX = 4
