@@ -127,15 +127,18 @@ def rows(batches: Sequence[Captured]) -> list[tuple[Any, ...]]:
 
 def packed_each(
     arrays: Sequence[np.ndarray | None], dtype: np.dtype[Any], bounds: Sequence[tuple[int, int]]
-) -> list[bytes | None]:
+) -> Sequence[bytes | None]:
     """Each array packed as `dtype` (None stays None): packed together and cut when they all have one row shape."""
     present = [array for array in arrays if array is not None]
     shapes = {array.shape[1:] for array in present}
     if len(present) < len(arrays) or len(shapes) != 1 or len(arrays) < 2:
         return [None if array is None else pack(array, dtype) for array in arrays]
-    width = dtype.itemsize * math.prod(shapes.pop())
-    joined = pack(np.concatenate(present), dtype)
-    return [joined[start * width : end * width] for start, end in bounds]
+    return _cut(pack(np.concatenate(present), dtype), dtype.itemsize * math.prod(shapes.pop()), bounds)
+
+
+def _cut(packed: bytes, width: int, bounds: Sequence[tuple[int, int]]) -> list[bytes]:
+    """A column packed for several batches, cut back into each batch's part (width: bytes a record)."""
+    return [packed[start * width : end * width] for start, end in bounds]
 
 
 def _codes_each(
@@ -144,8 +147,7 @@ def _codes_each(
     """A word column's codes for each batch: of small batches, all in one pass of Python, cut at their bounds."""
     if max(sizes, default=0) > FEW_RECORDS:
         return [_codes(item.batch, name) for item in batches]
-    joined = _word_codes(name, chain.from_iterable(item.batch.categorical[name] for item in batches))
-    return [joined[start:end] for start, end in bounds]
+    return _cut(_word_codes(name, chain.from_iterable(item.batch.categorical[name] for item in batches)), 1, bounds)
 
 
 def packed_confidences(
@@ -174,11 +176,8 @@ def packed_confidences(
         column[np.arange(len(estimate)) + np.repeat(starts, counts)] = estimate
         for index in indices:
             rated[index] = True
-    packed = column.tobytes()
-    width = FLOAT.itemsize
-    return [
-        packed[start * width : end * width] if has else None for has, (start, end) in zip(rated, bounds, strict=True)
-    ]
+    parts = _cut(column.tobytes(), FLOAT.itemsize, bounds)
+    return [part if has else None for has, part in zip(rated, parts, strict=True)]
 
 
 def _estimate(group: Sequence[Captured]) -> np.ndarray | None:
