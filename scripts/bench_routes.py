@@ -17,11 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from statistics import median
 
-from bench_tools import Row, api_command, body, median_ratio, served, wrk
+from bench_tools import ROUNDS, Row, api_command, body, median_ratio, served, wrk
 
 from app.routes import ROUTES_FILE
 
-ROUNDS = 5  # each kind measured once per round; the ratios are the rounds' medians
 MIN_ROUTE_SHARE = 0.97  # through a route at 100 %, of the model asked by name
 MIN_SHADOWED_SHARE = 0.75  # through a route with one shadow, of the model asked by name
 MAX_SHADOWED_P50 = 1.10  # the shadowed route's p50, of the route's without a shadow

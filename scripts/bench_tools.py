@@ -94,7 +94,7 @@ def body(records: int = 1) -> bytes:
     return json.dumps({"records": [RECORD] * records}).encode()
 
 
-ROUNDS = 5  # the turns two servers take; each figure is the median of its rounds'
+ROUNDS = 5  # the turns the servers (or the kinds of request) take; each figure is the median of its rounds'
 WARM_SECONDS = 1.0  # each load, on each fresh server, before its round is timed
 
 
