@@ -6,6 +6,7 @@ OpenAPI document's paths are both made from that list.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import pydantic_core
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route, compile_path
@@ -38,6 +40,9 @@ from app.routes import Route as ModelRoute  # not Starlette's Route: a routes.js
 
 # A prediction whose measured cost fits this runs on the event loop: a thread hop would cost as much.
 INLINE_BUDGET_SECONDS = 0.0005
+# Query strings up to this long are parsed once and kept, at most QUERIES_KEPT of them (about 0.3 MB at most).
+QUERY_KEPT_BYTES = 256
+QUERIES_KEPT = 1024
 # Bodies up to this size (about 80 records) are parsed on the event loop, larger ones on a thread.
 INLINE_BODY_BYTES = 16_384
 STATUS_CODES: dict[type[ServingError], int] = {
@@ -141,6 +146,18 @@ def settings_of(scope: Scope) -> Settings:
     """The settings the app started with, from the lifespan's state: a middleware has no Request."""
     settings: Settings = scope["state"]["settings"]
     return settings
+
+
+def query_params(request: Request) -> QueryParams:
+    """The request's query parameters. A client asks the same few queries over and over (?model=...): a short one
+    is parsed once and the immutable result shared, where Starlette parses each request's again."""
+    query: bytes = request.scope["query_string"]
+    return _parsed_query(query) if len(query) <= QUERY_KEPT_BYTES else request.query_params
+
+
+@functools.lru_cache(maxsize=QUERIES_KEPT)
+def _parsed_query(query: bytes) -> QueryParams:
+    return QueryParams(query)
 
 
 def data_plane(request: Request) -> DataPlane:

@@ -1,5 +1,6 @@
 """app/http.py: what the front-ends share: the route table, each error kind's status, the route label, the
-thread rule. Each dialect's use of it is in tests/test_original_endpoints.py and tests/test_v2_endpoints.py."""
+thread rule, the query parameters. Each dialect's use of it is in tests/test_original_endpoints.py and
+tests/test_v2_endpoints.py."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from starlette.types import Scope
 
 from app.errors import InvalidInput, ModelLoadFailed, ServingError, TooManyRecords
 from app.http import (
+    QUERY_KEPT_BYTES,
     STATUS_CODES,
     UNMATCHED,
     Endpoint,
     FastJSONResponse,
     RequestInvalid,
+    query_params,
     route_template,
     routes,
     run_inline_or_threaded,
@@ -113,3 +116,21 @@ def test_cheap_work_runs_on_the_event_loop_and_dear_work_on_a_thread() -> None:
     inline, threaded = asyncio.run(threads())
     assert inline == threading.current_thread().name
     assert threaded != inline
+
+
+def query_request(query: bytes) -> Request:
+    return Request({**scope("POST", "/predict"), "query_string": query})
+
+
+@pytest.mark.parametrize(
+    "query", [b"model=svc", b"models=svc,logistic_regression&models=random_forest", b"model=a%20b+c", b""]
+)
+def test_the_query_parameters_are_starlettes_own(query: bytes) -> None:
+    assert query_params(query_request(query)).multi_items() == query_request(query).query_params.multi_items()
+
+
+def test_a_short_query_is_parsed_once_and_a_long_one_at_every_request() -> None:
+    assert query_params(query_request(b"model=svc")) is query_params(query_request(b"model=svc"))
+    long = b"model=" + b"x" * QUERY_KEPT_BYTES
+    first, second = query_params(query_request(long)), query_params(query_request(long))
+    assert first is not second and first == second

@@ -32,6 +32,7 @@ from app.http import (
     get_model,
     get_routed_model,
     parse_body,
+    query_params,
     run_inline_or_threaded,
 )
 from app.metrics import Metrics
@@ -199,7 +200,7 @@ def _monitor_page(plane: DataPlane, root_path: str, metrics: Metrics | None) -> 
 
 async def predict_records(request: Request) -> Response:
     parsed = await parse_body(request, _parser(request, PredictRequest).parse)
-    name = request.query_params.get("model", parsed.request.model)
+    name = query_params(request).get("model", parsed.request.model)
     return await _predict(request, name, parsed.batch)
 
 
@@ -225,7 +226,7 @@ def _predict_answer(plane: DataPlane, routed: Routed, batch: Batch) -> bytes:
 async def compare(request: Request) -> Response:
     parsed = await parse_body(request, _parser(request, CompareRequest).parse)
     plane = data_plane(request)
-    queried = request.query_params.getlist("models")
+    queried = query_params(request).getlist("models")
     names = split_names(queried) if queried else parsed.request.models
     cached = plane.select_cached(names)
     selection = cached if cached is not None else await run_in_threadpool(plane.select, names)
