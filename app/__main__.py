@@ -13,6 +13,7 @@ from app.config import ConfigError, ServerSettings, Settings
 from app.connection import HeadLimitedProtocol
 from app.logs import log_config
 from app.multiprocess import shared_metrics_dir
+from app.supervisor import use_health_checked_workers
 
 
 def serve(app: str = "app.main:app") -> None:
@@ -24,6 +25,8 @@ def serve(app: str = "app.main:app") -> None:
     with shared_metrics_dir((settings.metrics or settings.drift_monitoring) and server.web_concurrency > 1):
         # The app writes the access log itself (ACCESS_LOG), with the request's ID.
         options = server.uvicorn_options() | {"access_log": False, "log_config": log_config(settings.log_format)}
+        # A worker killed while the supervisor awaits its health check is replaced at once (app/supervisor.py).
+        use_health_checked_workers()
         uvicorn.run(app, http=HeadLimitedProtocol, **options)
 
 

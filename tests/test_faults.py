@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.config import WORKER_HEALTHCHECK_SECONDS
 from tests.helpers import RECORD, wait_for
 from tests.live import LiveServer, needs_proc, start_server
 
@@ -130,6 +131,27 @@ def test_a_killed_worker_is_replaced_and_only_its_requests_fail(live_models: Pat
     assert first_success - killed_at < 1
     assert back_at is not None and back_at - killed_at < RESPAWN_SECONDS, log[-2000:]
     assert f"Child process [{victim}] died" in log
+
+
+def test_a_worker_killed_while_the_supervisor_awaits_its_health_check_is_replaced_at_once(
+    live_models: Path, tmp_path: Path
+) -> None:
+    """Stopped first, the worker cannot answer the supervisor's ping, which then waits on it; killed meanwhile, it
+    must be replaced in seconds, not after the health check's whole timeout (WORKER_HEALTHCHECK_SECONDS)."""
+    with start_server(live_models, tmp_path / "server.log", workers=2) as server:
+        wait_for(lambda: serving_workers(server) == 2 and len(workers(server)) == 2, 60, "both workers to start")
+        victim = min(workers(server))
+        os.kill(victim, signal.SIGSTOP)
+        time.sleep(2)  # the supervisor checks each worker every 0.5 s: a ping now waits on the stopped one
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: f"Child process [{victim}] died" in server.log.read_text(), RESPAWN_SECONDS,
+                 f"the supervisor to see worker {victim} die")  # fmt: skip
+        seen_after = time.monotonic() - killed_at
+        wait_for(lambda: serving_workers(server) == 2, 60, "the new worker to start")
+        assert httpx.post(f"{server.url}/predict", content=BODY, timeout=10).status_code == 200
+    print(f"\nthe supervisor saw the killed worker die after {seen_after:.1f} s")
+    assert seen_after < WORKER_HEALTHCHECK_SECONDS / 2
 
 
 def in_flight(where: tuple[str, int]) -> socket.socket:
