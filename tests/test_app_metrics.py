@@ -191,9 +191,12 @@ def test_a_flood_of_unknown_names_and_paths_adds_no_series(server: LiveServer) -
 
 
 def one_workers_gauge(folder: Path, pid: int, name: str) -> float:
-    """A gauge as one worker alone has it: its file read on its own."""
+    """A gauge as one worker alone has it: its file read on its own (0 before the worker has set any gauge)."""
+    path = folder / f"gauge_livesum_{pid}.db"
+    if not path.exists():
+        return 0.0
     with tempfile.TemporaryDirectory() as alone:
-        shutil.copy(folder / f"gauge_livesum_{pid}.db", alone)
+        shutil.copy(path, alone)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=alone)
         return registry.get_sample_value(name) or 0.0
