@@ -14,6 +14,7 @@ import logging
 import logging.config
 import os
 import time
+from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,8 +41,24 @@ def new_request_id() -> str:
     Time first, so IDs sort by when they were given: the capture store's index on them grows at its end instead
     of at random pages, which costs its writer half as much as random IDs do.
     """
-    random = int.from_bytes(os.urandom(10), "big") & UUID7_RANDOM
+    random = random_80_bits() & UUID7_RANDOM
     return f"{time.time_ns() // 1_000_000 << 80 | UUID7_MARKS | random:032x}"
+
+
+def random_80_bits() -> int:
+    """80 bits from the system's random source, fetched RANDOM_BATCH at a time: one system call, not one per ID."""
+    try:
+        return _random_pool.popleft()  # atomic: threads may take from the pool at once
+    except IndexError:
+        block = os.urandom(10 * RANDOM_BATCH)
+        _random_pool.extend(int.from_bytes(block[start : start + 10], "big") for start in range(10, len(block), 10))
+        return int.from_bytes(block[:10], "big")
+
+
+RANDOM_BATCH = 256
+_random_pool: deque[int] = deque()
+# A forked child must not give out its parent's next IDs.
+os.register_at_fork(after_in_child=_random_pool.clear)
 
 
 @dataclass

@@ -4,6 +4,7 @@ X-Served-By names the host when SERVED_BY asks for it. The access log it writes 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
@@ -13,7 +14,7 @@ from collections.abc import Callable
 import pytest
 from starlette.testclient import TestClient
 
-from app.logs import new_request_id
+from app.logs import RANDOM_BATCH, new_request_id
 from app.request_id import client_request_id, identity_headers
 from tests.helpers import RECORD
 
@@ -67,6 +68,26 @@ def test_new_ids_sort_by_when_they_were_given() -> None:
     later = [new_request_id() for _ in range(50)]
     assert max(earlier) < min(later)
     assert len(set(earlier + later)) == 100
+
+
+def test_new_ids_stay_unique_across_refills_of_the_random_pool() -> None:
+    ids = [new_request_id() for _ in range(3 * RANDOM_BATCH + 7)]  # several system calls' worth of random bits
+    assert len(set(ids)) == len(ids)
+    assert len({value[-20:] for value in ids}) == len(ids)  # the random part alone, whatever the millisecond
+
+
+def test_a_forked_child_does_not_give_out_its_parents_next_ids() -> None:
+    new_request_id()  # the pool is full now, in this process
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe, then leaves at once
+        os.write(writing, new_request_id().encode())
+        os._exit(0)
+    os.close(writing)
+    os.waitpid(child, 0)
+    childs = os.read(reading, 64).decode()
+    os.close(reading)
+    assert childs[-20:] != new_request_id()[-20:]
 
 
 def test_no_served_by_header_unless_asked_for(client: TestClient) -> None:
