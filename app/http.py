@@ -45,6 +45,8 @@ QUERY_KEPT_BYTES = 256
 QUERIES_KEPT = 1024
 # Bodies up to this size (about 80 records) are parsed on the event loop, larger ones on a thread.
 INLINE_BODY_BYTES = 16_384
+# The scope's key for the body BodyLimit (app/limits.py) has read whole.
+READ_BODY = "app.body"
 STATUS_CODES: dict[type[ServingError], int] = {
     InvalidModelName: 400,
     ModelOutsideFolder: 400,
@@ -170,8 +172,14 @@ async def run_inline_or_threaded(inline: bool, function: Callable[..., T], *args
     return function(*args) if inline else await run_in_threadpool(function, *args)
 
 
+async def whole_body(request: Request) -> bytes:
+    """The request's body, as app/limits.py's BodyLimit read it whole; read here only by an app without it."""
+    body: bytes | None = request.scope.get(READ_BODY)
+    return body if body is not None else await request.body()
+
+
 async def parse_body(request: Request, parse: Callable[[bytes], T]) -> T:
-    body = await request.body()
+    body = await whole_body(request)
     return await run_inline_or_threaded(len(body) <= INLINE_BODY_BYTES, parse, body)
 
 

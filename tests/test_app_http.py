@@ -1,6 +1,6 @@
 """app/http.py: what the front-ends share: the route table, each error kind's status, the route label, the
-thread rule, the query parameters. Each dialect's use of it is in tests/test_original_endpoints.py and
-tests/test_v2_endpoints.py."""
+thread rule, the query parameters, the body read once. Each dialect's use of it is in
+tests/test_original_endpoints.py and tests/test_v2_endpoints.py."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from starlette.types import Scope
 from app.errors import InvalidInput, ModelLoadFailed, ServingError, TooManyRecords
 from app.http import (
     QUERY_KEPT_BYTES,
+    READ_BODY,
     STATUS_CODES,
     UNMATCHED,
     Endpoint,
@@ -27,6 +28,7 @@ from app.http import (
     routes,
     run_inline_or_threaded,
     status_code,
+    whole_body,
 )
 
 
@@ -134,3 +136,31 @@ def test_a_short_query_is_parsed_once_and_a_long_one_at_every_request() -> None:
     long = b"model=" + b"x" * QUERY_KEPT_BYTES
     first, second = query_params(query_request(long)), query_params(query_request(long))
     assert first is not second and first == second
+
+
+# The body, read whole once
+
+
+def request_with_body(body: bytes, read_by_body_limit: bool) -> tuple[Request, list[dict[str, object]]]:
+    """A request whose body is still to be received, and the messages not received yet."""
+    scope: Scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
+    if read_by_body_limit:
+        scope[READ_BODY] = body
+    unreceived: list[dict[str, object]] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        return unreceived.pop()
+
+    return Request(scope, receive), unreceived
+
+
+def test_the_body_body_limit_read_is_taken_from_the_scope_without_reading_again() -> None:
+    request, unreceived = request_with_body(b'{"records": []}', read_by_body_limit=True)
+    assert asyncio.run(whole_body(request)) == b'{"records": []}'
+    assert len(unreceived) == 1  # nothing received: BodyLimit has read it all
+
+
+def test_without_body_limit_the_body_is_read_from_the_request() -> None:
+    request, unreceived = request_with_body(b'{"records": []}', read_by_body_limit=False)
+    assert asyncio.run(whole_body(request)) == b'{"records": []}'
+    assert unreceived == []

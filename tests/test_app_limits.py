@@ -146,6 +146,50 @@ def test_a_body_slower_than_the_timeout_is_408(tmp_path: Path, path: str, key: s
     assert exchange.body[key] == "The request body took longer than BODY_TIMEOUT=1 seconds to arrive."
 
 
+def test_bodies_read_at_once_are_each_held_to_their_own_deadline(tmp_path: Path) -> None:
+    settings = Settings(models_dir=tmp_path, body_timeout=1)
+    limit = BodyLimit(reading_app, DIALECTS)  # one middleware, one timer for every body it reads
+
+    async def read_after(delay: float, pause: float) -> Exchange:
+        await asyncio.sleep(delay)
+        exchange = Exchange()
+        await limit(http_scope("/predict", settings, CHUNKED), chunks(b"{", b"}", b"", pause=pause), exchange.send)
+        return exchange
+
+    async def scenario() -> list[Exchange]:
+        # Late at 1.0 s; on time at 0.9 s; late at 1.8 s, after the timer has rung for the first.
+        return await asyncio.gather(read_after(0, 0.45), read_after(0.3, 0.2), read_after(0.8, 0.45))
+
+    statuses = [exchange.status for exchange in asyncio.run(scenario())]
+    assert statuses == [408, 200, 408]
+
+
+def test_a_read_cancelled_from_elsewhere_stays_cancelled(tmp_path: Path) -> None:
+    settings = Settings(models_dir=tmp_path, body_timeout=30)
+    exchange = Exchange()
+
+    async def scenario() -> None:
+        limit, scope = BodyLimit(reading_app, DIALECTS), http_scope("/predict", settings, CHUNKED)
+        reading = asyncio.create_task(limit(scope, chunks(b"{", pause=5), exchange.send))
+        await asyncio.sleep(0.1)
+        reading.cancel()  # the server stopping, say: not the body's deadline
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+
+    asyncio.run(scenario())
+    assert exchange.messages == []
+
+
+def test_the_body_timeout_holds_in_each_new_event_loop(tmp_path: Path) -> None:
+    settings = Settings(models_dir=tmp_path, body_timeout=1)
+    limit = BodyLimit(reading_app, DIALECTS)
+    on_time = run(limit, http_scope("/predict", settings, CHUNKED), chunks(b"{}"))
+    assert on_time.status == 200  # its loop ends with the timer still armed for its deadline
+    # A second loop, as a second test client starts one.
+    late = run(limit, http_scope("/predict", settings, CHUNKED), chunks(b"{", b"}", b"", pause=0.6))
+    assert late.status == 408
+
+
 # MAX_CONCURRENT_REQUESTS
 
 

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from app.capture import SPECIES, Label, LabelOutcome, Performance, Recorder
 from app.errors import InvalidInput, TooManyRecords
-from app.http import Endpoint, FastJSONResponse, RequestInvalid, data_plane, get_model
+from app.http import Endpoint, FastJSONResponse, RequestInvalid, data_plane, get_model, whole_body
 from app.openapi import MODEL_NAME, ErrorDoc, operation, path_parameter, request_body
 from app.original.schemas import ErrorDetail, ValidationErrorDetail
 
@@ -187,7 +187,7 @@ def feedback_body(received: int, outcome: LabelOutcome) -> dict[str, Any]:
 
 async def feedback(request: Request) -> Response:
     recorder = _capture(request)
-    body = await request.body()
+    body = await whole_body(request)
     labels = await run_in_threadpool(parse_labels, body, data_plane(request).settings.max_records)
     outcome = await run_in_threadpool(recorder.add_labels, labels)
     return FastJSONResponse(feedback_body(len(labels), outcome))

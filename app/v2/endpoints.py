@@ -28,6 +28,7 @@ from app.http import (
     get_model,
     get_routed_model,
     run_inline_or_threaded,
+    whole_body,
 )
 from app.openapi import (
     API_VERSION,
@@ -115,7 +116,7 @@ async def infer(request: Request) -> Response:
     plane = data_plane(request)
     routed = await _routed(request)
     model = routed.model
-    body = await request.body()
+    body = await whole_body(request)
     header = request.headers.get(HEADER_LENGTH)
     request_id = getattr(request.state, "request_id", None)
     if len(body) > INLINE_BODY_BYTES:
@@ -150,7 +151,7 @@ def _predict_and_encode(
 
 
 async def repository_index(request: Request) -> Response:
-    body = await request.body()
+    body = await whole_body(request)
     only_ready = _parse(RepositoryIndexRequest, body).ready if body.strip() else None
     plane = data_plane(request)
     entries = [_index_entry(plane, name) for name in await run_in_threadpool(plane.available)]
