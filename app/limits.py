@@ -113,7 +113,7 @@ class BodyLimit:
 
 
 class Deadlines:
-    """The bodies being read in one event loop, each with its deadline; one timer for them all, at the earliest.
+    """The bodies being read in one event loop at a time, each with its deadline; one timer for them all.
 
     asyncio.timeout would arm and disarm a timer of the event loop for every request, a cost that shows at the
     requests per second of a one-record prediction. Here a read only notes its deadline; the one timer cancels the
@@ -128,14 +128,17 @@ class Deadlines:
 
     def start(self, seconds: float) -> asyncio.Task[object]:
         """Note the current task's deadline, seconds from now; returns the task, for stop() and passed()."""
-        loop, task = asyncio.get_running_loop(), asyncio.current_task()
-        assert task is not None  # an ASGI app runs in a task
-        if loop is not self.loop:
-            self.move_to(loop)
-        deadline = loop.time() + seconds
+        # The task of the loop already known, found without asking which loop runs: that question costs a system
+        # call (asyncio checks the process ID) that shows at the requests per second of a one-record prediction.
+        task = asyncio.current_task(self.loop) if self.loop is not None else None
+        if task is None:  # the first read, or one in a new event loop (a test client starts its own)
+            self.move_to(asyncio.get_running_loop())
+            task = asyncio.current_task(self.loop)
+        assert task is not None and self.loop is not None  # an ASGI app runs in a task
+        deadline = self.loop.time() + seconds
         self.reading[task] = deadline
         if self.timer is None:
-            self.timer = loop.call_at(deadline, self.ring)
+            self.timer = self.loop.call_at(deadline, self.ring)
         return task
 
     def move_to(self, loop: asyncio.AbstractEventLoop) -> None:
