@@ -163,7 +163,8 @@ def _parsed_query(query: bytes) -> QueryParams:
 
 
 def data_plane(request: Request) -> DataPlane:
-    plane: DataPlane = request.state.data_plane
+    # From the lifespan state in the scope: request.state wraps it in an object at every request.
+    plane: DataPlane = request.scope["state"]["data_plane"]
     return plane
 
 

@@ -13,7 +13,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from app.encoders import FastEncoder, compile_column_transformer, compile_dummies, probe_batch
-from app.features import FEATURES, Batch
+from app.features import FEATURES, FEW_RECORDS, Batch
 from app.modelfile import NotAModel, Unpacked
 from app.twins import compile_twin
 
@@ -27,6 +27,8 @@ class Prediction:
     probabilities: np.ndarray | None  # (n, len(classes)) float64, None for a model without them
 
     def labels(self) -> list[str]:
+        if len(self.indices) <= FEW_RECORDS:  # a lookup each costs less than starting numpy
+            return [self.classes[index] for index in self.indices.tolist()]
         names: list[str] = np.asarray(self.classes, dtype=object)[self.indices].tolist()
         return names
 

@@ -21,7 +21,7 @@ from sklearn.preprocessing import LabelEncoder, MinMaxScaler, OneHotEncoder, Sta
 from sklearn.tree import DecisionTreeClassifier
 from starlette.testclient import TestClient
 
-from app.features import FEATURES, Batch
+from app.features import FEATURES, FEW_RECORDS, Batch
 from app.modelfile import NotAModel, unpack
 from app.original.schemas import PenguinRecord
 from app.predictors import Prediction, Predictor, build_predictor
@@ -217,3 +217,12 @@ def test_joined_predictions_cut_back_into_their_parts() -> None:
     assert back.probabilities.tolist() == [[0.2, 0.7, 0.1]]
     # Probabilities only when every part has them.
     assert Prediction.joined([first, Prediction(classes, np.array([1]), None)]).probabilities is None
+
+
+@pytest.mark.parametrize("records", [1, FEW_RECORDS, FEW_RECORDS + 1, 1000])
+def test_labels_name_each_records_class_by_lookup_or_by_numpy(records: int) -> None:
+    classes = ("Adelie", "Chinstrap", "Gentoo")
+    indices = np.random.default_rng(records).integers(0, len(classes), records)
+    labels = Prediction(classes, indices, None).labels()
+    assert labels == [classes[index] for index in indices]
+    assert all(type(label) is str for label in labels)  # Python strings either way, as the answers write them
