@@ -105,9 +105,17 @@ def fresh_pairs(workers: int, on: Mapping[str, str], off: Mapping[str, str]) -> 
     Two processes of the same code differ by a few hundredths in speed, each its own (their memory's layout, its
     hash seed): a pair kept for every round would put that difference into every ratio.
     """
+    return command_pairs(api_command(workers, on), api_command(workers, off))
+
+
+Command = tuple[list[str], dict[str, str]]
+
+
+def command_pairs(on: Command, off: Command) -> Iterator[tuple[str, str]]:
+    """ROUNDS pairs of servers (on, off) from two commands, as fresh_pairs starts them."""
     for turn in range(ROUNDS):
         first, second = (on, off) if turn % 2 == 0 else (off, on)
-        with served(*api_command(workers, first)) as first_url, served(*api_command(workers, second)) as second_url:
+        with served(*first) as first_url, served(*second) as second_url:
             yield (first_url, second_url) if turn % 2 == 0 else (second_url, first_url)
 
 
