@@ -61,7 +61,7 @@ _random_pool: deque[int] = deque()
 os.register_at_fork(after_in_child=_random_pool.clear)
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestContext:
     """The request in progress, as its log lines tell it."""
 

@@ -93,7 +93,7 @@ class BrokenModel:
 class Registry:
     def __init__(self, folder: Path, strict_sklearn_version: bool = False, observer: Observer | None = None) -> None:
         self.folder = folder
-        self._folder = str(folder)
+        self._prefix = os.path.join(str(folder), "")  # the folder and its separator, to put a file's name after
         self.strict_sklearn_version = strict_sklearn_version
         self.observer = observer or Observer()
         self._entries: dict[str, LoadedModel | BrokenModel] = {}
@@ -179,7 +179,7 @@ class Registry:
         return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(self.folder))
 
     def _stamp(self, file_name: str) -> Stamp:
-        path = os.path.join(self._folder, file_name)  # a str: a Path costs more than the lstat itself
+        path = self._prefix + file_name  # a str: a Path costs more than the lstat itself
         try:
             status = os.lstat(path)
             if stat.S_ISLNK(status.st_mode):

@@ -78,9 +78,10 @@ class CompiledSoftmax:
         scores: np.ndarray = rows @ self.coef_t + self.intercept
         if len(rows) > SMALL_BATCH:
             return _softmax_by_class(scores)
-        scores -= scores.max(axis=1).reshape(-1, 1)
+        # The ufuncs' own reductions, as max() and sum() call them, without those methods' Python wrappers.
+        scores -= np.maximum.reduce(scores, axis=1, keepdims=True)
         np.exp(scores, out=scores)
-        scores /= scores.sum(axis=1).reshape(-1, 1)
+        scores /= np.add.reduce(scores, axis=1, keepdims=True)
         return scores
 
 
