@@ -158,7 +158,7 @@ def test_bodies_read_at_once_are_each_held_to_their_own_deadline(tmp_path: Path)
 
     async def scenario() -> list[Exchange]:
         # Late at 1.0 s; on time at 0.9 s; late at 1.8 s, after the timer has rung for the first.
-        return await asyncio.gather(read_after(0, 0.45), read_after(0.3, 0.2), read_after(0.8, 0.45))
+        return list(await asyncio.gather(read_after(0, 0.45), read_after(0.3, 0.2), read_after(0.8, 0.45)))
 
     statuses = [exchange.status for exchange in asyncio.run(scenario())]
     assert statuses == [408, 200, 408]
