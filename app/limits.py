@@ -122,8 +122,8 @@ class Deadlines:
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.reading: dict[asyncio.Task[object], float] = {}
-        self.late: set[asyncio.Task[object]] = set()
+        self.reading: dict[asyncio.Task[object], float] = {}  # the reads on time so far, with their deadlines
+        self.late: set[asyncio.Task[object]] = set()  # the reads cancelled for their deadline
         self.timer: asyncio.TimerHandle | None = None
 
     def start(self, seconds: float) -> asyncio.Task[object]:
@@ -159,13 +159,12 @@ class Deadlines:
     def ring(self) -> None:
         assert self.loop is not None
         now, self.timer = self.loop.time(), None
-        for task, deadline in self.reading.items():
-            if deadline <= now and task not in self.late:
-                self.late.add(task)
-                task.cancel()
-        waiting = [deadline for task, deadline in self.reading.items() if task not in self.late]
-        if waiting:
-            self.timer = self.loop.call_at(min(waiting), self.ring)
+        for task in [task for task, deadline in self.reading.items() if deadline <= now]:
+            del self.reading[task]  # no longer waited for: it is late
+            self.late.add(task)
+            task.cancel()
+        if self.reading:
+            self.timer = self.loop.call_at(min(self.reading.values()), self.ring)
 
 
 def busy_reading(budget: int) -> str:
