@@ -33,6 +33,10 @@ logger = logging.getLogger("app")
 # A UUIDv7's random bits (RFC 9562): 80 bits after the time, less the version's 4 and the variant's 2.
 UUID7_RANDOM = (1 << 80) - 1 & ~(0xF << 76) & ~(0x3 << 62)
 UUID7_MARKS = 0x7 << 76 | 0x2 << 62
+# Random bits are fetched for this many IDs at once; a forked child must not give out its parent's next ones.
+RANDOM_BATCH = 256
+_random_pool: deque[int] = deque()
+os.register_at_fork(after_in_child=_random_pool.clear)
 
 
 def new_request_id() -> str:
@@ -53,12 +57,6 @@ def random_80_bits() -> int:
         block = os.urandom(10 * RANDOM_BATCH)
         _random_pool.extend(int.from_bytes(block[start : start + 10], "big") for start in range(10, len(block), 10))
         return int.from_bytes(block[:10], "big")
-
-
-RANDOM_BATCH = 256
-_random_pool: deque[int] = deque()
-# A forked child must not give out its parent's next IDs.
-os.register_at_fork(after_in_child=_random_pool.clear)
 
 
 @dataclass(slots=True)
