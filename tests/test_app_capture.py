@@ -37,6 +37,8 @@ from app.predictors import Prediction
 from app.registry import LoadedModel, Registry
 from tests.helpers import RECORD, ROOT, wait_for
 
+PACKED_COLUMNS = ("predicted", "probabilities", "confidences", "measurements", "island", "sex")
+
 CLASSES = ("Adelie", "Chinstrap", "Gentoo")
 
 
@@ -61,6 +63,14 @@ def test_a_batch_is_one_row_carrying_the_request_the_answers_and_the_features() 
     codes = CATEGORY_INDEX["island"]["Torgersen"], CATEGORY_INDEX["sex"]["Male"]
     assert (stored["island"], stored["sex"], stored["words"]) == (bytes([codes[0]] * 2), bytes([codes[1]] * 2), None)
     assert words([stored["island"], stored["sex"]], None) == {"island": ["Torgersen"] * 2, "sex": ["Male"] * 2}
+
+
+@pytest.mark.parametrize("count", [1, FEW_RECORDS + 1])
+def test_packed_columns_are_bytearrays_which_the_sqlite_driver_binds_without_adapting(count: int) -> None:
+    for row in rows([captured(count, "a"), captured(count, "b")]):
+        stored = dict(zip(COLUMNS, row, strict=True))
+        assert stored["confidences"] is None  # no model, no confidence
+        assert [type(stored[name]) for name in PACKED_COLUMNS if name != "confidences"] == [bytearray] * 5
 
 
 def test_a_word_that_is_no_known_category_is_kept_as_sent() -> None:
@@ -164,7 +174,7 @@ def test_many_batches_packed_together_are_each_their_own_row() -> None:
     wide = captured(FEW_RECORDS + 1, "f")
     for group in (batches, [*batches, wide]):
         assert rows(group) == [row for item in group for row in rows([item])]
-        assert len(set(rows(group))) == len(group)
+        assert len({repr(row) for row in rows(group)}) == len(group)  # no two alike (bytearrays do not hash)
     (row,) = rows([batches[2]])
     assert unpack(row[COLUMNS.index("probabilities")], PROBABILITY, 2).tolist() == pytest.approx(two.probabilities)
 

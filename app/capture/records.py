@@ -5,7 +5,8 @@ writer's thread, and so does each record's calibrated confidence (app/calibratio
 one model answered: for the SVC one more pass of them through the estimator, which a request never waits for.
 A row holds the batch's per-record values packed, each column as the bytes of a little-endian array (the same
 bytes on any machine), the words as their categories' codes, so a batch of any size is a few numpy calls to
-store and one row to insert.
+store and one row to insert. The packed columns are bytearrays: the sqlite3 driver binds those directly, where
+bytes first go through its adapters' lookups, which cost the writer more than the packing itself.
 """
 
 from __future__ import annotations
@@ -127,23 +128,33 @@ def rows(batches: Sequence[Captured]) -> list[tuple[Any, ...]]:
 
 def packed_each(
     arrays: Sequence[np.ndarray | None], dtype: np.dtype[Any], bounds: Sequence[tuple[int, int]]
-) -> Sequence[bytes | None]:
+) -> Sequence[bytearray | None]:
     """Each array packed as `dtype` (None stays None): packed together and cut when they all have one row shape."""
-    present = [array for array in arrays if array is not None]
-    shapes = {array.shape[1:] for array in present}
-    if len(present) < len(arrays) or len(shapes) != 1 or len(arrays) < 2:
+    joined = _joined(arrays)
+    if joined is None:
         return [None if array is None else pack(array, dtype) for array in arrays]
-    return _cut(pack(np.concatenate(present), dtype), dtype.itemsize * math.prod(shapes.pop()), bounds)
+    return _cut(pack(joined, dtype), dtype.itemsize * math.prod(joined.shape[1:]), bounds)
 
 
-def _cut(packed: bytes, width: int, bounds: Sequence[tuple[int, int]]) -> list[bytes]:
+def _joined(arrays: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """Several arrays end to end, or None when one is missing, they differ in row shape, or there is only one."""
+    present = [array for array in arrays if array is not None]
+    if len(arrays) < 2 or len(present) < len(arrays):
+        return None
+    try:
+        return np.concatenate(present)
+    except ValueError:  # rows of different shapes: models with different numbers of classes
+        return None
+
+
+def _cut(packed: bytearray, width: int, bounds: Sequence[tuple[int, int]]) -> list[bytearray]:
     """A column packed for several batches, cut back into each batch's part (width: bytes a record)."""
     return [packed[start * width : end * width] for start, end in bounds]
 
 
 def _codes_each(
     batches: Sequence[Captured], name: str, sizes: Sequence[int], bounds: Sequence[tuple[int, int]]
-) -> list[bytes]:
+) -> list[bytearray]:
     """A word column's codes for each batch: of small batches, all in one pass of Python, cut at their bounds."""
     if max(sizes, default=0) > FEW_RECORDS:
         return [_codes(item.batch, name) for item in batches]
@@ -152,7 +163,7 @@ def _codes_each(
 
 def packed_confidences(
     batches: Sequence[Captured], sizes: Sequence[int], bounds: Sequence[tuple[int, int]]
-) -> list[bytes | None]:
+) -> Sequence[bytearray | None]:
     """Each batch's records' calibrated probabilities of being right, packed; None for a shadow answer or without
     a calibrator.
 
@@ -160,6 +171,13 @@ def packed_confidences(
     calibration, and for the SVC one pass through its decision function, not one each. Each estimate is put in
     place in one column for all the batches, packed once and cut at their bounds.
     """
+    first = batches[0].loaded if batches else None
+    if first is not None and all(item.loaded is first and not item.shadow for item in batches):
+        # The usual round: one model answered every batch, so its estimate is the column as it is.
+        estimate = _estimate(batches)
+        if estimate is None:
+            return [None] * len(batches)
+        return _cut(bytearray(estimate.astype(FLOAT)), FLOAT.itemsize, bounds)
     groups: dict[int, list[int]] = {}
     for index, item in enumerate(batches):
         if not item.shadow and item.loaded is not None:
@@ -176,7 +194,7 @@ def packed_confidences(
         column[np.arange(len(estimate)) + np.repeat(starts, counts)] = estimate
         for index in indices:
             rated[index] = True
-    parts = _cut(column.tobytes(), FLOAT.itemsize, bounds)
+    parts = _cut(bytearray(column), FLOAT.itemsize, bounds)
     return [part if has else None for has, part in zip(rated, parts, strict=True)]
 
 
@@ -196,7 +214,7 @@ def _estimate(group: Sequence[Captured]) -> np.ndarray | None:
         return None
 
 
-def _codes(batch: Batch, name: str) -> bytes:
+def _codes(batch: Batch, name: str) -> bytearray:
     """A word column's codes: a big batch's own (found when its request was checked), a small one's in Python."""
     values = batch.categorical[name]
     if len(values) <= FEW_RECORDS:
@@ -204,12 +222,12 @@ def _codes(batch: Batch, name: str) -> bytes:
     return pack(batch.codes[name], CODE)
 
 
-def _word_codes(name: str, words: Iterable[str]) -> bytes:
+def _word_codes(name: str, words: Iterable[str]) -> bytearray:
     """Words' codes in Python, a dict lookup each: for a few words, cheaper than starting numpy."""
-    return bytes(map(CATEGORY_INDEX[name].get, words, repeat(UNKNOWN)))
+    return bytearray(map(CATEGORY_INDEX[name].get, words, repeat(UNKNOWN)))
 
 
-def sent_words(categorical: Mapping[str, Sequence[str]], codes: Sequence[bytes]) -> str | None:
+def sent_words(categorical: Mapping[str, Sequence[str]], codes: Sequence[bytes | bytearray]) -> str | None:
     """The word columns as a JSON object, only when a value is no known category (the request's validation
     refuses those, so never yet): a code cannot say it, the words keep it as it was sent."""
     if not any(UNKNOWN in blob for blob in codes):
@@ -228,9 +246,9 @@ def words(codes: Sequence[bytes], sent: str | None) -> dict[str, list[str]]:
     }
 
 
-def pack(values: Iterable[Any], dtype: np.dtype[Any]) -> bytes:
+def pack(values: Iterable[Any], dtype: np.dtype[Any]) -> bytearray:
     """An array's values as the bytes of `dtype`, row by row (a NaN stands for a missing number)."""
-    return np.asarray(values, dtype=dtype).tobytes()
+    return bytearray(np.asarray(values, dtype=dtype))
 
 
 def unpack(blob: bytes, dtype: np.dtype[Any], width: int = 1) -> np.ndarray:
