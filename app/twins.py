@@ -2,7 +2,8 @@
 logistic regression's for any number).
 
 scikit-learn pays per call for input validation, most of what a logistic regression costs on a
-few records, and a forest hands each tree to joblib and re-checks the input per tree. The twins
+few records, and a forest hands each tree to joblib and re-checks the input per tree (for many records the
+forest's twin only calls each tree itself, without joblib: see CompiledForest._tree_by_tree). The twins
 below do the estimator's own arithmetic, in the same order, on arrays prepared at load time, without
 that fixed cost (app/README.md, Performance, has the figures). `compile_twin` keeps a twin only when
 it reproduces predict_proba bit for bit on the records it is given; anything else is served by the
@@ -42,8 +43,7 @@ class CompiledForest:
     def predict_proba(self, encoded: Any) -> np.ndarray:
         rows = np.asarray(encoded)
         if len(rows) > SMALL_BATCH:
-            result: np.ndarray = self.forest.predict_proba(encoded)
-            return result
+            return self._tree_by_tree(rows)
         # The trees compare float32 inputs with float64 thresholds, as sklearn's Tree does.
         x = rows.astype(np.float32).astype(np.float64)
         trees = np.arange(len(self.left))[:, None]
@@ -57,6 +57,19 @@ class CompiledForest:
         for leaf_values in self.values[trees, node]:  # tree by tree, the forest's order of addition
             total += leaf_values
         total /= len(self.left)
+        return total
+
+    def _tree_by_tree(self, rows: np.ndarray) -> np.ndarray:
+        """The forest's predict_proba for many records: each tree's own, added in the forest's order.
+
+        Not through the forest's call: its joblib wrapper resets the process's warning filters while it runs and
+        reads them when it starts, so two threads predicting at once saw an empty list now and then, and warned.
+        """
+        x = np.ascontiguousarray(rows, dtype=np.float32)
+        total = np.zeros((len(x), len(self.forest.classes_)))
+        for tree in self.forest.estimators_:
+            total += tree.predict_proba(x, check_input=False)
+        total /= len(self.forest.estimators_)
         return total
 
 

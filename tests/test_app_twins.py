@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,24 @@ def test_matches_on_measurements_far_outside_the_data(encoded_penguins: tuple[np
     forest = RandomForestClassifier(n_estimators=15, random_state=1).fit(features, species)
     compiled = compile_twin(forest, features[:24])
     assert compiled is not None
-    odd = np.random.default_rng(0).uniform(-1e6, 1e6, size=(SMALL_BATCH, features.shape[1]))
-    assert np.array_equal(compiled.predict_proba(odd), forest.predict_proba(odd))
+    odd = np.random.default_rng(0).uniform(-1e6, 1e6, size=(2 * SMALL_BATCH, features.shape[1]))
+    for rows in (odd[:SMALL_BATCH], odd):  # the stacked trees, then each tree's own call
+        assert np.array_equal(compiled.predict_proba(rows), forest.predict_proba(rows))
+
+
+def test_a_big_batch_through_the_forest_reads_no_warning_filters(
+    encoded_penguins: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """The forest's joblib wrapper warns when the process's filters are empty as it starts, which they are for a
+    moment while it runs in another thread: a server predicting two big batches at once warned now and then."""
+    features, species = encoded_penguins
+    forest = RandomForestClassifier(n_estimators=5, random_state=1).fit(features, species)
+    compiled = compile_twin(forest, features[:24])
+    assert compiled is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()  # as the wrapper leaves them, for a moment, in another thread
+        compiled.predict_proba(features[: SMALL_BATCH + 1])
+    assert [str(warning.message) for warning in caught] == []
 
 
 @pytest.mark.parametrize("scale", [1.0, 50.0, 1e4])
