@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import ROOT
-from tests.live import free_port
+from tests.live import free_ports
 
 # Run as root, the stack gets this non-root UID/GID instead, which also proves that the
 # caller's IDs reach the images (it is neither root nor the images' default 1000).
@@ -122,7 +122,7 @@ def temporary_project(root: Path, workers: int = 1, settings: Mapping[str, str] 
         pytest.skip("no Docker daemon answers (`docker info` failed): start Docker to run the container tests")
     copy_working_tree(root)
     uid, gid = (os.getuid(), os.getgid()) if os.getuid() != 0 else (STAND_IN_UID, STAND_IN_UID)
-    api_port, jupyter_port, prometheus_port = free_port(), free_port(), free_port()
+    api_port, jupyter_port, prometheus_port = free_ports(3)
     name = f"penguins-test-{os.getpid()}-{root.name}".lower()
     env = {key: value for key, value in os.environ.items() if key not in USER_SETTINGS}
     env |= {
