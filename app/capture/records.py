@@ -17,7 +17,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain, repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pydantic_core
@@ -88,9 +88,12 @@ class SeenVersion:
     reference: Reference | None = None
 
 
-@dataclass(frozen=True)
-class Label:
-    """The true class of one captured record, found by its request's ID and its position in the batch."""
+class Label(NamedTuple):
+    """The true class of one captured record, found by its request's ID and its position in the batch.
+
+    A named tuple, not a frozen dataclass: a post holds up to MAX_RECORDS of them, and a tuple is built in a
+    tenth of the time.
+    """
 
     request_id: str
     row: int

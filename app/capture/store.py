@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ VERSION_COLUMNS = ("model", "version", "classes", "first_at", "last_at", *REFERE
 # The rows in one INSERT's VALUES list: as many of the biggest as fit, then of the next (16 columns of 256 rows
 # is 4,096 parameters: under SQLite's and PostgreSQL's limits).
 ROWS_PER_INSERT = (256, 32, 4, 1)
+LABEL_KEY = itemgetter(0, 1)  # a label's record: its request ID and row
 logger = logging.getLogger("app")
 
 
@@ -153,26 +156,19 @@ class Store:
         raise AssertionError("unreachable")
 
     def _add_labels(self, connection: Connection, posted: Sequence[Label], now: float) -> LabelOutcome:
-        request_ids = sorted({label.request_id for label in posted})
-        kept = self._stored_labels(connection, request_ids)
+        keys = list(map(LABEL_KEY, posted))
+        kept = self._stored_labels(connection, sorted({request_id for request_id, _ in keys}))
         outcome = LabelOutcome()
-        new: dict[tuple[str, int], Label] = {}
-        for label in posted:
-            key = (label.request_id, label.row)
-            existing = kept.get(key) or (new[key].label if key in new else None)
-            if existing is None:
-                new[key] = label
-            elif existing == label.label:
-                outcome.unchanged += 1
-            else:
-                outcome.conflicting += 1
-                outcome.conflicts.append((label, existing))
-        captured = reads.captured_records(connection, sorted({key[0] for key in new}))
-        outcome.matched = sum(1 for request_id, row in new if row < captured.get(request_id, 0))
+        new = dict(zip(keys, posted, strict=True))
+        if kept or len(new) < len(posted):
+            new = _sorted_out(posted, keys, kept, outcome)
+        request_ids = list(map(itemgetter(0), new))
+        captured = reads.captured_records(connection, sorted(set(request_ids)))
+        # A label joins when its row is within its request's batch.
+        outcome.matched = sum(map(operator.lt, map(itemgetter(1), new), map(captured.get, request_ids, repeat(0))))
         outcome.unknown = len(new) - outcome.matched
         if new:
-            rows = [(label.request_id, label.row, label.label, now) for label in new.values()]
-            self._insert_label.run(connection, rows)
+            self._insert_label.run(connection, list(map(tuple.__add__, new.values(), repeat((now,)))))
         for name, count in outcome.counts().items():
             if count:
                 connection.execute(
@@ -269,6 +265,24 @@ class Store:
     def outcome_counts(self) -> dict[str, int]:
         result: dict[str, int] = self.read(reads.outcome_counts)
         return result
+
+
+def _sorted_out(
+    posted: Sequence[Label], keys: Sequence[tuple[str, int]], kept: dict[tuple[str, int], str], outcome: LabelOutcome
+) -> dict[tuple[str, int], Label]:
+    """The labels to store, by record: the first for a record without one; the others counted unchanged, or
+    conflicting when they differ from the one kept."""
+    new: dict[tuple[str, int], Label] = {}
+    for key, label in zip(keys, posted, strict=True):
+        existing = kept.get(key) or (new[key].label if key in new else None)
+        if existing is None:
+            new[key] = label
+        elif existing == label.label:
+            outcome.unchanged += 1
+        else:
+            outcome.conflicting += 1
+            outcome.conflicts.append((label, existing))
+    return new
 
 
 def _version_values(seen: SeenVersion) -> tuple[Any, ...]:
