@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from operator import itemgetter
+from operator import itemgetter, lt
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +164,10 @@ class Store:
         request_ids = list(map(itemgetter(0), new))
         captured = reads.captured_records(connection, sorted(set(request_ids)))
         # A label joins when its row is within its request's batch.
-        outcome.matched = sum(map(operator.lt, map(itemgetter(1), new), map(captured.get, request_ids, repeat(0))))
+        outcome.matched = sum(map(lt, map(itemgetter(1), new), map(captured.get, request_ids, repeat(0))))
         outcome.unknown = len(new) - outcome.matched
         if new:
+            # A label is the row's first columns (request_id, batch_row, label): the time received ends it.
             self._insert_label.run(connection, list(map(tuple.__add__, new.values(), repeat((now,)))))
         for name, count in outcome.counts().items():
             if count:
