@@ -180,7 +180,7 @@ def packed_confidences(
         estimate = _estimate(batches)
         if estimate is None:
             return [None] * len(batches)
-        return _cut(bytearray(estimate.astype(FLOAT)), FLOAT.itemsize, bounds)
+        return _cut(pack(estimate, FLOAT), FLOAT.itemsize, bounds)
     groups: dict[int, list[int]] = {}
     for index, item in enumerate(batches):
         if not item.shadow and item.loaded is not None:
@@ -197,7 +197,7 @@ def packed_confidences(
         column[np.arange(len(estimate)) + np.repeat(starts, counts)] = estimate
         for index in indices:
             rated[index] = True
-    parts = _cut(bytearray(column), FLOAT.itemsize, bounds)
+    parts = _cut(pack(column, FLOAT), FLOAT.itemsize, bounds)
     return [part if has else None for has, part in zip(rated, parts, strict=True)]
 
 
