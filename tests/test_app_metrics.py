@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
@@ -406,9 +407,18 @@ def socket_owner(pids: list[int], server_port: int, client_port: int) -> int:
     rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
     (inode,) = [row[9] for row in rows if f"{row[1]} {row[2]}" == ends]
     for pid in pids:
-        if any(os.readlink(fd) == f"socket:[{inode}]" for fd in Path(f"/proc/{pid}/fd").iterdir()):
+        if f"socket:[{inode}]" in open_descriptors(pid):
             return pid
     raise AssertionError(f"no worker holds socket {inode}")
+
+
+def open_descriptors(pid: int) -> set[str]:
+    """What each of a process's descriptors points to; one closed while being read is simply not there."""
+    targets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            targets.add(os.readlink(fd))
+    return targets
 
 
 def on_a_new_connection(server: LiveServer, method: str, path: str, body: Any = None) -> tuple[int, int, str]:
