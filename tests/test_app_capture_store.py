@@ -38,7 +38,7 @@ from app.capture.schema import (
     schema,
     versions,
 )
-from app.capture.store import ROWS_PER_INSERT, Recent, Store
+from app.capture.store import ROWS_PER_INSERT, Recent, Store, insert_sizes
 from app.errors import StoreUnavailable
 from app.features import Batch
 from app.predictors import Prediction
@@ -92,16 +92,17 @@ def test_a_captured_batch_is_one_row_with_its_records_values_packed(store: Store
 
 def test_batches_and_labels_beyond_one_insert_statement_keep_every_row_in_order(store: Store) -> None:
     # Two VALUES lists of each size, then one more row: every statement of the cascade, and its boundaries.
-    count = sum(2 * size for size in ROWS_PER_INSERT) + 1
+    count = sum(2 * size for size in insert_sizes(len(COLUMNS))) + 1
     write(store, *(captured(f"r{index}", [index % 3]) for index in range(count)))
-    store.add_labels([Label("r0", row, CLASSES[row % 2]) for row in range(count)], 2000.0)
+    label_count = sum(2 * size for size in ROWS_PER_INSERT) + 1
+    store.add_labels([Label("r0", row, CLASSES[row % 2]) for row in range(label_count)], 2000.0)
     with store.engine.connect() as connection:
         found = connection.execute(sa.select(batches.c.request_id, batches.c.predicted).order_by(batches.c.id)).all()
         labelled = connection.execute(sa.select(labels.c.batch_row, labels.c.label).order_by(labels.c.batch_row))
     assert [(request_id, unpack(predicted, INDEX).tolist()) for request_id, predicted in found] == [
         (f"r{index}", [index % 3]) for index in range(count)
     ]
-    assert [tuple(row) for row in labelled] == [(row, CLASSES[row % 2]) for row in range(count)]
+    assert [tuple(row) for row in labelled] == [(row, CLASSES[row % 2]) for row in range(label_count)]
 
 
 def test_labels_are_counted_by_outcome(store: Store) -> None:

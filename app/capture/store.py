@@ -3,7 +3,7 @@
 One code path for both: the tables are declared once (schema.py), every statement is built by SQLAlchemy, and
 only the upsert's construct is picked per dialect. The app creates the schema at start and upgrades it. This
 module writes (batches, labels, pruning) and opens the reads (reads.py). Bulk inserts go to the driver as
-statements compiled by SQLAlchemy, ROWS_PER_INSERT rows in each VALUES list, with a tuple of parameters per
+statements compiled by SQLAlchemy, many rows in each VALUES list (insert_sizes), with a tuple of parameters per
 statement: the same SQL, without building a dict per row or a round trip per row.
 """
 
@@ -41,10 +41,12 @@ from app.errors import StoreUnavailable
 
 __all__ = ["Joined", "LabelOutcome", "Recent", "Store", "VersionRow", "reason"]
 VERSION_COLUMNS = ("model", "version", "classes", "first_at", "last_at", *REFERENCE_COLUMNS)
-# Rows per INSERT statement (the rest one a statement): PostgreSQL writes many one-record batches or labels in about
-# half the time one statement a row takes, SQLite a little quicker; beyond about 64 both slow down again.
-# The rows in one INSERT's VALUES list: as many of the biggest as fit, then of the next (16 columns of 256 rows
-# is 4,096 parameters: under SQLite's and PostgreSQL's limits).
+# The parameters one statement may take: SQLite's default limit (PostgreSQL's is 65,535).
+MAX_PARAMETERS = 32_766
+# The rows in one INSERT's VALUES list: as many of the biggest as fit, then of the next. The captured batches'
+# insert starts with as many rows as MAX_PARAMETERS allows (insert_sizes): a statement of many rows costs no more
+# CPU a row than one of 256, and each statement fewer is one chance fewer for the serving thread to take the
+# interpreter from the writer (see BulkInsert).
 ROWS_PER_INSERT = (256, 32, 4, 1)
 LABEL_KEY = itemgetter(0, 1)  # a label's record: its request ID and row
 logger = logging.getLogger("app")
@@ -75,8 +77,12 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = engine_for(url)
-        self._insert = BulkInsert.compile(self.engine, batches, COLUMNS)
-        self._insert_label = BulkInsert.compile(self.engine, labels, ("request_id", "batch_row", "label", "at"))
+        # The writer's inserts get the biggest statements; a post of labels is written on the serving thread,
+        # which has no one to share the interpreter with meanwhile.
+        self._insert = BulkInsert.of(self.engine, batches, COLUMNS, insert_sizes(len(COLUMNS)))
+        self._insert_label = BulkInsert.of(
+            self.engine, labels, ("request_id", "batch_row", "label", "at"), ROWS_PER_INSERT
+        )
         self._upsert = self._upsert_version()
         self._ready = False
         self._schema_lock = threading.Lock()
@@ -126,6 +132,10 @@ class Store:
                 self._insert.run(connection, rows)
         except sa.exc.SQLAlchemyError as error:
             raise StoreUnavailable(reason(error)) from error
+
+    def compile_inserts(self) -> None:
+        """Compiles the captured batches' insert statements now, rather than in the first round that needs them."""
+        self._insert.compile_all()
 
     def _upsert_version(self) -> str:
         """A version seen, its parameters in VERSION_COLUMNS order: compiled once, not built at every write."""
@@ -290,38 +300,59 @@ def _version_values(seen: SeenVersion) -> tuple[Any, ...]:
     return (seen.model, seen.version, json.dumps(list(seen.classes)), seen.at, seen.at, *reference)
 
 
+def insert_sizes(columns: int) -> tuple[int, ...]:
+    """The rows a bulk insert's statements take, biggest first, for a table of that many columns."""
+    return (MAX_PARAMETERS // columns, *ROWS_PER_INSERT)
+
+
 @dataclass(frozen=True)
 class BulkInsert:
     """An insert of rows given as tuples in the order of its columns, as the engine's dialect writes it: inline(),
     so without RETURNING the generated keys, which nobody reads (PostgreSQL would send them back).
 
-    One statement for each size of ROWS_PER_INSERT, biggest first: any number of rows goes in a few statements.
-    Each statement is a call into the driver, which lets the serving thread take the interpreter; few of them keep
-    the writer from waiting on it over and over while a request is answered.
+    One statement for each of insert_sizes, biggest first: any number of rows goes in a few statements. Each is
+    a call into the driver, which lets go of the interpreter while the database works; the serving thread takes
+    it then, and the writer waits up to the interpreter's switch interval to have it back, woken in vain at
+    each of the serving thread's system calls meanwhile, which the serving thread pays for too
+    (scripts/README.md has the measurements). Each statement is compiled when first needed: the biggest takes
+    SQLAlchemy a few tenths of a second, which the capture's writer pays as it starts (compile_inserts), before
+    any of its rounds, and a store that is only read never pays.
     """
 
-    statements: dict[int, str]  # by rows a statement, biggest first
+    engine: Engine
+    table: sa.Table
+    columns: tuple[str, ...]
+    statements: dict[int, str | None]  # by rows a statement, biggest first; None until compiled
 
     @classmethod
-    def compile(cls, engine: Engine, table: sa.Table, columns: Sequence[str]) -> BulkInsert:
-        insert = table.insert().inline()
-        statements = {}
-        for size in ROWS_PER_INSERT:
-            many = insert.values(
-                [{column: sa.bindparam(f"{column}_{row}") for column in columns} for row in range(size)]
-            )
-            names = [f"{column}_{row}" for row in range(size) for column in columns]
-            statements[size] = _compiled(engine, many, None, names)
-        return cls(statements)
+    def of(cls, engine: Engine, table: sa.Table, columns: Sequence[str], sizes: Sequence[int]) -> BulkInsert:
+        return cls(engine, table, tuple(columns), dict.fromkeys(sizes))
+
+    def compile_all(self) -> None:
+        for size in self.statements:
+            self._statement(size)
 
     def run(self, connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         start = 0
-        for size, statement in self.statements.items():
+        for size in self.statements:
             end = start + (len(rows) - start) // size * size
             if end > start:
                 parts = (rows[first : first + size] for first in range(start, end, size))
-                connection.exec_driver_sql(statement, [tuple(chain.from_iterable(part)) for part in parts])
+                connection.exec_driver_sql(self._statement(size), [tuple(chain.from_iterable(part)) for part in parts])
             start = end
+
+    def _statement(self, size: int) -> str:
+        statement = self.statements[size]
+        if statement is None:
+            # Two threads may compile one at once: both get the same SQL.
+            statement = self.statements[size] = self._compile(size)
+        return statement
+
+    def _compile(self, size: int) -> str:
+        names = [[f"{column}_{row}" for column in self.columns] for row in range(size)]
+        rows: list[dict[str, Any]] = [dict(zip(self.columns, map(sa.bindparam, row), strict=True)) for row in names]
+        order = list(chain.from_iterable(names))
+        return _compiled(self.engine, self.table.insert().inline().values(rows), None, order)
 
 
 def _compiled(engine: Engine, statement: sa.Insert, keys: Sequence[str] | None, order: Sequence[str]) -> str:

@@ -71,6 +71,7 @@ class Writer:
         self._write_queued(raise_on_failure=True)
 
     def _run(self) -> None:
+        self.store.compile_inserts()
         next_prune = 0.0
         while not self._stop.is_set():
             self._wake.wait(RETRY_SECONDS if self._failing else FLUSH_SECONDS)
