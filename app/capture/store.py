@@ -134,8 +134,10 @@ class Store:
             raise StoreUnavailable(reason(error)) from error
 
     def compile_inserts(self) -> None:
-        """Compiles the captured batches' insert statements now, rather than in the first round that needs them."""
+        """Compiles the insert statements now: the batches' before the writer's first round needs them, the labels'
+        before the first post of labels, whose request would otherwise wait for it."""
         self._insert.compile_all()
+        self._insert_label.compile_all()
 
     def _upsert_version(self) -> str:
         """A version seen, its parameters in VERSION_COLUMNS order: compiled once, not built at every write."""
