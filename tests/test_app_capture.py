@@ -154,6 +154,36 @@ def test_an_unwritable_store_drops_counts_and_recovers(tmp_path: Path, caplog: p
     assert any("reachable again" in record.getMessage() for record in caplog.records)
 
 
+class FaultyStore(Store):
+    """A real store whose next insert fails with an error of the writer's own, not the store's."""
+
+    fail_next = False
+
+    def insert(self, *args: Any, **kwargs: Any) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("a bug while writing")
+        super().insert(*args, **kwargs)
+
+
+def test_a_fault_of_the_writers_own_drops_its_batches_and_the_writer_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "app")
+    store = FaultyStore(f"sqlite:///{tmp_path / 'c.db'}")
+    dropped: list[int] = []
+    writer = Writer(store, 1000, lambda: None, dropped.append)
+    store.fail_next = True
+    writer.queue.put(captured(3, "lost"))
+    writer.start()
+    wait_for(lambda: dropped == [3], 10, "the failed round's records counted as dropped")
+    writer.queue.put(captured(2, "kept"))
+    wait_for(lambda: store.coverage("m", "v1", 10)[1] == 2, 10, "the next round written by the same thread")
+    writer.stop(10)
+    assert dropped == [3] and writer.queue.records == 0
+    assert any("capture writer failed on 1 batches (3 records)" in record.getMessage() for record in caplog.records)
+
+
 def test_rows_carry_each_records_own_probabilities() -> None:
     item = captured(3)
     assert item.prediction.probabilities is not None

@@ -96,6 +96,8 @@ class Writer:
                     if raise_on_failure:
                         raise
                     return
+                except Exception:
+                    self._lose(batch)
                 left -= sum(len(item) for item in batch)
             if self._failing:
                 self._failing = False
@@ -118,11 +120,20 @@ class Writer:
                 error,
             )
 
+    def _lose(self, batch: list[Captured]) -> None:
+        # A fault of the writer's own (a batch it cannot turn into rows): those batches go, counted, and the
+        # writer goes on with the next, where an exception let through would end its thread, and the capture.
+        records = sum(len(item) for item in batch)
+        logger.exception("capture writer failed on %d batches (%d records): they are dropped", len(batch), records)
+        self._dropped(records)
+
     def _prune_quietly(self) -> None:
         try:
             self._prune()
         except StoreUnavailable as error:
             logger.warning("capture store %s could not be pruned: %s", self.store.backend, error)
+        except Exception:
+            logger.exception("capture store %s could not be pruned", self.store.backend)
 
 
 def seen_version(item: Captured) -> SeenVersion:
