@@ -252,6 +252,7 @@ def _recorder(settings: Settings, observer: Observer) -> Recorder:
         settings.capture_max_rows,
         settings.feedback_window,
         observer,
+        settings.log_format,
     )
     recorder.start()
     return recorder

@@ -272,14 +272,14 @@ def test_a_shadow_answer_has_no_confidence(svc: LoadedModel) -> None:
     assert rows([item])[0][COLUMNS.index("confidences")] is None
 
 
-def test_the_calibrator_runs_on_the_writers_thread_never_a_requests(
+def test_the_calibrator_runs_in_the_writer_process_never_on_a_request(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    threads: list[str] = []
+    calls: list[int] = []
     real = calibration.confidence
 
     def counted(model: calibration.Calibrated, batch: Batch, prediction: Prediction) -> np.ndarray | None:
-        threads.append(threading.current_thread().name)
+        calls.append(len(batch))
         return real(model, batch, prediction)
 
     monkeypatch.setattr(calibration, "confidence", counted)
@@ -287,9 +287,12 @@ def test_the_calibrator_runs_on_the_writers_thread_never_a_requests(
     for name in ("svc", "logistic_regression"):
         assert client.post(f"/predict/{name}", json={"records": [RECORD] * 3}).status_code == 200
     assert client.post("/predict/compare", json={"records": [RECORD]}).status_code == 200
-    # One estimate per model for what each write takes: at least one each, however the writes fall.
-    wait_for(lambda: len(threads) >= 3, 10, "the writer to estimate the three models' answers")
-    assert set(threads) == {"capture-writer"}
+    # A post of labels writes what the worker captured first: each model's answers, with their estimates.
+    assert client.post("/feedback", json={"request_id": "none", "label": "Adelie"}).status_code == 200
+    for name, records in (("svc", 4), ("logistic_regression", 4), ("random_forest", 1)):
+        (version, *_) = client.get(f"/models/{name}/performance").json()["versions"]
+        assert version["estimated_records"] == records and 0 < version["estimated_accuracy"] <= 1, name
+    assert calls == []  # none in the serving process
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.capture.process import HAND_OVER_SECONDS
 from app.capture.recorder import FIGURES_SECONDS
 from tests.helpers import RECORD, wait_for
 from tests.live import LiveServer, needs_proc, start_server
@@ -165,6 +166,35 @@ def test_a_killed_worker_loses_no_acknowledged_label(models_dir: Path, tmp_path:
             os.kill(pid, signal.SIGKILL)
         assert count(store_file(models_dir), "labels") == 5
         wait_for(lambda: _answers(server), 90, "new workers answering")  # uvicorn starts new workers
+
+
+@needs_proc
+def test_a_killed_workers_writer_process_writes_what_it_was_handed_and_exits(models_dir: Path, tmp_path: Path) -> None:
+    with start_server(models_dir, tmp_path / "server.log", workers=2) as server:
+        for index in range(20):
+            predict(server.url, f"handed-{index}", records=3)
+        time.sleep(4 * HAND_OVER_SECONDS)  # each worker hands its queue over at least once meanwhile
+        writers = [pid for worker in server.worker_pids() for pid in writer_processes(worker)]
+        assert writers, "no capture writer process runs beside the workers"
+        for pid in server.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not any(map(running, writers)), 30, "the killed workers' writer processes to exit")
+        assert captured_records(store_file(models_dir)) == 60
+
+
+def writer_processes(worker: int) -> list[int]:
+    # A thread's children are listed under that thread: the writer's is started by the worker's hand-over thread.
+    tasks = Path(f"/proc/{worker}/task").iterdir()
+    children = [pid for task in tasks for pid in (task / "children").read_text().split()]
+    return [int(pid) for pid in children if b"app.capture" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def running(pid: int) -> bool:
+    """Neither gone nor a zombie left for its new parent to reap."""
+    try:
+        return " Z " not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:4]
+    except FileNotFoundError:
+        return False
 
 
 def _answers(server: LiveServer) -> bool:

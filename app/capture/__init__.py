@@ -4,7 +4,10 @@
 - schema.py: the store's tables, the engine for a URL, the schema created or upgraded;
 - reads.py: what the figures read: a version's window of labelled records, its recent predictions;
 - store.py: the SQLite or PostgreSQL store: its writes, and its reads opened, through SQLAlchemy Core;
-- writer.py: the bounded per-worker queue and the thread that writes it in batches;
+- handover.py: a captured answer as the bytes a worker hands its writer process, and the frames on their pipe;
+- process.py: a worker's side: the bounded queue the request path fills, the thread that sends it on;
+- child.py: the writer process (python -m app.capture), which runs the writer;
+- writer.py: the writer's bounded queue and the thread that writes it to the store in batches;
 - accuracy.py: accuracy with its Wilson interval, confusion counts, coverage, label delay;
 - recorder.py: the face the data plane uses.
 """

@@ -1,6 +1,7 @@
 """The capture as the core uses it: record a prediction, take labels, read the live figures.
 
-record() is all the request path pays: references on a queue. Labels are written on the caller's thread in one
+record() is all the request path pays: a small bytes object on a queue, written by a process of its own
+(app/capture/process.py). Labels are written on the caller's thread in one
 transaction (the caller chooses the thread). The figures every scrape reads are cached for FIGURES_SECONDS, so any
 worker or replica serves the store's numbers without asking it at every scrape.
 """
@@ -14,14 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.capture.accuracy import Performance, performance
+from app.capture.child import WriterSettings
+from app.capture.handover import hand_over
+from app.capture.process import WriterProcess
 from app.capture.records import Captured, Label, Reference
 from app.capture.store import LabelOutcome, Store, VersionRow
-from app.capture.writer import Writer
 from app.errors import StoreUnavailable
 from app.features import Batch
 from app.observer import Observer
 from app.predictors import Prediction
 from app.registry import LoadedModel
+from app.rules import LogFormat
 
 FIGURES_SECONDS = 2.0
 # Versions of one model file shown, newest first: a file replaced many times adds no series beyond these.
@@ -50,13 +54,13 @@ class Recorder:
         max_rows: int,
         window: int,
         observer: Observer | None = None,
+        log_format: LogFormat = "text",
     ) -> None:
         self.store = Store(url)
         self.window = window
-        self.retention_days = retention_days
-        self.max_rows = max_rows
         self.observer = observer or Observer()
-        self.writer = Writer(self.store, queue_length, self._prune, self.observer.captures_dropped)
+        settings = WriterSettings(url, queue_length, retention_days, max_rows, log_format)
+        self.writer = WriterProcess(settings, self.observer.captures_dropped)
         self._figures: tuple[float, tuple[str, ...], Figures] | None = None
         self._figures_lock = threading.Lock()
         # (model, version, shadow): when read (monotonic), and the figures, None before any answer is captured.
@@ -72,6 +76,7 @@ class Recorder:
         """
         try:
             self.store.ensure_ready()
+            self.store.compile_inserts()
         except StoreUnavailable as error:
             logger.warning("capture store %s cannot be reached at start: %s", self.store.backend, error.reason)
         self.writer.start()
@@ -107,7 +112,7 @@ class Recorder:
         item = Captured(
             request_id, client_id, time.time(), model.stem, model.version, batch, prediction, shadow, loaded
         )
-        if not self.writer.queue.put(item):
+        if not self.writer.queue.put(hand_over(item)):
             self.observer.captures_dropped(len(batch))
 
     def flush(self) -> None:
@@ -174,6 +179,3 @@ class Recorder:
         window = self.store.window(version.model, version.version, self.window)
         recent = self.store.recent(version.model, version.version, self.window)
         return performance(version, window, recent)
-
-    def _prune(self) -> None:
-        self.store.prune(time.time(), self.retention_days, self.max_rows)

@@ -1,8 +1,9 @@
 """What is captured: a predicted batch as the request path leaves it, and the row the writer stores it as.
 
-The request path only keeps references (Captured); turning a batch into its one stored row happens in the
-writer's thread, and so does each record's calibrated confidence (app/calibration.py), once for all the batches
-one model answered: for the SVC one more pass of them through the estimator, which a request never waits for.
+The request path hands each answer over as bytes (handover.py) to its worker's writer process, which takes it
+back as a Captured; turning a batch into its one stored row happens in the writer's thread there, and so does
+each record's calibrated confidence (app/calibration.py), once for all the batches one model answered: for the
+SVC one more pass of them through the estimator, which a request never waits for.
 A row holds the batch's per-record values packed, each column as the bytes of a little-endian array (the same
 bytes on any machine), the words as their categories' codes, so a batch of any size is a few numpy calls to
 store and one row to insert. The packed columns are bytearrays: the sqlite3 driver binds those directly, where

@@ -88,6 +88,7 @@ class Writer:
         its own (and taking the interpreter from the serving thread at every statement)."""
         with self._write_lock:
             left = math.inf if drain else self.queue.records
+            wrote = False
             while left > 0 and (batch := self.queue.take(WRITE_RECORDS)):
                 try:
                     self._write(batch)
@@ -98,8 +99,10 @@ class Writer:
                     return
                 except Exception:
                     self._lose(batch)
+                else:
+                    wrote = True
                 left -= sum(len(item) for item in batch)
-            if self._failing:
+            if self._failing and wrote:
                 self._failing = False
                 logger.info("capture store %s is reachable again: capture resumes", self.store.backend)
 
