@@ -11,7 +11,7 @@ import pytest
 from app import calibration
 from app.capture import handover
 from app.capture.records import COLUMNS, Captured, rows
-from app.features import FEW_RECORDS, Batch
+from app.features import CATEGORICAL, FEW_RECORDS, NUMERIC, Batch
 from app.registry import LoadedModel, Registry
 from tests.helpers import RECORD
 
@@ -59,6 +59,19 @@ def test_an_answer_arrives_as_it_was_captured(registry: Registry, name: str, rec
     # The row the writer stores is the one the worker would have stored, confidences included.
     assert rows([back]) == rows([item])
     assert rows([back])[0][CONFIDENCES] is not None  # the confidences: the model arrived with its calibrator
+
+
+@pytest.mark.parametrize("records", [1, FEW_RECORDS + 1])
+def test_a_batch_made_from_columns_arrives_as_it_was_captured(registry: Registry, records: int) -> None:
+    # The V2 dialect's batches: columns, their measurements a transposed (Fortran-ordered) matrix.
+    rows_sent = [BIRDS[index % 2] for index in range(records)]
+    columns = {name: [row[name] for row in rows_sent] for name in RECORD}
+    batch = Batch.from_columns({name: columns[name] for name in CATEGORICAL}, {name: columns[name] for name in NUMERIC})
+    model = registry.get("random_forest")
+    item = Captured("r", None, 1.0, model.stem, model.version, batch, model.predictor.predict(batch), loaded=model)
+    back = through(item, model)
+    assert back.batch.categorical == batch.categorical and back.batch.numeric.tolist() == batch.numeric.tolist()
+    assert rows([back]) == rows([item])
 
 
 def test_the_model_sent_keeps_its_calibrator_and_reference(registry: Registry) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.capture.child import WriterSettings
+from app.capture.child import NICENESS, WriterSettings
 from app.capture.handover import hand_over
 from app.capture.process import WriterProcess
 from app.capture.records import Captured
@@ -96,6 +96,19 @@ def test_a_killed_writer_process_is_started_again(database: Path, caplog: pytest
             writer.flush()
         assert stored(database) == [("before", 1), ("after", 2)]
         assert writer._child is not child and "capture writer process exited with code -9" in caplog.text
+    finally:
+        writer.stop(10)
+
+
+def test_the_writer_process_yields_the_cpu_to_its_worker(database: Path) -> None:
+    writer = writer_process(database, [])
+    writer.start()
+    try:
+        writer.queue.put(hand_over(captured(1, "r")))
+        writer.flush()  # answered: the process has set its priority
+        assert writer._child is not None
+        niceness = os.getpriority(os.PRIO_PROCESS, writer._child.process.pid)
+        assert niceness == min(os.getpriority(os.PRIO_PROCESS, 0) + NICENESS, 19)
     finally:
         writer.stop(10)
 

@@ -1,10 +1,10 @@
 """The capture writer process: what a worker hands over (app/capture/handover.py), written to the store.
 
 Started by its worker (app/capture/process.py) as `python -m app.capture`, it reads frames on its standard
-input (its settings first) and answers on its standard output; its logs go to standard error, as the worker's do. It
-runs the writer (app/capture/writer.py) as a worker once did: its bounded queue, its rounds, its pruning. When
-its input ends (the worker stops, or dies), it writes what it holds and exits: it runs in a session of its own,
-so a terminal's interrupt reaches its worker, which then stops it.
+input (its settings first) and answers on its standard output; its logs go to standard error, as the worker's
+do. It runs the writer (app/capture/writer.py): its bounded queue, its rounds, its pruning. When its input ends
+(the worker stops, or dies), it writes what it holds and exits. It runs in a session of its own, so a
+terminal's interrupt reaches its worker, which then stops it; and at a lower priority than its worker.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from app.registry import LoadedModel
 from app.rules import LogFormat
 
 STOP_SECONDS = 5.0
+# Below the workers' priority: when the CPUs are busy, serving goes first, and the writer takes what is left (its
+# queue bounds what waits meanwhile; a starved writer drops and counts, as one behind the traffic does).
+NICENESS = 10
 logger = logging.getLogger("app")
 
 
@@ -110,6 +113,7 @@ def main() -> None:
     if first is None or first[0] != handover.SETTINGS:
         raise SystemExit("the capture writer process expects its settings first, from the worker that starts it")
     settings = WriterSettings(**json.loads(first[1]))
+    os.nice(NICENESS)
     logs.configure(settings.log_format)
     # Frames go on the standard output alone: anything printed goes to the standard error instead.
     with os.fdopen(os.dup(1), "wb") as channel:
