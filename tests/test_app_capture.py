@@ -34,6 +34,7 @@ from app.capture.writer import Writer, capture_queue
 from app.errors import StoreUnavailable
 from app.features import CATEGORY_INDEX, FEW_RECORDS, UNKNOWN, Batch
 from app.predictors import Prediction
+from app.queues import RecordQueue
 from app.registry import LoadedModel, Registry
 from tests.helpers import RECORD, ROOT, wait_for
 
@@ -91,7 +92,7 @@ def test_packed_values_read_the_same_on_any_machine() -> None:
 
 def test_the_writers_queue_wakes_it_once_half_full() -> None:
     wake = threading.Event()
-    queue = capture_queue(10, wake)
+    queue: RecordQueue[Captured] = capture_queue(10, wake)
     assert queue.put(captured(4)) and not wake.is_set()
     assert queue.put(captured(1)) and wake.is_set()
 

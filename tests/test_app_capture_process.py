@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,22 +44,28 @@ def database(tmp_path: Path) -> Path:
     return path
 
 
+@contextmanager
+def started(writer: WriterProcess) -> Iterator[WriterProcess]:
+    """The writer started, and stopped (its process with it) when the block ends."""
+    writer.start()
+    try:
+        yield writer
+    finally:
+        writer.stop(10)
+
+
 def writer_process(database: Path, dropped: list[int], queue_length: int = 1000) -> WriterProcess:
     return WriterProcess(WriterSettings(f"sqlite:///{database}", queue_length, 30, 1000), dropped.append)
 
 
 def test_what_is_handed_over_is_written_by_another_process(database: Path) -> None:
     dropped: list[int] = []
-    writer = writer_process(database, dropped)
-    writer.start()
-    try:
+    with started(writer_process(database, dropped)) as writer:
         for index in range(5):
             assert writer.queue.put(hand_over(captured(index + 1, f"r{index}")))
         writer.flush()
         assert stored(database) == [(f"r{index}", index + 1) for index in range(5)]
         assert writer._child is not None and writer._child.process.pid != os.getpid()
-    finally:
-        writer.stop(10)
     assert dropped == []
 
 
@@ -82,9 +90,7 @@ def test_a_stop_writes_what_is_queued_and_the_process_exits(database: Path) -> N
 
 
 def test_a_killed_writer_process_is_started_again(database: Path, caplog: pytest.LogCaptureFixture) -> None:
-    writer = writer_process(database, [])
-    writer.start()
-    try:
+    with started(writer_process(database, [])) as writer:
         writer.queue.put(hand_over(captured(1, "before")))
         writer.flush()
         child = writer._child
@@ -96,44 +102,32 @@ def test_a_killed_writer_process_is_started_again(database: Path, caplog: pytest
             writer.flush()
         assert stored(database) == [("before", 1), ("after", 2)]
         assert writer._child is not child and "capture writer process exited with code -9" in caplog.text
-    finally:
-        writer.stop(10)
 
 
 def test_the_writer_process_yields_the_cpu_to_its_worker(database: Path) -> None:
-    writer = writer_process(database, [])
-    writer.start()
-    try:
+    with started(writer_process(database, [])) as writer:
         writer.queue.put(hand_over(captured(1, "r")))
         writer.flush()  # answered: the process has set its priority
         assert writer._child is not None
         niceness = os.getpriority(os.PRIO_PROCESS, writer._child.process.pid)
         assert niceness == min(os.getpriority(os.PRIO_PROCESS, 0) + NICENESS, 19)
-    finally:
-        writer.stop(10)
 
 
 def test_the_store_url_never_shows_on_the_command_line(database: Path) -> None:
-    writer = writer_process(database, [])
-    writer.start()
-    try:
+    with started(writer_process(database, [])) as writer:
         writer.queue.put(hand_over(captured(1, "r")))
         writer.flush()
         assert writer._child is not None
         command = Path(f"/proc/{writer._child.process.pid}/cmdline").read_bytes().split(b"\0")
         assert not any(str(database).encode() in part for part in command)
-    finally:
-        writer.stop(10)
 
 
 def test_a_store_that_cannot_be_written_fails_the_flush_and_counts_the_records(tmp_path: Path) -> None:
     dropped: list[int] = []
-    writer = WriterProcess(WriterSettings("postgresql://nobody@127.0.0.1:9/none", 100, 30, 1000), dropped.append)
-    writer.start()
-    try:
+    with started(
+        WriterProcess(WriterSettings("postgresql://nobody@127.0.0.1:9/none", 100, 30, 1000), dropped.append)
+    ) as writer:
         writer.queue.put(hand_over(captured(3, "lost")))
         with pytest.raises(StoreUnavailable, match="connect"):  # the driver's words, for the log
             writer.flush()
         wait_for(lambda: sum(dropped) == 3, 10, "the writer process to count the 3 records dropped")
-    finally:
-        writer.stop(10)

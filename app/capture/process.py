@@ -26,6 +26,7 @@ from typing import IO
 from app.capture import handover
 from app.capture.child import WriterSettings
 from app.capture.handover import Handed
+from app.capture.writer import capture_queue
 from app.errors import StoreUnavailable
 from app.queues import RecordQueue
 
@@ -123,9 +124,7 @@ class WriterProcess:
     def __init__(self, settings: WriterSettings, dropped: Callable[[int], None]) -> None:
         self.settings = settings
         self._wake = threading.Event()
-        self.queue: RecordQueue[Handed] = RecordQueue(
-            settings.queue_length, self._wake, wake_at=max(1, settings.queue_length // 2)
-        )
+        self.queue: RecordQueue[Handed] = capture_queue(settings.queue_length, self._wake)
         self._dropped = dropped
         self._stop = threading.Event()
         self._send_lock = threading.Lock()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from app.capture.records import Captured, Reference, SeenVersion, rows
 from app.capture.store import Store
 from app.errors import StoreUnavailable
-from app.queues import RecordQueue
+from app.queues import Item, RecordQueue
 
 # A second's predictions per round: a round's fixed cost (a transaction, a calibration per model, the upsert of
 # the versions seen) shared by that many records.
@@ -31,8 +31,8 @@ WRITE_RECORDS = 20_000
 logger = logging.getLogger("app")
 
 
-def capture_queue(capacity: int, wake: threading.Event) -> RecordQueue[Captured]:
-    """The writer's queue: it wakes the writer early once half full."""
+def capture_queue(capacity: int, wake: threading.Event) -> RecordQueue[Item]:
+    """A capture queue (a worker's hand-over, the writer's): it wakes its thread early once half full."""
     return RecordQueue(capacity, wake, wake_at=max(1, capacity // 2))
 
 
@@ -48,7 +48,7 @@ class Writer:
     ) -> None:
         self.store = store
         self._wake = threading.Event()
-        self.queue = capture_queue(queue_length, self._wake)
+        self.queue: RecordQueue[Captured] = capture_queue(queue_length, self._wake)
         self._prune = prune
         self._dropped = dropped
         self._stop = threading.Event()
