@@ -22,12 +22,11 @@ from app import logs
 from app.capture import handover
 from app.capture.records import Captured
 from app.capture.store import Store
-from app.capture.writer import Writer
+from app.capture.writer import STOP_SECONDS, Writer
 from app.errors import StoreUnavailable
 from app.registry import LoadedModel
 from app.rules import LogFormat
 
-STOP_SECONDS = 5.0
 # Below the workers' priority: when the CPUs are busy, serving goes first, and the writer takes what is left (its
 # queue bounds what waits meanwhile; a starved writer drops and counts, as one behind the traffic does).
 NICENESS = 10

@@ -20,7 +20,7 @@ import numpy as np
 
 from app import calibration
 from app.capture.records import Captured
-from app.features import CATEGORICAL, CATEGORIES, FEW_RECORDS, UNKNOWN, Batch
+from app.features import CATEGORICAL, CATEGORIES, FEW_RECORDS, NUMERIC, UNKNOWN, Batch
 from app.modelfile import Stamp, Unpacked
 from app.predictors import Prediction, build_predictor
 from app.reference_accuracy import read_reference_accuracy
@@ -76,10 +76,11 @@ def taken_back(payload: bytes, models: dict[tuple[str, str], LoadedModel]) -> Ca
     if coded:
         codes = {name: np.frombuffer(blob, np.uint8) for name, blob in zip(CATEGORICAL, categorical, strict=True)}
         words = {name: np.asarray(CATEGORIES[name], dtype=object)[codes[name]].tolist() for name in CATEGORICAL}
-        batch = Batch(words, np.frombuffer(numeric).reshape(-1, 4), codes)
+        batch = Batch(words, np.frombuffer(numeric).reshape(-1, len(NUMERIC)), codes)
     else:
         batch = Batch(
-            dict(zip(CATEGORICAL, map(list, categorical), strict=True)), np.frombuffer(numeric).reshape(-1, 4)
+            dict(zip(CATEGORICAL, map(list, categorical), strict=True)),
+            np.frombuffer(numeric).reshape(-1, len(NUMERIC)),
         )
     found = np.frombuffer(indices, np.int64)
     chances = None if probabilities is None else np.frombuffer(probabilities).reshape(len(found), -1)

@@ -26,7 +26,7 @@ from typing import IO
 from app.capture import handover
 from app.capture.child import WriterSettings
 from app.capture.handover import Handed
-from app.capture.writer import capture_queue
+from app.capture.writer import STOP_SECONDS, capture_queue
 from app.errors import StoreUnavailable
 from app.queues import RecordQueue
 
@@ -37,8 +37,6 @@ FLUSH_TIMEOUT_SECONDS = 60.0
 STOPPED = "the capture writer process stopped"
 # A pipe's size: a quarter of a second of one-record answers at 10,000 requests/s (Linux's default maximum).
 PIPE_BYTES = 1 << 20
-# How long a writer process found dead is waited for, its answers read to their end.
-STOP_SECONDS = 5.0
 logger = logging.getLogger("app")
 
 

@@ -20,6 +20,7 @@ from app.capture.handover import hand_over
 from app.capture.process import WriterProcess
 from app.capture.records import Captured, Label, Reference
 from app.capture.store import LabelOutcome, Store, VersionRow
+from app.capture.writer import STOP_SECONDS
 from app.errors import StoreUnavailable
 from app.features import Batch
 from app.observer import Observer
@@ -30,8 +31,6 @@ from app.rules import LogFormat
 FIGURES_SECONDS = 2.0
 # Versions of one model file shown, newest first: a file replaced many times adds no series beyond these.
 VERSIONS_SHOWN = 3
-# Seconds a stopping worker gives its writer to empty the queue.
-STOP_SECONDS = 5.0
 # What the store keeps of a V2 request's own id (its column's width).
 CLIENT_ID_LENGTH = 256
 logger = logging.getLogger("app")
@@ -76,7 +75,7 @@ class Recorder:
         """
         try:
             self.store.ensure_ready()
-            self.store.compile_inserts()
+            self.store.compile_label_inserts()  # the writer process compiles the batches' own
         except StoreUnavailable as error:
             logger.warning("capture store %s cannot be reached at start: %s", self.store.backend, error.reason)
         self.writer.start()

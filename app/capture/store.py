@@ -133,10 +133,13 @@ class Store:
         except sa.exc.SQLAlchemyError as error:
             raise StoreUnavailable(reason(error)) from error
 
-    def compile_inserts(self) -> None:
-        """Compiles the insert statements now: the batches' before the writer's first round needs them, the labels'
-        before the first post of labels, whose request would otherwise wait for it."""
+    def compile_batch_inserts(self) -> None:
+        """Compiles the batches' insert statements now, before the writer's first round needs them."""
         self._insert.compile_all()
+
+    def compile_label_inserts(self) -> None:
+        """Compiles the labels' insert statements now, before the first post of labels, whose request would
+        otherwise wait for it."""
         self._insert_label.compile_all()
 
     def _upsert_version(self) -> str:
@@ -317,7 +320,7 @@ class BulkInsert:
     it then, and the writer waits up to the interpreter's switch interval to have it back, woken in vain at
     each of the serving thread's system calls meanwhile, which the serving thread pays for too
     (scripts/README.md has the measurements). Each statement is compiled when first needed: the biggest takes
-    SQLAlchemy a few tenths of a second, which the capture's writer pays as it starts (compile_inserts), before
+    SQLAlchemy a few tenths of a second, which the capture's writer pays as it starts (compile_batch_inserts), before
     any of its rounds, and a store that is only read never pays.
     """
 

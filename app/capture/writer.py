@@ -28,6 +28,8 @@ RETRY_SECONDS = 1.0
 PRUNE_SECONDS = 300.0
 # Records per transaction: a big batch is written in a few commits, not one huge one.
 WRITE_RECORDS = 20_000
+# Seconds a stopping writer is given to write what is queued (and a stopping worker gives its writer process).
+STOP_SECONDS = 5.0
 logger = logging.getLogger("app")
 
 
@@ -71,7 +73,7 @@ class Writer:
         self._write_queued(raise_on_failure=True)
 
     def _run(self) -> None:
-        self.store.compile_inserts()
+        self.store.compile_batch_inserts()
         next_prune = 0.0
         while not self._stop.is_set():
             self._wake.wait(RETRY_SECONDS if self._failing else FLUSH_SECONDS)
